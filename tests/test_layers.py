@@ -1,0 +1,127 @@
+"""SCS, SharpenedSDP and MaxAbsPool2d against their formulas, and their numerical safety."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainables.layers import MaxAbsPool2d, SharpCosSim2d, SharpenedSDP2d
+
+torch.manual_seed(0)
+
+
+def scs_by_unfold(layer: SharpCosSim2d, x: torch.Tensor) -> torch.Tensor:
+    """The reference formula with an explicit unfold, in float64, one group at a time."""
+    x, w = x.double(), layer.weight.detach().double().clamp(-1, 1)
+    p = layer.p.detach().double().clamp(min=0.1).view(-1)
+    q, eps, k, g = layer.log_q.detach().double().exp().item(), layer.eps, layer.kernel_size, layer.groups
+    b, cin, h, wd = x.shape
+    cout, per_group = layer.out_channels, layer.out_channels // g
+    cols = F.unfold(x, k, padding=layer.padding, stride=layer.stride)         # (B, cin*k*k, L)
+    cols = cols.view(b, g, cin // g * k * k, -1)
+    out = []
+    for o in range(cout):
+        s = cols[:, o // per_group]                                           # (B, cin/g*k*k, L)
+        wo = w[o].reshape(-1)
+        dot = (wo[None, :, None] * s).sum(1)
+        norm = torch.sqrt((s * s).sum(1) + eps) + q
+        c = dot / (wo.norm() * norm)
+        out.append(torch.sign(c) * (c.abs() + eps) ** p[o])
+    ho = (h + 2 * layer.padding - k) // layer.stride + 1
+    return torch.stack(out, 1).view(b, cout, ho, -1)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("cin,cout,groups", [(3, 5, 1), (4, 4, 4), (4, 8, 4)])
+def test_scs_matches_unfold_formula(stride, padding, cin, cout, groups):
+    layer = SharpCosSim2d(cin, cout, 3, stride, padding, groups)
+    x = torch.randn(2, cin, 9, 9)
+    got = layer(x).double()
+    want = scs_by_unfold(layer, x)
+    assert got.shape == want.shape
+    assert (got - want).abs().max().item() <= 1e-5
+
+
+def test_fixed_p_is_a_buffer_and_p1_is_cosine_similarity():
+    layer = SharpCosSim2d(3, 4, 3, p_value=1.0)
+    assert "p" not in dict(layer.named_parameters()) and "p" in dict(layer.named_buffers())
+    x = torch.randn(1, 3, 5, 5)
+    cols = F.unfold(x, 3)[0]                                                  # (27, 9)
+    w = layer.weight.detach().reshape(4, -1)
+    q = layer.log_q.exp().item()
+    cos = (w @ cols) / (w.norm(dim=1, keepdim=True) * (torch.sqrt((cols ** 2).sum(0) + 1e-6) + q))
+    want = torch.sign(cos) * (cos.abs() + 1e-6)
+    assert torch.allclose(layer(x)[0].reshape(4, -1), want, atol=1e-5)
+
+
+def test_sdp_is_unnormalised_sharpened_convolution():
+    layer = SharpenedSDP2d(3, 4, 3, padding=1)
+    x = torch.randn(2, 3, 6, 6)
+    dot = F.conv2d(x, layer.weight.detach().clamp(-1, 1), padding=1)
+    want = torch.sign(dot) * (dot.abs() + 1e-6) ** layer.p.detach()
+    assert torch.allclose(layer(x), want, atol=1e-5)
+    assert not hasattr(layer, "log_q")
+
+
+def test_clamps_project_p_and_weight_like_the_reference():
+    layer = SharpCosSim2d(2, 3, 3)
+    with torch.no_grad():
+        layer.p.fill_(0.01)
+        layer.weight.fill_(5.0)
+    layer(torch.randn(1, 2, 4, 4))
+    assert layer.p.min().item() == pytest.approx(0.1)
+    assert layer.weight.max().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("cls", [SharpCosSim2d, SharpenedSDP2d])
+@pytest.mark.parametrize("p", [0.1, 2.0])
+def test_finite_gradients_at_zero_input_and_small_p(cls, p):
+    layer = cls(3, 4, 3, padding=1)
+    with torch.no_grad():
+        layer.p.fill_(p)
+    x = torch.zeros(2, 3, 6, 6, requires_grad=True)
+    y = layer(x)
+    y.sum().backward()
+    assert torch.isfinite(y).all() and (y == 0).all()
+    for t in (x.grad, layer.weight.grad, layer.p.grad):
+        assert torch.isfinite(t).all()
+    # A nearly-zero input with p at its floor: large but finite derivatives.
+    x2 = torch.full((1, 3, 6, 6), 1e-9, requires_grad=True)
+    layer(x2).sum().backward()
+    assert torch.isfinite(x2.grad).all()
+
+
+def test_bf16_autocast_gives_finite_float32_output():
+    layer = SharpCosSim2d(3, 8, 3, padding=1)
+    x = torch.randn(4, 3, 8, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    y.sum().backward()
+    assert y.dtype == torch.float32 and torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+    ref = layer(x.detach())
+    assert (y - ref).abs().max().item() < 0.05  # bf16 dot products, float32 sharpening
+
+
+def test_maxabs_pool_keeps_sign_of_largest_magnitude_and_ties_go_positive():
+    pool = MaxAbsPool2d(2)
+    x = torch.tensor([[[[1.0, -5.0], [2.0, 3.0]]]])
+    assert pool(x).item() == -5.0
+    tie = torch.tensor([[[[3.0, -3.0], [0.0, 1.0]]]])
+    assert pool(tie).item() == 3.0
+    tie2 = torch.tensor([[[[-3.0, 3.0], [0.0, 1.0]]]])
+    assert pool(tie2).item() == 3.0
+
+
+def test_maxabs_pool_gradient_goes_to_the_chosen_element_only():
+    x = torch.tensor([[[[2.0, -2.0], [1.0, 0.0]]]], requires_grad=True)
+    MaxAbsPool2d(2)(x).sum().backward()
+    assert x.grad.flatten().tolist() == [1.0, 0.0, 0.0, 0.0]
+    x = torch.tensor([[[[2.0, -4.0], [1.0, 0.0]]]], requires_grad=True)
+    MaxAbsPool2d(2)(x).sum().backward()
+    assert x.grad.flatten().tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_maxabs_pool_ceil_mode_counts_partial_windows():
+    x = torch.randn(1, 2, 15, 15)
+    y = MaxAbsPool2d(2, ceil_mode=True)(x)
+    assert y.shape == (1, 2, 8, 8)
+    assert y[0, 0, 7, 7].item() == x[0, 0, 14, 14].item()

@@ -1,0 +1,79 @@
+"""The training loop: it learns, restores exactly, reports what the store needs, stops on NaN."""
+import math
+
+import pytest
+import torch
+
+from trainables.config import TrialConfig
+from trainables.train import NonFiniteLossError, Trainer
+
+
+def cfg(**kw):
+    base = dict(arch="rohrer25k", layer="scs", activation="none", pooling="maxabs",
+                dataset="synthetic", epochs=3, batch_size=64)
+    base.update(kw)
+    return TrialConfig(**base)
+
+
+def test_short_training_beats_chance_clearly(tiny_data):
+    trainer = Trainer(cfg(epochs=3), *tiny_data)
+    results = [trainer.train_epoch() for _ in range(3)]
+    assert results[-1].test_acc > 0.5  # chance is 0.1
+    assert results[-1].train_loss < results[0].train_loss
+
+
+def test_epoch_result_has_every_metric_and_layer_statistic(tiny_data):
+    trainer = Trainer(cfg(epochs=1, batch_weight_norms=True), *tiny_data)
+    r = trainer.train_epoch()
+    assert r.epoch == 1 and r.train_time_s > 0 and r.eval_time_s > 0 and 0 < r.lr < 0.01
+    assert [layer.layer_type for layer in r.layers] == ["scs", "scs", "scs", "scs", "linear"]
+    first = r.layers[0]
+    assert len(first.p_values) == 80 and first.p_min <= first.p_mean <= first.p_max
+    assert first.q == pytest.approx(math.exp(trainer.model.features[0].layer.log_q.item()))
+    assert first.weight_norm > 0 and first.grad_norm > 0
+    assert len(first.weight_norm_per_batch) == 8  # 512 images / 64
+    assert r.layers[-1].p_values is None
+
+
+def test_restore_mid_run_reproduces_the_next_epoch(tiny_data, tmp_path):
+    config = cfg(epochs=3)
+    straight = Trainer(config, *tiny_data)
+    straight.train_epoch()
+    straight.save(tmp_path / "ckpt.pt")
+    expected = straight.train_epoch()
+
+    resumed = Trainer(config, *tiny_data)
+    resumed.load(tmp_path / "ckpt.pt")
+    assert resumed.epoch == 1 and len(resumed.history) == 1
+    got = resumed.train_epoch()
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
+        assert getattr(got, key) == getattr(expected, key), key
+    assert got.layers[0].p_values == expected.layers[0].p_values
+
+
+def test_checkpoint_of_another_config_is_refused(tiny_data, tmp_path):
+    a = Trainer(cfg(), *tiny_data)
+    a.save(tmp_path / "a.pt")
+    b = Trainer(cfg(layer="conv", activation="relu"), *tiny_data)
+    with pytest.raises(ValueError, match="different trial config"):
+        b.load(tmp_path / "a.pt")
+
+
+def test_nan_loss_stops_with_the_epoch_named(tiny_data):
+    trainer = Trainer(cfg(layer="conv", activation="relu"), *tiny_data)
+    with torch.no_grad():
+        trainer.model.fc.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="epoch 1"):
+        trainer.train_epoch()
+
+
+def test_sgd_multistep_and_init_from_a_trained_conv_net(tiny_data, tmp_path):
+    conv = Trainer(cfg(arch="resnet20", layer="conv", activation="relu", optimizer="sgd",
+                       scheduler="multistep", milestones=[1], max_lr=0.1, epochs=2, n_train=128), *tiny_data)
+    conv.train_epoch()
+    assert conv.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+    conv.save(tmp_path / "conv.pt")
+    scs = Trainer(cfg(arch="resnet20", layer="scs", init_from=str(tmp_path / "conv.pt")), *tiny_data)
+    key = "layer1.0.conv1.weight"
+    assert torch.equal(scs.model.state_dict()[key], conv.model.state_dict()[key])
+    assert scs.copied_from_init > 20

@@ -1,0 +1,159 @@
+"""Training-core speed: seconds per epoch of any arch x variant, and one SCS layer vs one Conv2d.
+
+Runs with only torch installed (`PYTHONPATH=. python3 -m trainables.bench ...` on a GPU machine, or
+`scs-sweep bench ...`). Epoch times use the real Trainer on synthetic data of the size asked for
+(default CIFAR-10's 50,000/10,000), after warm-up epochs; layer times are CUDA-event (or wall-clock on
+CPU) medians of forward+backward, SCS and conv measured side by side in one process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from .config import TrialConfig
+from .data import make_synthetic
+from .layers import SharpCosSim2d
+from .train import Trainer, pick_device
+
+__all__ = ["bench_epochs", "bench_layer", "LAYER_SHAPES", "main"]
+
+# (name, batch, in, out, kernel, stride, padding, H=W): the conv-like layers of the paper's nets.
+LAYER_SHAPES = [
+    ("rohrer100k.l1", 128, 3, 32, 3, 1, 0, 32),
+    ("rohrer100k.l2", 128, 32, 64, 3, 1, 1, 15),
+    ("rohrer100k.l3", 128, 64, 128, 3, 1, 1, 8),
+    ("rohrer583k.l2", 128, 80, 160, 3, 1, 1, 15),
+    ("resnet18@224.stem", 64, 3, 64, 7, 2, 3, 224),
+    ("resnet18@224.layer1", 64, 64, 64, 3, 1, 1, 56),
+    ("resnet18@224.layer2", 64, 128, 128, 3, 1, 1, 28),
+    ("resnet18@224.layer3", 64, 256, 256, 3, 1, 1, 14),
+    ("resnet18@224.layer4", 64, 512, 512, 3, 1, 1, 7),
+]
+
+
+def _timer(device: torch.device):
+    """A function that times fn() once, in seconds, with CUDA events on a GPU."""
+    if device.type == "cuda":
+        def run(fn):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1000
+    else:
+        def run(fn):
+            t = time.perf_counter()
+            fn()
+            return time.perf_counter() - t
+    return run
+
+
+def bench_layer(shape: tuple, device: torch.device, repeats: int = 20, warmup: int = 3) -> dict:
+    """Median forward+backward seconds of SCS and Conv2d of one shape, and their ratio."""
+    name, batch, cin, cout, k, stride, pad, hw = shape
+    on_gpu = device.type == "cuda"
+    dtype = torch.bfloat16 if on_gpu else None
+    fmt = torch.channels_last if on_gpu else torch.contiguous_format
+    x = torch.rand(batch, cin, hw, hw, device=device).contiguous(memory_format=fmt).requires_grad_(True)
+    layers = {"conv": nn.Conv2d(cin, cout, k, stride, pad, bias=False),
+              "scs": SharpCosSim2d(cin, cout, k, stride, pad)}
+    timer = _timer(device)
+    result = {"shape": name, "batch": batch, "in": cin, "out": cout, "k": k, "hw": hw}
+    for kind, layer in layers.items():
+        layer = layer.to(device).to(memory_format=fmt)
+
+        def step():
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                y = layer(x)
+            y.float().sum().backward()
+
+        for _ in range(warmup):
+            step()
+        result[f"{kind}_ms"] = 1000 * statistics.median(timer(step) for _ in range(repeats))
+    result["scs_over_conv"] = result["scs_ms"] / result["conv_ms"]
+    return result
+
+
+def bench_epochs(cfg: TrialConfig, n_train: int, n_test: int, epochs: int = 2, warmup: int = 1,
+                 device: str = "") -> dict:
+    """Seconds per training and evaluation epoch (mean over `epochs` after `warmup` epochs)."""
+    train, test = make_synthetic(n_train, n_test)
+    cfg = cfg.replace(dataset="synthetic", epochs=epochs + warmup)
+    trainer = Trainer(cfg, train, test, device=device)
+    results = [trainer.train_epoch() for _ in range(epochs + warmup)][warmup:]
+    return {
+        "arch": cfg.arch, "layer": cfg.layer, "activation": cfg.activation, "pooling": cfg.pooling,
+        "normalization": cfg.normalization, "batch_size": cfg.batch_size, "image_dim": cfg.image_dim,
+        "n_train": n_train, "n_test": n_test, "device": str(trainer.device),
+        "train_s_per_epoch": statistics.mean(r.train_time_s for r in results),
+        "eval_s_per_epoch": statistics.mean(r.eval_time_s for r in results),
+        "test_acc": results[-1].test_acc,
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", default="rohrer100k")
+    p.add_argument("--variants", default="conv+relu+max,scs+none+maxabs",
+                   help="comma-separated layer+activation+pooling[+normalization] (e.g. sdp+relu+max)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--image-dim", type=int, default=32)
+    p.add_argument("--n-train", type=int, default=50_000)
+    p.add_argument("--n-test", type=int, default=10_000)
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs (after --warmup epochs)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--layers", action="store_true", help="also time one SCS layer vs Conv2d per shape")
+    p.add_argument("--layers-only", action="store_true", help="only the one-layer comparison")
+    p.add_argument("--device", default="")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    device = pick_device(args.device)
+    torch.backends.cudnn.benchmark = True
+    out = {"device": _device_name(device), "torch": torch.__version__, "epochs": [], "layers": []}
+    if not args.layers_only:
+        for variant in args.variants.split(","):
+            parts = variant.strip().split("+")
+            keys = dict(zip(("layer", "activation", "pooling", "normalization"), parts))
+            cfg = TrialConfig(arch=args.arch, batch_size=args.batch_size, image_dim=args.image_dim,
+                              precision=args.precision, **keys)
+            out["epochs"].append(bench_epochs(cfg, args.n_train, args.n_test, args.epochs, args.warmup,
+                                              str(device)))
+    if args.layers or args.layers_only:
+        out["layers"] = [bench_layer(s, device) for s in LAYER_SHAPES]
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"device: {out['device']}, torch {out['torch']}")
+    if out["epochs"]:
+        print("\n| arch | variant | batch | images | train s/epoch | eval s/epoch |\n|---|---|---|---|---|---|")
+        for r in out["epochs"]:
+            variant = f"{r['layer']}+{r['activation']}+{r['pooling']}+{r['normalization']}"
+            print(f"| {r['arch']} | {variant} | {r['batch_size']} | {r['n_train']}/{r['n_test']} | "
+                  f"{r['train_s_per_epoch']:.3f} | {r['eval_s_per_epoch']:.3f} |")
+    if out["layers"]:
+        print("\n| shape | conv fwd+bwd ms | SCS fwd+bwd ms | SCS/conv |\n|---|---|---|---|")
+        for r in out["layers"]:
+            print(f"| {r['shape']} | {r['conv_ms']:.3f} | {r['scs_ms']:.3f} | {r['scs_over_conv']:.2f} |")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainables.bench", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

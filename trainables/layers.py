@@ -1,0 +1,122 @@
+"""The paper's layers: Sharpened Cosine Similarity, SharpenedSDP and MaxAbsPool2d.
+
+SCS follows the latest reference layer (brohrer/sharpened-cosine-similarity, 2022-05-20; see
+shared/reference/scs_reference.md §1-2):
+
+    N(s) = sqrt(sum(s^2) + eps) + q          eps inside the sqrt, q = exp(log_q) outside
+    c    = (w . s) / (||w|| * N(s))           ||w|| has no eps
+    y    = sign(c) * (|c| + eps) ** p         one p per output channel, clamped >= p_min
+
+SharpenedSDP drops both normalisations: y = sign(w . s) * (|w . s| + eps) ** p.
+With a fixed p the exponent is a buffer, not a parameter (p = 1 gives plain cosine similarity).
+
+The sharpening runs in float32 even under bf16/fp16 autocast: (|c| + eps) ** p with eps = 1e-6 and p
+near 0.1 has derivatives of order 1e5 that half precision cannot hold.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SharpCosSim2d", "SharpenedSDP2d", "MaxAbsPool2d", "sharpen"]
+
+
+def sharpen(c: torch.Tensor, p: torch.Tensor, eps: float) -> torch.Tensor:
+    """sign(c) * (|c| + eps) ** p, computed in float32; sign(0) = 0 keeps the output and dy/dp at 0."""
+    c = c.float()
+    return torch.sign(c) * (c.abs() + eps).pow(p.float())
+
+
+class _SharpenedBase(nn.Module):
+    """Weight, per-kernel p (learned or fixed) and the in-place clamps the reference applies."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 padding: int = 0, groups: int = 1, p_value: float | None = None,
+                 p_min: float = 0.1, w_max: float = 1.0, eps: float = 1e-6):
+        super().__init__()
+        if groups not in (1, in_channels):
+            raise ValueError(f"groups must be 1 or in_channels ({in_channels}), got {groups}")
+        if out_channels % groups:
+            raise ValueError(f"out_channels {out_channels} is not a multiple of groups {groups}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding, self.groups = kernel_size, stride, padding, groups
+        self.p_min, self.w_max, self.eps = p_min, w_max, eps
+        shape = (out_channels, in_channels // groups, kernel_size, kernel_size)
+        self.weight = nn.Parameter(torch.empty(shape).uniform_(-w_max, w_max))
+        if p_value is None:  # learned: one exponent per kernel, U(1, 3) as in the reference
+            self.p = nn.Parameter(torch.empty(1, out_channels, 1, 1).uniform_(1.0, 3.0))
+        else:
+            if p_value < p_min:
+                raise ValueError(f"fixed p {p_value} is below p_min {p_min}")
+            self.register_buffer("p", torch.full((1, out_channels, 1, 1), float(p_value)))
+        self.p_fixed = p_value is not None
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        """The reference's projections: weight into [-w_max, w_max], p to >= p_min (in place)."""
+        self.weight.clamp_(-self.w_max, self.w_max)
+        if not self.p_fixed:
+            self.p.clamp_(min=self.p_min)
+
+    def _dot(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, weight, None, self.stride, self.padding, 1, self.groups)
+
+    def extra_repr(self) -> str:
+        p = f"p={self.p.flatten()[0].item():g} (fixed)" if self.p_fixed else "p learned"
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, groups={self.groups}, {p}")
+
+
+class SharpCosSim2d(_SharpenedBase):
+    """Sharpened cosine similarity over every sliding patch, like a bias-free Conv2d."""
+
+    def __init__(self, *args, q_init: float = 1e-3, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log_q = nn.Parameter(torch.full((1, 1, 1, 1), math.log(q_init)))
+
+    def patch_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """N(s) per output position: (B, 1 or groups, H', W'), float32.
+
+        sum(s^2) over a k x k window is avg_pool * k^2 (zero padding adds 0, count_include_pad keeps
+        the divisor at k^2); for groups=1 the channels are summed first, so one map serves every kernel.
+        """
+        sq = x.float().square()
+        if self.groups == 1:
+            sq = sq.sum(dim=1, keepdim=True)
+        k = self.kernel_size
+        window_sum = F.avg_pool2d(sq, k, self.stride, self.padding, count_include_pad=True) * (k * k)
+        return torch.sqrt(window_sum + self.eps) + self.log_q.float().exp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.constrain_()
+        w = self.weight / torch.linalg.vector_norm(self.weight, dim=(1, 2, 3), keepdim=True)
+        dot = self._dot(x, w).float()
+        norm = self.patch_norm(x)
+        if self.groups > 1 and self.out_channels != self.groups:  # channel multiplier: group o // m
+            norm = norm.repeat_interleave(self.out_channels // self.groups, dim=1)
+        return sharpen(dot / norm, self.p, self.eps)
+
+
+class SharpenedSDP2d(_SharpenedBase):
+    """Sharpened strided dot product: a convolution raised to a learned p, with no normalisation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.constrain_()
+        return sharpen(self._dot(x, self.weight), self.p, self.eps)
+
+
+class MaxAbsPool2d(nn.Module):
+    """Max-pooling of |x| that keeps the sign of the chosen element; a tie (+a, -a) picks +a."""
+
+    def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0,
+                 ceil_mode: bool = False):
+        super().__init__()
+        self.pool = nn.MaxPool2d(kernel_size, stride, padding, ceil_mode=ceil_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        largest = self.pool(x)
+        neg_smallest = self.pool(-x)
+        return torch.where(largest >= neg_smallest, largest, -neg_smallest)

@@ -1,0 +1,284 @@
+"""The one training loop every trial runs: build, train an epoch, evaluate, save, restore.
+
+`Trainer` holds model, optimizer, scheduler, data and the RNG that drives shuffling and augmentation;
+`train_epoch()` returns one `EpochResult` (the epochs-table row plus per-layer statistics). Its state
+(model, optimizer, scheduler, grad scaler, RNG, epoch, history) saves to one file that loads with
+`weights_only=True`, and a restored Trainer continues exactly where the saved one stopped.
+
+Nothing here knows about Ray: the orchestrator calls `train_epoch()` and reports what it returns.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrialConfig
+from .data import DeviceLoader, ImageSet, load_dataset
+from .layers import SharpCosSim2d, SharpenedSDP2d
+from .models import build_model, count_params, weight_layers
+
+__all__ = ["Trainer", "EpochResult", "LayerStats", "NonFiniteLossError", "pick_device",
+           "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch."""
+
+
+@dataclass
+class LayerStats:
+    """One row of the layers table (per trial, epoch and weight layer)."""
+    layer_index: int
+    layer_name: str
+    layer_type: str                  # conv | scs | sdp | linear
+    weight_norm: float               # L2 norm of the weight after the epoch
+    grad_norm: float                 # mean over the epoch's steps of the weight gradient's L2 norm
+    p_mean: float | None = None
+    p_min: float | None = None
+    p_max: float | None = None
+    q: float | None = None
+    p_values: list | None = None
+    weight_norm_per_batch: list | None = None
+
+
+@dataclass
+class EpochResult:
+    """One row of the epochs table, plus the layer rows of the same epoch."""
+    epoch: int                       # 1-based: the number of epochs completed
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    train_time_s: float
+    eval_time_s: float
+    lr: float                        # learning rate at the end of the epoch
+    layers: list[LayerStats] = field(default_factory=list)
+
+    def metrics(self) -> dict:
+        """The scalar metrics (what a scheduler or progress view needs)."""
+        d = dataclasses.asdict(self)
+        d.pop("layers")
+        return d
+
+
+def pick_device(requested: str = "") -> torch.device:
+    requested = requested or os.environ.get("SCS_DEVICE", "")
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _layer_type(m: nn.Module) -> str:
+    if isinstance(m, SharpCosSim2d):
+        return "scs"
+    if isinstance(m, SharpenedSDP2d):
+        return "sdp"
+    return "linear" if isinstance(m, nn.Linear) else "conv"
+
+
+class Trainer:
+    """Trains one TrialConfig; pass data sets to share them between trials of one process."""
+
+    def __init__(self, cfg: TrialConfig, train: ImageSet | None = None, test: ImageSet | None = None,
+                 device: str | torch.device = ""):
+        self.cfg = cfg
+        self.device = pick_device(str(device)) if not isinstance(device, torch.device) else device
+        if train is None or test is None:
+            train, test = load_dataset(cfg.dataset, cfg.data_dir, cfg.n_train, cfg.n_test, cfg.seed)
+        self.train_set, self.test_set = train.to(self.device), test.to(self.device)
+        on_gpu = self.device.type == "cuda"
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+            cfg.precision, torch.bfloat16 if cfg.precision == "auto" and on_gpu else None)
+        self.model = build_model(cfg).to(self.device)
+        if on_gpu:  # channels_last lets cuDNN pick its fastest kernels for every conv-like op
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.init_from:
+            self.copied_from_init = self._load_init_weights(cfg.init_from)
+        self.layers = weight_layers(self.model)
+        self.n_params = count_params(self.model)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.train_loader = DeviceLoader(self.train_set, cfg.batch_size, cfg.image_dim, train=True,
+                                         gen=self.gen, channels_last=on_gpu)
+        self.test_loader = DeviceLoader(self.test_set, cfg.batch_size, cfg.image_dim, channels_last=on_gpu)
+        self.optimizer = self._make_optimizer()
+        self.scheduler = self._make_scheduler()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.epoch = 0
+        self.history: list[dict] = []  # scalar metrics of every finished epoch
+
+    # -- construction -------------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.max_lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.max_lr, weight_decay=cfg.weight_decay)
+
+    def _make_scheduler(self):
+        cfg = self.cfg
+        if cfg.scheduler == "onecycle":  # stepped per batch, all other arguments PyTorch defaults
+            return torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=cfg.max_lr, epochs=cfg.epochs, steps_per_epoch=len(self.train_loader))
+        if cfg.scheduler == "multistep":  # stepped per epoch
+            return torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(cfg.milestones), cfg.gamma)
+        return None
+
+    def _load_init_weights(self, path: str) -> int:
+        """Copy every tensor whose name and shape match (a conv net's kernels into its SCS twin)."""
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        source = state.get("model", state)
+        target = self.model.state_dict()
+        matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+        if not matched:
+            raise ValueError(f"init_from {path}: no tensor matches {self.cfg.arch}'s names and shapes")
+        self.model.load_state_dict(matched, strict=False)
+        return len(matched)
+
+    # -- one epoch ------------------------------------------------------------------------------
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def train_epoch(self) -> EpochResult:
+        cfg, model = self.cfg, self.model
+        model.train()
+        weights = [m.weight for _, m in self.layers]
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        grad_norm_sum = torch.zeros(len(weights), device=self.device)
+        per_batch = []
+        self._sync()
+        start = time.perf_counter()
+        steps = 0
+        for x, y in self.train_loader:
+            with self._autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]
+            grad_norm_sum += torch.stack(torch._foreach_norm(grads)).float() / self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if cfg.scheduler == "onecycle":
+                self.scheduler.step()
+            if cfg.batch_weight_norms:
+                per_batch.append(torch.stack(torch._foreach_norm(weights)).float())
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            steps += 1
+        if cfg.scheduler == "multistep":
+            self.scheduler.step()
+        self._sync()
+        train_time = time.perf_counter() - start
+        self.epoch += 1
+        n = len(self.train_set)
+        train_loss = loss_sum.item() / n
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(f"training loss became {train_loss} in epoch {self.epoch} "
+                                     f"({cfg.arch} {cfg.layer}/{cfg.activation}/{cfg.pooling}): diverged")
+        test_loss, test_acc, eval_time = self.evaluate()
+        result = EpochResult(
+            epoch=self.epoch, train_loss=train_loss, train_acc=correct.item() / n,
+            test_loss=test_loss, test_acc=test_acc, train_time_s=train_time, eval_time_s=eval_time,
+            lr=self.optimizer.param_groups[0]["lr"],
+            layers=self._layer_stats(grad_norm_sum / max(steps, 1), per_batch))
+        self.history.append(result.metrics())
+        return result
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float, float]:
+        """(loss, accuracy, seconds) on the whole test set, BatchNorm in eval mode."""
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self._sync()
+        start = time.perf_counter()
+        for x, y in self.test_loader:
+            with self._autocast():
+                logits = self.model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+        self._sync()
+        elapsed = time.perf_counter() - start
+        n = len(self.test_set)
+        return loss_sum.item() / n, correct.item() / n, elapsed
+
+    @torch.no_grad()
+    def _layer_stats(self, grad_norms: torch.Tensor, per_batch: list) -> list[LayerStats]:
+        norms = torch.stack(torch._foreach_norm([m.weight for _, m in self.layers])).float().tolist()
+        grad_norms = grad_norms.tolist()
+        batch_norms = torch.stack(per_batch).T.tolist() if per_batch else None
+        rows = []
+        for i, (name, m) in enumerate(self.layers):
+            row = LayerStats(i, name, _layer_type(m), norms[i], grad_norms[i])
+            if isinstance(m, (SharpCosSim2d, SharpenedSDP2d)):
+                p = m.p.detach().clamp(min=m.p_min).flatten().float()
+                row.p_mean, row.p_min, row.p_max = p.mean().item(), p.min().item(), p.max().item()
+                row.p_values = p.tolist()
+                if isinstance(m, SharpCosSim2d):
+                    row.q = m.log_q.exp().item()
+            if batch_norms is not None:
+                row.weight_norm_per_batch = batch_norms[i]
+            rows.append(row)
+        return rows
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+            "scaler": self.scaler.state_dict(),
+            "rng": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
+        saved = TrialConfig.from_dict(state["config"])
+        if saved.config_hash() != self.cfg.config_hash():
+            raise ValueError("checkpoint was written by a different trial config; refusing to resume it")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.gen.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = state["epoch"]
+        self.history = list(state["history"])
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: a killed save never leaves a half-written checkpoint behind."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.cfg.epochs
