@@ -11,9 +11,10 @@ import sys
 from trainables.config import ConfigError
 from trainables.data import DataError
 
+from search_spaces.presets import PresetError
 
-class UsageError(RuntimeError):
-    """Bad input from the user: printed as one line, exit code 2."""
+
+from .errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,45 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="every arch x variant with parameter counts")
     m.add_argument("--json", action="store_true")
     m.set_defaults(handler="orchestrator.models_cmd:run")
+
+    pr = sub.add_parser("presets", help="experiments, trial counts, epoch budgets, est. GPU-hours")
+    pr.set_defaults(handler="orchestrator.commands:presets")
+
+    r = sub.add_parser("run", help="run a preset as a Ray Tune sweep")
+    r.add_argument("preset")
+    r.add_argument("--name", default="", help="sweep name (default: the preset)")
+    r.add_argument("--data", default="", help="folder holding cifar-10-batches-py (or -bin)")
+    r.add_argument("--dataset", default="", choices=["", "cifar10", "synthetic"])
+    r.add_argument("--store", default="scs_store", help="results store: a folder or a pyarrow URI")
+    r.add_argument("--storage", default="", help="where Tune keeps experiments (default ./scs_runs)")
+    r.add_argument("--epochs", type=int, default=0, help="override the preset's epoch budget")
+    r.add_argument("--seeds", type=int, default=1, help="repeat every variant over N seeds")
+    r.add_argument("--address", default="", help="Ray cluster: auto or HOST:PORT (default: embedded)")
+    r.add_argument("--gpus-per-trial", type=float, default=None)
+    r.add_argument("--max-concurrent", type=int, default=0)
+    r.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
+    r.add_argument("--num-samples", type=int, default=0, help="trials of an Optuna search")
+    r.add_argument("--no-prune", action="store_true", help="no ASHA: every trial runs every epoch")
+    r.add_argument("--smoke-test", action="store_true", help="1 epoch, 256 images, CPU")
+    r.set_defaults(handler="orchestrator.commands:run")
+
+    re_ = sub.add_parser("resume", help="continue an interrupted sweep where it stopped")
+    re_.add_argument("name")
+    re_.add_argument("--store", default="")
+    re_.add_argument("--storage", default="")
+    re_.add_argument("--address", default="")
+    re_.set_defaults(handler="orchestrator.commands:resume")
+
+    st = sub.add_parser("status", help="trials done / running / pending / pruned / failed")
+    st.add_argument("name", nargs="?", default="")
+    st.add_argument("--storage", default="")
+    st.set_defaults(handler="orchestrator.commands:status")
+
+    g = sub.add_parser("gather", help="(re)build store rows from a Tune experiment directory")
+    g.add_argument("experiment_dir")
+    g.add_argument("--store", default="scs_store")
+    g.add_argument("--experiment", default="", help="experiment name in the store")
+    g.set_defaults(handler="orchestrator.commands:gather")
 
     b = sub.add_parser("bench", help="training-core speed: epoch times, SCS vs conv (no Ray needed)")
     bench.add_arguments(b)
@@ -39,13 +79,23 @@ def _call(handler: str, args) -> int:
     return getattr(importlib.import_module(module), func)(args)
 
 
+def _store_error():
+    try:
+        from results.store import StoreError
+        return StoreError
+    except ImportError:  # pyarrow absent (a torch-only GPU machine running `bench`)
+        return UsageError
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _call(args.handler, args)
-    except (UsageError, ConfigError, DataError, FileNotFoundError) as exc:
+    except (UsageError, ConfigError, DataError, PresetError, FileNotFoundError, _store_error()) as exc:
         print(f"scs-sweep {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `scs-sweep models | head`
+        return 0
     except KeyboardInterrupt:
         print(f"scs-sweep {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,44 @@
+"""Seconds per epoch (train + eval) on one H200, for the GPU-hour estimates of `scs-sweep presets`.
+
+Source: the H200 speed anchors in shared/reference/paper_facts.md (GPU-resident data, eager, batch 128,
+unfused SCS), not yet this project's own `scs-sweep bench` figures; replace them with bench output
+measured on your GPU (`SCS_EPOCH_TIMES=path.json`, a {"arch/layer": seconds} map). Eval adds ~10 %.
+Assumptions where no anchor exists are marked.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+H200_SECONDS_PER_EPOCH = {
+    "rohrer/conv": 0.93 * 1.1,        # anchor: Rohrer100K conv, 0.93 s
+    "rohrer/scs": 2.70 * 1.1,         # anchor: Rohrer100K SCS (naive, unfused), 2.70 s
+    "rohrer/sdp": 2.70 * 1.1,         # assumption: as SCS (same sharpening, no norm)
+    "resnet18-32/conv": 3.64 * 1.1,   # anchor: ~9.3 ms/step (launch-bound) x 391 steps
+    "resnet18-32/scs": 3.64 * 2.0,    # assumption: 2x conv (the 1.9-2.2x compiled layer ratio)
+    "resnet18-224/conv": 3.76 * 1.1,  # anchor: eager bf16, batch 256
+    "resnet18-224/scs": 3.76 * 2.0,   # assumption: 2x conv
+    "resnet20/conv": 3.64 * 1.1,      # assumption: launch-bound like ResNet18 @32
+    "resnet20/scs": 3.64 * 2.0,
+}
+
+
+def _key(trial: dict) -> str:
+    arch, layer = trial["arch"], trial.get("layer", "scs")
+    if arch.startswith("rohrer"):
+        family = "rohrer"
+    elif arch == "resnet18":
+        family = f"resnet18-{trial.get('image_dim', 32)}"
+    else:
+        family = arch
+    if layer == "sdp" and f"{family}/sdp" not in H200_SECONDS_PER_EPOCH:
+        layer = "scs"
+    return f"{family}/{layer}"
+
+
+def seconds_per_epoch(trial: dict) -> float:
+    table = dict(H200_SECONDS_PER_EPOCH)
+    if os.environ.get("SCS_EPOCH_TIMES"):
+        with open(os.environ["SCS_EPOCH_TIMES"]) as f:
+            table.update(json.load(f))
+    return table[_key(trial)]
