@@ -66,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--experiment", default="", help="experiment name in the store")
     g.set_defaults(handler="orchestrator.commands:gather")
 
+    q = sub.add_parser("query", help="SQL over the store (tables: trials, epochs, layers, ...)")
+    q.add_argument("sql")
+    q.add_argument("--store", default="scs_store")
+    q.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    q.set_defaults(handler="orchestrator.commands:query")
+
+    t = sub.add_parser("tables", help="the paper's Tables 1-8 from the store")
+    t.add_argument("--store", default="scs_store")
+    t.add_argument("--experiment", default="", help="only this sweep's trials")
+    t.add_argument("--format", default="md", choices=["md", "csv", "latex"])
+    t.add_argument("--compare-paper", action="store_true", help="paper values, differences, claims")
+    t.set_defaults(handler="orchestrator.commands:tables")
+
     b = sub.add_parser("bench", help="training-core speed: epoch times, SCS vs conv (no Ray needed)")
     bench.add_arguments(b)
     b.set_defaults(handler="trainables.bench:run")

@@ -125,3 +125,33 @@ def gather(args) -> int:
     n = gather_experiment(path, name, store)
     print(f"gathered {n} trials of {name} into {store.uri}")
     return 0
+
+
+def query(args) -> int:
+    from results.query import format_table, run_query
+    from results.store import get_store
+
+    print(format_table(run_query(get_store(args.store), args.sql), args.format))
+    return 0
+
+
+def tables(args) -> int:
+    from results.store import get_store
+    from results.tables import build_tables, claims, compare_paper, render
+
+    store = get_store(args.store)
+    trials = store.read_table("trials").to_pandas()
+    if args.experiment:
+        trials = trials[trials["experiment"] == args.experiment]
+    frames = build_tables(trials)
+    if not frames:
+        raise UsageError(f"no finished trials in {store.uri}" + (f" for {args.experiment}" if args.experiment else ""))
+    for name, frame in frames.items():
+        if args.compare_paper:
+            frame = compare_paper(name, frame)
+        print(render(frame, args.format, name) + "\n")
+    if args.compare_paper:
+        print("Paper claims against our data:")
+        for line in claims(frames):
+            print(f"- {line}")
+    return 0

@@ -78,6 +78,7 @@ def train_scs(config: dict) -> None:
         "gpu": torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else "cpu",
         "torch_version": torch.__version__, "ray_version": ray.__version__,
         "code_version": run.get("code_version", "unknown"), "config_hash": cfg.config_hash(),
+        "trial_config": cfg.to_dict(),  # the resolved config (arch defaults filled in) for the store
     }
     every = max(1, int(run.get("checkpoint_every", 10)))
     while not trainer.done:

@@ -39,6 +39,7 @@ def rows_for_trial(experiment: str, trial_id: str, config: dict, results: list[d
                 c: layer.get(c) for c in columns("layers") if c not in ("trial_id", "epoch")}})
     last = epochs[-1] if epochs else {}
     accs = [r["test_acc"] for r in epochs if r.get("test_acc") is not None]
+    config = {**config, **(last.get("trial_config") or {})}  # resolved values win over the preset's
     trial = {c: config.get(c) for c in columns("trials") if c in config}
     trial.update(
         trial_id=trial_id, status=status, error=error or None,
