@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--num-samples", type=int, default=0, help="trials of an Optuna search")
     r.add_argument("--no-prune", action="store_true", help="no ASHA: every trial runs every epoch")
     r.add_argument("--smoke-test", action="store_true", help="1 epoch, 256 images, CPU")
+    r.add_argument("--no-evaluate", action="store_true", help="skip the end-of-trial PGD and saliency")
+    r.add_argument("--pgd-images", type=int, default=0, help="test images attacked per trial (default 1000)")
     r.set_defaults(handler="orchestrator.commands:run")
 
     re_ = sub.add_parser("resume", help="continue an interrupted sweep where it stopped")
@@ -66,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--experiment", default="", help="experiment name in the store")
     g.set_defaults(handler="orchestrator.commands:gather")
 
+    ev = sub.add_parser("evaluate", help="PGD robustness and saliency of stored checkpoints")
+    ev.add_argument("path", help="a trainer checkpoint (trainer.pt) or a sweep/experiment directory")
+    ev.add_argument("--store", default="scs_store")
+    ev.add_argument("--experiment", default="", help="store experiment name (default: from the path)")
+    ev.add_argument("--trial-id", default="", help="store trial id of a single checkpoint")
+    ev.add_argument("--data", default="", help="CIFAR-10 folder (default: the trial's own data setting)")
+    ev.add_argument("--eps", default="", help="comma-separated eps list (default 0.001,...,0.03)")
+    ev.add_argument("--steps", type=int, default=10)
+    ev.add_argument("--pgd-images", type=int, default=1000)
+    ev.add_argument("--saliency-per-class", type=int, default=1)
+    ev.add_argument("--device", default="")
+    ev.set_defaults(handler="orchestrator.evaluate_cmd:run")
+
     q = sub.add_parser("query", help="SQL over the store (tables: trials, epochs, layers, ...)")
     q.add_argument("sql")
     q.add_argument("--store", default="scs_store")
@@ -78,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", default="md", choices=["md", "csv", "latex"])
     t.add_argument("--compare-paper", action="store_true", help="paper values, differences, claims")
     t.set_defaults(handler="orchestrator.commands:tables")
+
+    f = sub.add_parser("figures", help="the paper's figures as PNGs, plus report.html")
+    f.add_argument("--store", default="scs_store")
+    f.add_argument("--out", default="figures")
+    f.set_defaults(handler="orchestrator.commands:figures")
 
     b = sub.add_parser("bench", help="training-core speed: epoch times, SCS vs conv (no Ray needed)")
     bench.add_arguments(b)

@@ -59,7 +59,7 @@ def run(args) -> int:
                        has_gpu=has_gpu, prune=not args.no_prune, max_concurrent=args.max_concurrent,
                        checkpoint_every=args.checkpoint_every, num_samples=args.num_samples,
                        store=str(Path(args.store).resolve()) if "://" not in args.store else args.store,
-                       storage=str(storage))
+                       storage=str(storage), evaluate=not args.no_evaluate, pgd_images=args.pgd_images)
     n = sum(r.n_trials for r in sweep.runs)
     print(f"sweep {name}: {n} trials in {len(sweep.runs)} part(s); runs in {storage / name}, "
           f"rows in {sweep.store}")
@@ -154,4 +154,16 @@ def tables(args) -> int:
         print("Paper claims against our data:")
         for line in claims(frames):
             print(f"- {line}")
+    return 0
+
+
+def figures(args) -> int:
+    from results.figures import write_figures, write_report
+    from results.store import get_store
+
+    store = get_store(args.store)
+    store.require()
+    paths = write_figures(store, args.out)
+    report = write_report(store, args.out, paths)
+    print(f"wrote {len(paths)} figures and {report}")
     return 0

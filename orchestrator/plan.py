@@ -17,6 +17,8 @@ __all__ = ["RunPlan", "SweepPlan", "plan_sweep", "default_gpus_per_trial", "SMOK
 
 # --smoke-test: one epoch on a few hundred synthetic images, on the CPU.
 SMOKE = dict(epochs=1, n_train=256, n_test=128, batch_size=64)
+# The end-of-trial evaluation of a smoke test: PGD on 32 images with 2 steps, one saliency map a class.
+SMOKE_EVALUATION = dict(pgd_images=32, steps=2)
 
 
 def default_gpus_per_trial(arch: str, image_dim: int = 32) -> float:
@@ -54,6 +56,7 @@ class SweepPlan:
     max_failures: int = 2
     store: str = "scs_store"
     storage: str = ""
+    evaluation: dict | None = None   # EvalSettings fields for the end-of-trial PGD/saliency; None: off
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))
@@ -80,7 +83,7 @@ def plan_sweep(preset_name: str, *, name: str = "", epochs: int = 0, seeds: int 
                data_dir: str = "", smoke_test: bool = False, gpus_per_trial: float | None = None,
                has_gpu: bool = False, prune: bool = True, max_concurrent: int = 0,
                checkpoint_every: int = 10, num_samples: int = 0, store: str = "scs_store",
-               storage: str = "") -> SweepPlan:
+               storage: str = "", evaluate: bool = True, pgd_images: int = 0) -> SweepPlan:
     runs = []
     for preset in get_preset(preset_name):
         overrides = {"epochs": epochs or preset.epochs}
@@ -108,9 +111,14 @@ def plan_sweep(preset_name: str, *, name: str = "", epochs: int = 0, seeds: int 
             runs.append(RunPlan(part=part, variants=[dict(v) for v in variants], overrides=dict(overrides),
                                 seeds=list(range(seeds)), search=search,
                                 depends_on=depends_on, gpus_per_trial=gpus if has_gpu else 0.0))
+    evaluation = None
+    if evaluate:
+        evaluation = dict(SMOKE_EVALUATION) if smoke_test else {}
+        if pgd_images:
+            evaluation["pgd_images"] = pgd_images
     return SweepPlan(name=name or preset_name, preset=preset_name, runs=runs, prune=prune,
                      max_concurrent=max_concurrent, checkpoint_every=checkpoint_every, store=store,
-                     storage=storage)
+                     storage=storage, evaluation=evaluation)
 
 
 def estimate_gpu_hours(preset_name: str, seconds_per_epoch) -> tuple[int, int, float]:

@@ -79,6 +79,7 @@ def train_scs(config: dict) -> None:
         "torch_version": torch.__version__, "ray_version": ray.__version__,
         "code_version": run.get("code_version", "unknown"), "config_hash": cfg.config_hash(),
         "trial_config": cfg.to_dict(),  # the resolved config (arch defaults filled in) for the store
+        "node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran this epoch
     }
     every = max(1, int(run.get("checkpoint_every", 10)))
     while not trainer.done:
@@ -90,6 +91,11 @@ def train_scs(config: dict) -> None:
         metrics = result.metrics()
         metrics["layers"] = [vars(layer) for layer in result.layers]
         metrics.update(provenance)
+        if trainer.done and run.get("evaluation") is not None:  # PGD and saliency on the final model
+            from trainables.evaluation import EvalSettings, evaluate_model
+
+            metrics.update(evaluate_model(trainer.model, trainer.test_set, cfg.image_dim,
+                                          EvalSettings.from_dict(run["evaluation"])))
         _report(metrics, trainer if trainer.epoch % every == 0 or trainer.done else None)
 
 
@@ -264,7 +270,7 @@ def param_space(run: RunPlan, sweep: SweepPlan, cpus_per_trial: int, init_from: 
     space = {
         "overrides": overrides,
         "run": {"checkpoint_every": sweep.checkpoint_every, "cpus_per_trial": cpus_per_trial,
-                "code_version": code_version()},
+                "code_version": code_version(), "evaluation": sweep.evaluation},
     }
     if run.search:
         space["variant"] = variants[0]

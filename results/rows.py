@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .schema import columns
 
-__all__ = ["rows_for_trial", "gather_experiment", "read_trial_dir", "ORCHESTRATION_KEYS"]
+__all__ = ["rows_for_trial", "evaluation_rows", "gather_experiment", "read_trial_dir", "ORCHESTRATION_KEYS"]
 
 # Config keys that belong to the sweep, not to TrialConfig.
 ORCHESTRATION_KEYS = ("group",)
@@ -56,7 +56,21 @@ def rows_for_trial(experiment: str, trial_id: str, config: dict, results: list[d
             trial[key] = last[key]
     if trial.get("p_mode") != "fixed":
         trial["p_value"] = None
-    return {"trials": [trial], "epochs": epoch_rows, "layers": layer_rows}
+    tables = {"trials": [trial], "epochs": epoch_rows, "layers": layer_rows}
+    evaluated = [r for r in results if r.get("robustness") is not None]  # the final epoch's report
+    if evaluated:
+        tables.update(evaluation_rows(trial_id, evaluated[-1]))
+    return tables
+
+
+def evaluation_rows(trial_id: str, evaluation: dict) -> dict[str, list[dict]]:
+    """robustness and saliency rows from evaluate_model's output (or a result that carries it)."""
+    return {
+        "robustness": [{"trial_id": trial_id, **{c: r.get(c) for c in columns("robustness") if c != "trial_id"}}
+                       for r in evaluation.get("robustness") or []],
+        "saliency": [{"trial_id": trial_id, **{c: r.get(c) for c in columns("saliency") if c != "trial_id"}}
+                     for r in evaluation.get("saliency") or []],
+    }
 
 
 def read_trial_dir(trial_dir: Path) -> tuple[dict, list[dict], str]:
