@@ -76,6 +76,10 @@ class ParquetStore:
                           json.dumps({"schema_version": SCHEMA_VERSION}).encode())
 
     def _write_bytes(self, path: str, data: bytes) -> None:
+        if self.fs.type_name not in ("local", "mock"):  # object stores: one PUT is already atomic
+            with self.fs.open_output_stream(path) as f:
+                f.write(data)
+            return
         parent = str(PurePosixPath(path).parent)
         tmp = str(PurePosixPath(parent, f".{PurePosixPath(path).name}.{uuid.uuid4().hex}.tmp"))
         with self.fs.open_output_stream(tmp) as f:

@@ -123,3 +123,13 @@ def test_compare_paper_matches_rows_by_label(tmp_path):
     assert row["Δ Val. Acc."] == pytest.approx(0.78 - 0.7761)
     conv = frame[(frame["Layer"] == "Conv2d") & (frame["Pooling"] == "MaxPool2d")].iloc[0]
     assert conv["Paper Val. Acc."] == pytest.approx(0.8032)
+
+
+def test_a_store_given_as_a_uri_and_shared_by_two_sweeps(tmp_path):
+    store = ParquetStore(f"file://{tmp_path}/uri_store")
+    plant(store, experiment="sweep-a")
+    plant(store, experiment="sweep-b")
+    assert store.experiments() == ["sweep-a", "sweep-b"]
+    assert store.read_table("trials").num_rows == 8
+    assert store.read_table("epochs", experiment="sweep-b").num_rows == 8
+    assert (tmp_path / "uri_store" / "trials" / "experiment=sweep-a").is_dir()
