@@ -133,3 +133,19 @@ def test_a_store_given_as_a_uri_and_shared_by_two_sweeps(tmp_path):
     assert store.read_table("trials").num_rows == 8
     assert store.read_table("epochs", experiment="sweep-b").num_rows == 8
     assert (tmp_path / "uri_store" / "trials" / "experiment=sweep-a").is_dir()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["query", "SELEC 1"], "bad query: Parser Error"),
+    (["query", "SELECT * FROM nosuchtable"], "bad query: Catalog Error"),
+    (["tables"], "no results store at"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(argv, message, tmp_path, capsys):
+    from orchestrator.cli import main
+
+    store = ParquetStore(str(tmp_path / "store"))
+    if argv[0] == "query":
+        plant(store)
+    assert main([*argv, "--store", str(tmp_path / ("store" if argv[0] == "query" else "missing"))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith(f"scs-sweep {argv[0]}: error:")
