@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: creates .venv (CPU torch where no GPU), installs the project,
 # then runs what was asked.
-#   ./dev.sh demo   -> the table1 preset as a smoke sweep on embedded Ray (synthetic data if no CIFAR-10)
+#   ./dev.sh demo   -> the table1 preset as a smoke sweep on embedded Ray (synthetic data if no CIFAR-10),
+#                      then its table beside the paper's and its figures
 #   ./dev.sh test   -> the test suite
 #   ./dev.sh ARGS   -> scs-sweep ARGS inside the environment
 set -euo pipefail
@@ -26,6 +27,10 @@ case "${1:-demo}" in
     if [ -d "${SCS_DATA:-data}/cifar-10-batches-py" ] || [ -d "${SCS_DATA:-data}/cifar-10-batches-bin" ]; then
       data_args=(--data "${SCS_DATA:-data}")
     fi
-    exec scs-sweep run table1 --smoke-test "${data_args[@]}" "$@" ;;
+    name="demo-$(date +%Y%m%d-%H%M%S)"
+    scs-sweep run table1 --smoke-test --name "$name" "${data_args[@]}" "$@"
+    scs-sweep tables --experiment "$name" --compare-paper
+    scs-sweep figures --out "figures/$name"
+    echo "figures and report: figures/$name/report.html; store: ./scs_store; Tune runs: ./scs_runs/$name" ;;
   *) exec scs-sweep "$@" ;;
 esac

@@ -31,6 +31,14 @@ def presets(args) -> int:
     return 0
 
 
+def _check_cifar10(data: str) -> None:
+    """Read (and, where a network is there, download) CIFAR-10 once before any trial starts, so a
+    missing or corrupt set is one clear line instead of every trial failing."""
+    from trainables.data import load_cifar10
+
+    load_cifar10(data or os.environ.get("SCS_DATA", "data"))
+
+
 def _has_gpu(address: str) -> bool:
     import ray
 
@@ -51,6 +59,9 @@ def run(args) -> int:
     if args.data and not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder; point it at the folder that holds "
                          f"cifar-10-batches-py")
+    dataset = args.dataset or ("cifar10" if args.data else ("synthetic" if args.smoke_test else "cifar10"))
+    if dataset == "cifar10":
+        _check_cifar10(args.data)
     tune_wiring.connect(args.address)
     has_gpu = _has_gpu(args.address) and not args.smoke_test
     sweep = plan_sweep(args.preset, name=name, epochs=args.epochs, seeds=args.seeds,

@@ -90,15 +90,16 @@ def test_finite_gradients_at_zero_input_and_small_p(cls, p):
     assert torch.isfinite(x2.grad).all()
 
 
-def test_bf16_autocast_gives_finite_float32_output():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_autocast_gives_finite_float32_output(dtype):
     layer = SharpCosSim2d(3, 8, 3, padding=1)
     x = torch.randn(4, 3, 8, 8, requires_grad=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=dtype):
         y = layer(x)
     y.sum().backward()
     assert y.dtype == torch.float32 and torch.isfinite(y).all() and torch.isfinite(x.grad).all()
     ref = layer(x.detach())
-    assert (y - ref).abs().max().item() < 0.05  # bf16 dot products, float32 sharpening
+    assert (y - ref).abs().max().item() < 0.05  # half-precision dot products, float32 sharpening
 
 
 def test_maxabs_pool_keeps_sign_of_largest_magnitude_and_ties_go_positive():

@@ -100,7 +100,7 @@ def _md5(path: Path) -> str:
 def _read_py_batch(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray]:
     if verify and path.name in CIFAR10_PY_MD5 and _md5(path) != CIFAR10_PY_MD5[path.name]:
         raise DataError(f"{path}: checksum mismatch (corrupt or not the official CIFAR-10); "
-                        f"delete the folder to re-download it, or pass verify=False for your own files")
+                        f"delete the folder and download it again")
     try:
         with open(path, "rb") as f:
             batch = _CifarUnpickler(f, encoding="bytes").load()
