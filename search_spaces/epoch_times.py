@@ -1,8 +1,9 @@
 """Seconds per epoch (train + eval) on one H200, for the GPU-hour estimates of `scs-sweep presets`.
 
 Source: the H200 speed anchors in shared/reference/paper_facts.md (GPU-resident data, eager, batch 128,
-unfused SCS), not yet this project's own `scs-sweep bench` figures; replace them with bench output
-measured on your GPU (`SCS_EPOCH_TIMES=path.json`, a {"arch/layer": seconds} map). Eval adds ~10 %.
+unfused SCS), not yet this project's own `scs-sweep bench` figures; replace them with your GPU's:
+`scs-sweep bench --json ... > times.json` then `SCS_EPOCH_TIMES=times.json scs-sweep presets`
+(a {"family/layer": seconds} map works too). Eval adds ~10 %.
 Assumptions where no anchor exists are marked.
 """
 from __future__ import annotations
@@ -36,9 +37,17 @@ def _key(trial: dict) -> str:
     return f"{family}/{layer}"
 
 
+def _measured(path: str) -> dict:
+    """{"family/layer": s} from a map, or from `scs-sweep bench --json` output (train + eval)."""
+    with open(path) as f:
+        data = json.load(f)
+    if "epochs" not in data:
+        return data
+    return {_key(r): r["train_s_per_epoch"] + r["eval_s_per_epoch"] for r in data["epochs"]}
+
+
 def seconds_per_epoch(trial: dict) -> float:
     table = dict(H200_SECONDS_PER_EPOCH)
     if os.environ.get("SCS_EPOCH_TIMES"):
-        with open(os.environ["SCS_EPOCH_TIMES"]) as f:
-            table.update(json.load(f))
+        table.update(_measured(os.environ["SCS_EPOCH_TIMES"]))
     return table[_key(trial)]

@@ -66,3 +66,21 @@ def test_cosine_fixes_p_to_one_and_optuna_searches_p():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(PresetError, match="table1"):
         get_preset("table9")
+
+
+def test_gpu_hour_estimate_uses_bench_json_when_given(tmp_path, monkeypatch):
+    import json
+
+    from orchestrator.plan import estimate_gpu_hours
+    from search_spaces.epoch_times import seconds_per_epoch
+
+    trials, epochs, hours = estimate_gpu_hours("table1", seconds_per_epoch)
+    assert (trials, epochs) == (8, 6400) and hours > 0
+    bench = {"epochs": [{"arch": "rohrer100k", "layer": "conv", "image_dim": 32, "train_s_per_epoch": 0.2,
+                         "eval_s_per_epoch": 0.05},
+                        {"arch": "rohrer100k", "layer": "scs", "image_dim": 32, "train_s_per_epoch": 0.3,
+                         "eval_s_per_epoch": 0.05}]}
+    (tmp_path / "times.json").write_text(json.dumps(bench))
+    monkeypatch.setenv("SCS_EPOCH_TIMES", str(tmp_path / "times.json"))
+    _, _, measured = estimate_gpu_hours("table1", seconds_per_epoch)
+    assert measured == pytest.approx(4 * 800 * (0.25 + 0.35) / 3600)
