@@ -45,7 +45,7 @@ def main() -> int:
     args = p.parse_args()
     rows = [run(int(k), args) for k in args.procs.split(",")]
     base = rows[0]["images_per_s"]
-    print(f"| processes | train s/epoch (slowest) | total images/s | vs 1 process |\n|---|---|---|---|")
+    print("| processes | train s/epoch (slowest) | total images/s | vs 1 process |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['procs']} | {r['slowest_train_s_per_epoch']:.3f} | {r['images_per_s']:,.0f} | "
               f"{r['images_per_s'] / base:.2f}x |")

@@ -65,7 +65,7 @@ def run(args) -> int:
     tune_wiring.connect(args.address)
     has_gpu = _has_gpu(args.address) and not args.smoke_test
     sweep = plan_sweep(args.preset, name=name, epochs=args.epochs, seeds=args.seeds,
-                       dataset=args.dataset,
+                       dataset=dataset,
                        data_dir=args.data, smoke_test=args.smoke_test, gpus_per_trial=args.gpus_per_trial,
                        has_gpu=has_gpu, prune=not args.no_prune, max_concurrent=args.max_concurrent,
                        checkpoint_every=args.checkpoint_every, num_samples=args.num_samples,

@@ -7,8 +7,7 @@ saved as STORAGE/NAME/sweep.json so that `resume NAME` needs nothing else.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from search_spaces.presets import Preset, Search, get_preset
@@ -41,8 +40,8 @@ class RunPlan:
 
     @property
     def n_trials(self) -> int:
-        n = len(self.variants) * len(self.seeds)
-        return self.search["num_samples"] * len(self.seeds) if self.search else n
+        # a search samples num_samples trials from the first seed; a grid runs every variant x seed
+        return self.search["num_samples"] if self.search else len(self.variants) * len(self.seeds)
 
 
 @dataclass
@@ -131,4 +130,4 @@ def estimate_gpu_hours(preset_name: str, seconds_per_epoch) -> tuple[int, int, f
             trials += per_variant
             total_epochs += per_variant * preset.epochs
             hours += per_variant * preset.epochs * seconds_per_epoch(t) / 3600
-    return trials, total_epochs, hours if math.isfinite(hours) else float("nan")
+    return trials, total_epochs, hours

@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -150,22 +149,21 @@ class StoreAndProgress(tune.Callback):
     """
 
     def __init__(self, experiment: str, store: str, epochs: int, flush_s: float = 20.0,
-                 progress_s: float = 10.0, out=None):
+                 progress_s: float = 10.0):
         self.experiment, self.store_uri, self.epochs = experiment, store, epochs
         self.flush_s, self.progress_s = flush_s, progress_s
         self.results, self.configs, self.last_flush, self.status = {}, {}, {}, {}
         self.errors, self.started = {}, {}
         self.best = (None, None)
         self._last_progress = 0.0
-        self.out = out
 
     def __getstate__(self):  # Tune pickles callbacks with the experiment: keep no live rows
         state = dict(self.__dict__)
-        state.update(results={}, configs={}, last_flush={}, status={}, errors={}, started={}, out=None)
+        state.update(results={}, configs={}, last_flush={}, status={}, errors={}, started={})
         return state
 
     def _print(self, line: str) -> None:
-        print(line, file=self.out or sys.stdout, flush=True)
+        print(line, flush=True)
 
     def _load_previous(self, trial_id: str) -> list:
         store = get_store(self.store_uri)
@@ -291,11 +289,15 @@ def _scheduler(run: RunPlan, sweep: SweepPlan, history: dict | None = None):
                          grace_period=max(1, min(epochs // 16, 50)), reduction_factor=4)
 
 
-def build_tuner(run: RunPlan, sweep: SweepPlan, experiment_root: Path, init_from: str = "",
-                callback_out=None) -> tune.Tuner:
-    cpus = 1
-    resources = {"cpu": cpus, "gpu": run.gpus_per_trial}
-    trainable = tune.with_resources(train_scs, resources)
+CPUS_PER_TRIAL = 1
+
+
+def _trainable(run: RunPlan):
+    return tune.with_resources(train_scs, {"cpu": CPUS_PER_TRIAL, "gpu": run.gpus_per_trial})
+
+
+def build_tuner(run: RunPlan, sweep: SweepPlan, experiment_root: Path, init_from: str = "") -> tune.Tuner:
+    trainable = _trainable(run)
     search_alg = None
     num_samples = 1
     if run.search:
@@ -315,8 +317,8 @@ def build_tuner(run: RunPlan, sweep: SweepPlan, experiment_root: Path, init_from
         # result.json (what `gather` reads) and progress.csv; no TensorBoard logger, which cannot
         # log the per-layer rows and warns about them every epoch.
         callbacks=[JsonLoggerCallback(), CSVLoggerCallback(),
-                   StoreAndProgress(sweep.name, sweep.store, run.overrides["epochs"], out=callback_out)])
-    return tune.Tuner(trainable, param_space=param_space(run, sweep, cpus, init_from),
+                   StoreAndProgress(sweep.name, sweep.store, run.overrides["epochs"])])
+    return tune.Tuner(trainable, param_space=param_space(run, sweep, CPUS_PER_TRIAL, init_from),
                       tune_config=tune_config, run_config=run_config)
 
 
@@ -373,7 +375,7 @@ def connect(address: str = "") -> None:
         ray.init(include_dashboard=False, log_to_driver=False)
 
 
-def execute(sweep: SweepPlan, resume: bool = False, callback_out=None) -> dict:
+def execute(sweep: SweepPlan, resume: bool = False) -> dict:
     """Run (or resume) every part of a sweep in order; returns {part: ResultGrid}."""
     sweep_dir = Path(sweep.storage) / sweep.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -383,15 +385,14 @@ def execute(sweep: SweepPlan, resume: bool = False, callback_out=None) -> dict:
         part_dir = sweep_dir / run.part
         init_from = _init_from_for(run, sweep_dir)
         if resume and tune.Tuner.can_restore(str(part_dir)):
-            tuner = tune.Tuner.restore(str(part_dir), trainable=tune.with_resources(
-                train_scs, {"cpu": 1, "gpu": run.gpus_per_trial}), resume_unfinished=True,
-                resume_errored=False)
+            tuner = tune.Tuner.restore(str(part_dir), trainable=_trainable(run), resume_unfinished=True,
+                                       resume_errored=False)
             if sweep.prune:
                 # Tune rebuilds the scheduler with empty rungs (ray#30838): refill them.
                 tuner._local_tuner._tune_config.scheduler = _scheduler(
                     run, sweep, history_from_experiment(part_dir))
         else:
-            tuner = build_tuner(run, sweep, sweep_dir, init_from, callback_out)
+            tuner = build_tuner(run, sweep, sweep_dir, init_from)
         grids[run.part] = tuner.fit()
     return grids
 

@@ -87,9 +87,8 @@ def read_trial_dir(trial_dir: Path) -> tuple[dict, list[dict], str]:
                 except json.JSONDecodeError:
                     break  # a line cut off by a kill: everything before it is intact
     error = ""
-    for name in ("error.txt", "error.pkl"):
-        if (trial_dir / name).exists() and name.endswith(".txt"):
-            error = (trial_dir / name).read_text().strip().splitlines()[-1][:2000]
+    if (trial_dir / "error.txt").exists():
+        error = (trial_dir / "error.txt").read_text().strip().splitlines()[-1][:2000]
     return config, results, error
 
 

@@ -110,9 +110,6 @@ class ParquetStore:
             raise StoreError(f"no results store at {self.uri}; run a sweep with --store {self.uri} "
                              f"or `scs-sweep gather EXPERIMENT_DIR --store {self.uri}` first")
 
-    def table_path(self, table: str) -> str:
-        return self._path(table)
-
     def read_table(self, table: str, experiment: str | None = None, trial_id: str | None = None) -> pa.Table:
         """All rows of one table (optionally of one experiment / trial), `experiment` included."""
         if table not in TABLES:
@@ -135,14 +132,10 @@ class ParquetStore:
 
     def read_trial(self, experiment: str, trial_id: str) -> dict[str, list[dict]]:
         """The stored rows of one trial, per table (without the `experiment` column)."""
-        out = {}
-        for table in TABLES:
-            if not self.exists():
-                out[table] = []
-                continue
-            rows = self.read_table(table, experiment, trial_id).drop_columns(["experiment"]).to_pylist()
-            out[table] = rows
-        return out
+        if not self.exists():
+            return {table: [] for table in TABLES}
+        return {table: self.read_table(table, experiment, trial_id).drop_columns(["experiment"]).to_pylist()
+                for table in TABLES}
 
     def experiments(self) -> list[str]:
         self.require()

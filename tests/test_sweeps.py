@@ -1,5 +1,4 @@
 """Sweeps on local Ray: smoke run, ASHA pruning, NaN failures, Optuna, kill -9 and resume, CLI errors."""
-import json
 import os
 import signal
 import subprocess

@@ -84,8 +84,10 @@ class _CifarUnpickler(pickle.Unpickler):
             if module == "_codecs":
                 import _codecs
                 return _codecs.encode
-            mod = np._core.multiarray if name == "_reconstruct" else np
-            return getattr(mod, name)
+            if name == "_reconstruct":  # numpy 2 moved numpy.core to numpy._core
+                core = getattr(np, "_core", None) or np.core
+                return core.multiarray._reconstruct
+            return getattr(np, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 

@@ -199,7 +199,7 @@ class ResNet20(nn.Module):
         self.conv1 = blocks.layer(3, 16, 3, 1, 1)
         self.bn1 = blocks.norm(16)
         self.act = blocks.act()
-        cin, stages = 16, []
+        cin = 16
         for i, width in enumerate((16, 32, 64)):
             stride = 1 if i == 0 else 2
             layers = [ResNet20Block(blocks, cin, width, stride)]

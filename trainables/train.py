@@ -102,8 +102,7 @@ class Trainer:
         self.model = build_model(cfg).to(self.device)
         if on_gpu:  # channels_last lets cuDNN pick its fastest kernels for every conv-like op
             self.model = self.model.to(memory_format=torch.channels_last)
-        if cfg.init_from:
-            self.copied_from_init = self._load_init_weights(cfg.init_from)
+        self.copied_from_init = self._load_init_weights(cfg.init_from) if cfg.init_from else 0
         self.layers = weight_layers(self.model)
         self.n_params = count_params(self.model)
         self.gen = torch.Generator().manual_seed(cfg.seed)
