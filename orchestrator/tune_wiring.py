@@ -394,7 +394,36 @@ def execute(sweep: SweepPlan, resume: bool = False) -> dict:
         else:
             tuner = build_tuner(run, sweep, sweep_dir, init_from)
         grids[run.part] = tuner.fit()
+        reconcile_store(part_dir, sweep)
     return grids
+
+
+def reconcile_store(part_dir: Path, sweep: SweepPlan) -> int:
+    """Rewrite the rows of every trial whose stored status is not final, from Tune's files.
+
+    A driver killed between a trial's last report and its completion leaves that trial's row
+    'running'; resume does not run a finished trial again, so nothing else would correct it.
+    """
+    from results.rows import read_trial_dir
+
+    store = get_store(sweep.store)
+    fixed = 0
+    for params in part_dir.rglob("params.json"):
+        config_params, results, error = read_trial_dir(params.parent)
+        if not results and not error:
+            continue
+        trial_id = results[-1]["trial_id"] if results else params.parent.name.split("_")[-2]
+        stored = store.read_table("trials", sweep.name, trial_id).to_pylist() if store.exists() else []
+        if stored and stored[0]["status"] in ("done", "pruned", "failed"):
+            continue
+        config = trial_config_of(config_params)
+        epochs_done = len({r["epoch"] for r in results if "epoch" in r})
+        status = "failed" if error else ("done" if epochs_done >= config.get("epochs", 0) else "pruned")
+        store.write_trial(sweep.name, trial_id, rows_for_trial(
+            sweep.name, trial_id, config, results, status, error,
+            results[0].get("date", "") if results else "", results[-1].get("date", "") if results else ""))
+        fixed += 1
+    return fixed
 
 
 def status(sweep_dir: Path) -> list[dict]:

@@ -1,4 +1,5 @@
 """Sweeps on local Ray: smoke run, ASHA pruning, NaN failures, Optuna, kill -9 and resume, CLI errors."""
+import json
 import os
 import signal
 import subprocess
@@ -146,3 +147,24 @@ def test_cluster_yaml_passes_rays_schema_validation():
     validate_config(prepare_config(config))
     start = " ".join(config["head_start_ray_commands"])
     assert "RAY_AUTH_MODE=token" in start and "--dashboard-host=127.0.0.1" in start
+
+
+def test_reconcile_corrects_a_row_left_running_by_a_killed_driver(tmp_path):
+    from orchestrator.tune_wiring import reconcile_store
+    from results.rows import rows_for_trial
+    from results.store import ParquetStore
+
+    trial_dir = tmp_path / "runs" / "s" / "part" / "train_scs_ab_00000"
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "params.json").write_text(json.dumps({"variant": {"arch": "rohrer25k", "group": "g"},
+                                                       "overrides": {"epochs": 2}}))
+    results = [{"trial_id": "ab_00000", "epoch": e, "test_acc": 0.5, "train_time_s": 1.0, "eval_time_s": 0.1}
+               for e in (1, 2)]
+    (trial_dir / "result.json").write_text("\n".join(json.dumps(r) for r in results))
+    store = ParquetStore(str(tmp_path / "store"))
+    config = {"arch": "rohrer25k", "group": "g", "epochs": 2}
+    store.write_trial("s", "ab_00000", rows_for_trial("s", "ab_00000", config, results, "running"))
+    sweep = SweepPlan(name="s", preset="x", runs=[], store=str(tmp_path / "store"))
+    assert reconcile_store(trial_dir.parent, sweep) == 1
+    assert store.read_table("trials").to_pylist()[0]["status"] == "done"
+    assert reconcile_store(trial_dir.parent, sweep) == 0  # final rows are left alone
