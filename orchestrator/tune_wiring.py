@@ -404,15 +404,15 @@ def reconcile_store(part_dir: Path, sweep: SweepPlan) -> int:
     A driver killed between a trial's last report and its completion leaves that trial's row
     'running'; resume does not run a finished trial again, so nothing else would correct it.
     """
-    from results.rows import read_trial_dir
+    from results.rows import read_trial_dir, trial_id_of
 
     store = get_store(sweep.store)
     fixed = 0
     for params in part_dir.rglob("params.json"):
         config_params, results, error = read_trial_dir(params.parent)
-        if not results and not error:
+        trial_id = trial_id_of(params.parent, results)
+        if (not results and not error) or not trial_id:
             continue
-        trial_id = results[-1]["trial_id"] if results else params.parent.name.split("_")[-2]
         stored = store.read_table("trials", sweep.name, trial_id).to_pylist() if store.exists() else []
         if stored and stored[0]["status"] in ("done", "pruned", "failed"):
             continue

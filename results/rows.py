@@ -7,12 +7,14 @@ epoch, the last report wins: keys stay unique and no epoch is lost.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
 from .schema import columns
 
-__all__ = ["rows_for_trial", "evaluation_rows", "gather_experiment", "read_trial_dir", "ORCHESTRATION_KEYS"]
+__all__ = ["rows_for_trial", "evaluation_rows", "gather_experiment", "read_trial_dir", "trial_id_of",
+           "trial_config_of", "ORCHESTRATION_KEYS"]
 
 # Config keys that belong to the sweep, not to TrialConfig.
 ORCHESTRATION_KEYS = ("group",)
@@ -92,6 +94,17 @@ def read_trial_dir(trial_dir: Path) -> tuple[dict, list[dict], str]:
     return config, results, error
 
 
+_TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dirs: <trainable>_<hash>_<index>_...
+
+
+def trial_id_of(trial_dir: Path, results: list[dict]) -> str:
+    """The Tune trial id of a trial directory: from its results, else from its name ('' if neither)."""
+    if results and results[-1].get("trial_id"):
+        return results[-1]["trial_id"]
+    match = _TRIAL_ID.search(trial_dir.name)
+    return match.group(1) if match else ""
+
+
 def trial_config_of(params: dict) -> dict:
     """The flat trial config (TrialConfig keys + group) from a Tune trial's params."""
     flat = dict(params.get("variant", {}))
@@ -112,7 +125,9 @@ def gather_experiment(experiment_dir: str | Path, experiment: str, store) -> int
         params, results, error = read_trial_dir(trial_dir)
         if not results and not error:
             continue
-        trial_id = results[-1].get("trial_id") if results else trial_dir.name.split("_")[-2]
+        trial_id = trial_id_of(trial_dir, results)
+        if not trial_id:
+            continue
         config = trial_config_of(params)
         epochs_total = config.get("epochs") or 0
         done = len(_latest_per_epoch(results))

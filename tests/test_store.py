@@ -149,3 +149,12 @@ def test_cli_errors_are_one_line_with_exit_code_2(argv, message, tmp_path, capsy
     assert main([*argv, "--store", str(tmp_path / ("store" if argv[0] == "query" else "missing"))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and err[0].startswith(f"scs-sweep {argv[0]}: error:")
+
+
+def test_trial_ids_come_from_results_or_from_tunes_directory_names(tmp_path):
+    from results.rows import trial_id_of
+
+    name = "train_scs_023ea_00004_4_variant=arch_rohrer25k_layer_conv_2026-11-22_19-22-26"
+    assert trial_id_of(tmp_path / name, []) == "023ea_00004"
+    assert trial_id_of(tmp_path / name, [{"trial_id": "abcde_00001"}]) == "abcde_00001"
+    assert trial_id_of(tmp_path / "something_else_2026-11-22", []) == ""
