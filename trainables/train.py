@@ -100,8 +100,9 @@ class Trainer:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
             cfg.precision, torch.bfloat16 if cfg.precision == "auto" and on_gpu else None)
         self.model = build_model(cfg).to(self.device)
-        if on_gpu:  # channels_last lets cuDNN pick its fastest kernels for every conv-like op
+        if on_gpu:  # channels_last and autotuning let cuDNN pick its fastest kernels for fixed shapes
             self.model = self.model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
         self.copied_from_init = self._load_init_weights(cfg.init_from) if cfg.init_from else 0
         self.layers = weight_layers(self.model)
         self.n_params = count_params(self.model)
