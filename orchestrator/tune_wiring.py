@@ -187,11 +187,19 @@ class StoreAndProgress(tune.Callback):
         self.status[trial.trial_id] = "running"
         self.started.setdefault(trial.trial_id, time.strftime("%Y-%m-%dT%H:%M:%S"))
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
+    def _track(self, trial) -> str:
+        """Load a trial's earlier rows the first time this driver hears of it, from any callback.
+
+        After a resume, a trial restored from its final checkpoint completes without reporting.
+        """
         tid = trial.trial_id
         if tid not in self.results:
             self.results[tid] = self._load_previous(tid)
             self.configs[tid] = trial_config_of(trial.config)
+        return tid
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        tid = self._track(trial)
         self.results[tid].append(result)
         self.status[tid] = "running"
         acc = result.get(METRIC)
@@ -206,19 +214,18 @@ class StoreAndProgress(tune.Callback):
             self.flush(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        tid = trial.trial_id
-        done = len({int(r["epoch"]) for r in self.results.get(tid, []) if "epoch" in r})
-        epochs = trial_config_of(trial.config).get("epochs", self.epochs)
+        tid = self._track(trial)
+        done = max(len({int(r["epoch"]) for r in self.results[tid] if "epoch" in r}),
+                   (trial.last_result or {}).get("training_iteration", 0))
+        epochs = self.configs[tid].get("epochs", self.epochs)
         self.status[tid] = "done" if done >= epochs else "pruned"
         self.flush(tid, ended=True)
         self._progress(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        tid = trial.trial_id
+        tid = self._track(trial)
         self.status[tid] = "failed"
         self.errors[tid] = _error_line(trial)
-        self.results.setdefault(tid, self._load_previous(tid))
-        self.configs.setdefault(tid, trial_config_of(trial.config))
         self.flush(tid, ended=True)
         self._print(f"[{self.experiment}] trial {tid} failed: {self.errors[tid]}")
 

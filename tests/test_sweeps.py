@@ -168,3 +168,24 @@ def test_reconcile_corrects_a_row_left_running_by_a_killed_driver(tmp_path):
     assert reconcile_store(trial_dir.parent, sweep) == 1
     assert store.read_table("trials").to_pylist()[0]["status"] == "done"
     assert reconcile_store(trial_dir.parent, sweep) == 0  # final rows are left alone
+
+
+def test_a_trial_that_completes_without_reporting_after_resume_is_marked_done(tmp_path):
+    """Restored from its final checkpoint, a trial reports nothing: the new driver still closes it."""
+    from types import SimpleNamespace
+
+    from orchestrator.tune_wiring import StoreAndProgress
+    from results.rows import rows_for_trial
+    from results.store import ParquetStore
+
+    store = ParquetStore(str(tmp_path / "store"))
+    config = {"arch": "rohrer25k", "group": "g", "epochs": 2}
+    results = [{"epoch": e, "test_acc": 0.5, "train_time_s": 1.0, "eval_time_s": 0.1} for e in (1, 2)]
+    store.write_trial("s", "ab_00000", rows_for_trial("s", "ab_00000", config, results, "running"))
+    callback = StoreAndProgress("s", str(tmp_path / "store"), epochs=2)  # a fresh driver's callback
+    trial = SimpleNamespace(trial_id="ab_00000", status="TERMINATED", last_result={"training_iteration": 2},
+                            config={"variant": {"arch": "rohrer25k", "group": "g"}, "overrides": {"epochs": 2}})
+    callback.on_trial_complete(0, [trial], trial)
+    (row,) = store.read_table("trials").to_pylist()
+    assert row["status"] == "done" and row["epochs_done"] == 2
+    assert store.read_table("epochs").num_rows == 2
