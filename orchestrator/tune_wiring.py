@@ -410,31 +410,16 @@ def reconcile_store(part_dir: Path, sweep: SweepPlan) -> int:
 
     A driver killed between a trial's last report and its completion leaves that trial's row
     'running'; resume does not run a finished trial again, so nothing else would correct it.
+    After fit() returns, a trial that ended early without an error was stopped by the scheduler.
     """
-    from results.rows import read_trial_dir, trial_id_of
+    from results.rows import gather_experiment
 
-    store = get_store(sweep.store)
-    fixed = 0
-    for params in part_dir.rglob("params.json"):
-        config_params, results, error = read_trial_dir(params.parent)
-        trial_id = trial_id_of(params.parent, results)
-        if (not results and not error) or not trial_id:
-            continue
-        stored = store.read_table("trials", sweep.name, trial_id).to_pylist() if store.exists() else []
-        if stored and stored[0]["status"] in ("done", "pruned", "failed"):
-            continue
-        config = trial_config_of(config_params)
-        epochs_done = len({r["epoch"] for r in results if "epoch" in r})
-        status = "failed" if error else ("done" if epochs_done >= config.get("epochs", 0) else "pruned")
-        store.write_trial(sweep.name, trial_id, rows_for_trial(
-            sweep.name, trial_id, config, results, status, error,
-            results[0].get("date", "") if results else "", results[-1].get("date", "") if results else ""))
-        fixed += 1
-    return fixed
+    return gather_experiment(part_dir, sweep.name, get_store(sweep.store), ended_early="pruned",
+                             keep_final=True)
 
 
 def status(sweep_dir: Path) -> list[dict]:
-    """Trials of every part with their state, from Tune's experiment state (and store statuses)."""
+    """Trials of every part with their state, from Tune's experiment state."""
     from ray.tune import ExperimentAnalysis
 
     rows = []

@@ -116,22 +116,30 @@ def trial_config_of(params: dict) -> dict:
     return flat
 
 
-def gather_experiment(experiment_dir: str | Path, experiment: str, store) -> int:
-    """(Re)write the store rows of every trial under a Tune experiment directory; returns the count."""
+def gather_experiment(experiment_dir: str | Path, experiment: str, store, ended_early: str = "stopped",
+                      keep_final: bool = False) -> int:
+    """(Re)write the store rows of every trial under a Tune experiment directory; returns the count.
+
+    ended_early: the status of a trial that neither finished nor failed ("stopped" when Tune's files are
+    all we know; the sweep driver, which knows the scheduler stopped it, passes "pruned").
+    keep_final: leave trials whose stored status is already done, pruned or failed untouched.
+    """
     experiment_dir = Path(experiment_dir)
     count = 0
     for params_file in sorted(experiment_dir.rglob("params.json")):
         trial_dir = params_file.parent
         params, results, error = read_trial_dir(trial_dir)
-        if not results and not error:
-            continue
         trial_id = trial_id_of(trial_dir, results)
-        if not trial_id:
+        if (not results and not error) or not trial_id:
             continue
+        if keep_final and store.exists():
+            stored = store.read_table("trials", experiment, trial_id).to_pylist()
+            if stored and stored[0]["status"] in ("done", "pruned", "failed"):
+                continue
         config = trial_config_of(params)
         epochs_total = config.get("epochs") or 0
         done = len(_latest_per_epoch(results))
-        status = "failed" if error else ("done" if epochs_total and done >= epochs_total else "stopped")
+        status = "failed" if error else ("done" if epochs_total and done >= epochs_total else ended_early)
         started = results[0].get("date", "") if results else ""
         ended = results[-1].get("date", "") if results else ""
         store.write_trial(experiment, trial_id, rows_for_trial(
