@@ -126,3 +126,61 @@ def test_maxabs_pool_ceil_mode_counts_partial_windows():
     y = MaxAbsPool2d(2, ceil_mode=True)(x)
     assert y.shape == (1, 2, 8, 8)
     assert y[0, 0, 7, 7].item() == x[0, 0, 14, 14].item()
+
+
+# -- the fused Function (fused.py) against plain autograd ---------------------------------------
+from trainables.fused import sharpened_ratio  # noqa: E402
+from trainables.layers import constrain_model_, sharpen  # noqa: E402
+
+
+@pytest.mark.parametrize("with_norm", [True, False])
+def test_fused_backward_passes_gradcheck_in_float64(with_norm):
+    dot = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    norm = (torch.rand(2, 1, 4, 4, dtype=torch.float64) + 0.5).requires_grad_(with_norm)
+    p = (torch.rand(1, 3, 1, 1, dtype=torch.float64) * 2 + 0.5).requires_grad_(True)
+    args = (dot, norm if with_norm else None, p, 1e-6)
+    assert torch.autograd.gradcheck(sharpened_ratio, args, eps=1e-7, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(SharpCosSim2d, {}), (SharpCosSim2d, {"groups": 4}),
+                                        (SharpCosSim2d, {"p_value": 1.0}), (SharpenedSDP2d, {})])
+def test_fused_layer_equals_plain_autograd_forward_and_backward(cls, kwargs):
+    torch.manual_seed(1)
+    fused = cls(4, 8, 3, 1, 1, **kwargs)
+    plain = cls(4, 8, 3, 1, 1, fused=False, **kwargs)
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(3, 4, 7, 7)
+    x[0, :, :3, :3] = 0  # exact zeros: the c == 0 branch of the hand-written derivative
+    grads = []
+    for layer in (fused, plain):
+        xi = x.clone().requires_grad_(True)
+        y = layer(xi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        grads.append((y.detach(), xi.grad, *(t.grad for t in layer.parameters())))
+    for a, b in zip(*grads):  # float32 summed in another order: agree to 1e-5 of the largest entry
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max(), (a - b).abs().max()
+
+
+def test_fused_keeps_half_precision_dot_and_returns_float32_gradients_of_its_dtype():
+    dot = torch.randn(2, 3, 4, 4).bfloat16().requires_grad_(True)
+    norm = torch.rand(2, 1, 4, 4) + 0.5
+    p = torch.full((1, 3, 1, 1), 0.1, requires_grad=True)
+    y = sharpened_ratio(dot, norm, p, 1e-6)
+    y.sum().backward()
+    assert y.dtype == torch.float32 and dot.grad.dtype == torch.bfloat16
+    want = sharpen(dot.detach().float() / norm, p.detach(), 1e-6)
+    assert torch.equal(y.detach(), want)
+    assert torch.isfinite(dot.grad.float()).all() and torch.isfinite(p.grad).all()
+
+
+def test_constrain_model_projects_every_sharpened_layer():
+    model = torch.nn.Sequential(SharpCosSim2d(2, 3, 3), SharpenedSDP2d(3, 3, 3), torch.nn.Conv2d(3, 3, 1))
+    with torch.no_grad():
+        for m in model[:2]:
+            m.weight.fill_(-7.0)
+            m.p.fill_(0.0)
+        model[2].weight.fill_(-7.0)
+    constrain_model_(model)
+    for m in model[:2]:
+        assert m.weight.min().item() == -1.0 and m.p.min().item() == pytest.approx(0.1)
+    assert model[2].weight.min().item() == -7.0  # a plain conv is not the reference's to clamp

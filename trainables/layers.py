@@ -11,7 +11,13 @@ SharpenedSDP drops both normalisations: y = sign(w . s) * (|w . s| + eps) ** p.
 With a fixed p the exponent is a buffer, not a parameter (p = 1 gives plain cosine similarity).
 
 The sharpening runs in float32 even under bf16/fp16 autocast: (|c| + eps) ** p with eps = 1e-6 and p
-near 0.1 has derivatives of order 1e5 that half precision cannot hold.
+near 0.1 has derivatives of order 1e5 that half precision cannot hold. By default it runs as the fused
+Function of fused.py; `fused=False` keeps plain autograd through `sharpen()` (the bench's baseline).
+
+The reference clamps weight and p in place at the start of every forward. Under torch.compile that
+in-place write to parameters would be traced into the graph (and keeps CUDA graphs from being used), so
+a compiled forward skips it and the caller projects after each optimizer step instead: the Trainer calls
+`constrain_model_()`, which gives the same parameters at every forward.
 """
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SharpCosSim2d", "SharpenedSDP2d", "MaxAbsPool2d", "sharpen"]
+from .fused import sharpened_ratio
+
+__all__ = ["SharpCosSim2d", "SharpenedSDP2d", "MaxAbsPool2d", "sharpen", "constrain_model_"]
 
 
 def sharpen(c: torch.Tensor, p: torch.Tensor, eps: float) -> torch.Tensor:
@@ -35,7 +43,7 @@ class _SharpenedBase(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  padding: int = 0, groups: int = 1, p_value: float | None = None,
-                 p_min: float = 0.1, w_max: float = 1.0, eps: float = 1e-6):
+                 p_min: float = 0.1, w_max: float = 1.0, eps: float = 1e-6, fused: bool = True):
         super().__init__()
         if groups not in (1, in_channels):
             raise ValueError(f"groups must be 1 or in_channels ({in_channels}), got {groups}")
@@ -43,7 +51,7 @@ class _SharpenedBase(nn.Module):
             raise ValueError(f"out_channels {out_channels} is not a multiple of groups {groups}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding, self.groups = kernel_size, stride, padding, groups
-        self.p_min, self.w_max, self.eps = p_min, w_max, eps
+        self.p_min, self.w_max, self.eps, self.fused = p_min, w_max, eps, fused
         shape = (out_channels, in_channels // groups, kernel_size, kernel_size)
         self.weight = nn.Parameter(torch.empty(shape).uniform_(-w_max, w_max))
         if p_value is None:  # learned: one exponent per kernel, U(1, 3) as in the reference
@@ -60,6 +68,15 @@ class _SharpenedBase(nn.Module):
         self.weight.clamp_(-self.w_max, self.w_max)
         if not self.p_fixed:
             self.p.clamp_(min=self.p_min)
+
+    def _constrain_unless_compiled(self) -> None:
+        if not torch.compiler.is_compiling():
+            self.constrain_()
+
+    def _sharpen(self, dot: torch.Tensor, norm: torch.Tensor | None) -> torch.Tensor:
+        if self.fused:
+            return sharpened_ratio(dot, norm, self.p, self.eps)
+        return sharpen(dot.float() if norm is None else dot.float() / norm, self.p, self.eps)
 
     def _dot(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, weight, None, self.stride, self.padding, 1, self.groups)
@@ -91,21 +108,42 @@ class SharpCosSim2d(_SharpenedBase):
         return torch.sqrt(window_sum + self.eps) + self.log_q.float().exp()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.constrain_()
+        self._constrain_unless_compiled()
         w = self.weight / torch.linalg.vector_norm(self.weight, dim=(1, 2, 3), keepdim=True)
-        dot = self._dot(x, w).float()
+        dot = self._dot(x, w)
         norm = self.patch_norm(x)
         if self.groups > 1 and self.out_channels != self.groups:  # channel multiplier: group o // m
             norm = norm.repeat_interleave(self.out_channels // self.groups, dim=1)
-        return sharpen(dot / norm, self.p, self.eps)
+        return self._sharpen(dot, norm)
 
 
 class SharpenedSDP2d(_SharpenedBase):
     """Sharpened strided dot product: a convolution raised to a learned p, with no normalisation."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.constrain_()
-        return sharpen(self._dot(x, self.weight), self.p, self.eps)
+        self._constrain_unless_compiled()
+        return self._sharpen(self._dot(x, self.weight), None)
+
+
+@torch.no_grad()
+def constrain_model_(model: nn.Module) -> None:
+    """Project every SCS/SDP layer's weight and learned p back into range (after each optimizer step).
+
+    Grouped into a few multi-tensor kernels: on a GPU one small clamp per layer per step would cost
+    more launches than some of the small nets' whole steps.
+    """
+    weights: dict[float, list] = {}
+    exponents: dict[float, list] = {}
+    for m in model.modules():
+        if isinstance(m, _SharpenedBase):
+            weights.setdefault(m.w_max, []).append(m.weight)
+            if not m.p_fixed:
+                exponents.setdefault(m.p_min, []).append(m.p)
+    for w_max, tensors in weights.items():
+        torch._foreach_clamp_min_(tensors, -w_max)
+        torch._foreach_clamp_max_(tensors, w_max)
+    for p_min, tensors in exponents.items():
+        torch._foreach_clamp_min_(tensors, p_min)
 
 
 class MaxAbsPool2d(nn.Module):

@@ -1,0 +1,98 @@
+"""The elementwise tail of SCS and SharpenedSDP as one autograd Function with a hand-written backward.
+
+Autograd through `sign(c) * (|c| + eps) ** p` with `c = dot / norm` keeps about six float32 tensors of the
+layer's output size alive until backward and runs a dozen elementwise kernels each way; on a GPU that
+memory traffic, not the convolution, is what made SCS several times slower than Conv2d. This Function
+keeps only `dot` (in the dtype the convolution produced: bf16 under autocast) and `norm` (one channel for
+groups=1), recomputes `c` in backward and writes every gradient in one pass:
+
+    a = |c| + eps,   y = sign(c) * a^p
+    dy/dc = p * a^p / a      (0 where c == 0, exactly what autograd of sign(c) * a^p gives)
+    dy/dp = y * log(a)
+    dc/d(dot) = 1 / norm,    dc/d(norm) = -c / norm
+
+On CUDA each body runs as one torch.compile'd (Triton) kernel plus its reductions; on the CPU it runs
+eagerly. Inside a whole-model torch.compile the Function is traced and fused with its neighbours instead.
+The math runs in float32 for the reason given in layers.py.
+"""
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+__all__ = ["sharpened_ratio"]
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    """At least float32 (float64 stays float64, so gradcheck can check the hand-written backward)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def _forward_math(dot: torch.Tensor, norm: torch.Tensor | None, p: torch.Tensor, eps: float):
+    c = _f32(dot) if norm is None else _f32(dot) / norm
+    return torch.sign(c) * (c.abs() + eps).pow(_f32(p))
+
+
+def _backward_math(grad: torch.Tensor, dot: torch.Tensor, norm: torch.Tensor | None, p: torch.Tensor,
+                   eps: float, need_norm: bool, need_p: bool):
+    c = _f32(dot) if norm is None else _f32(dot) / norm
+    a = c.abs() + eps
+    a_pow_p = a.pow(_f32(p))
+    grad = _f32(grad)
+    grad_c = torch.where(c == 0, 0.0, grad * _f32(p) * a_pow_p / a)
+    grad_dot = grad_c if norm is None else grad_c / norm
+    grad_norm = grad_p = None
+    if need_norm and norm is not None:
+        grad_norm = _sum_to(-grad_dot * c, norm.shape)
+    if need_p:
+        grad_p = _sum_to(grad * torch.sign(c) * a_pow_p * torch.log(a), p.shape)
+    return grad_dot.to(dot.dtype), grad_norm, grad_p
+
+
+def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum a broadcast gradient back to the shape of the input it was broadcast from."""
+    dims = [d for d, (n, m) in enumerate(zip(t.shape, shape)) if m == 1 and n != 1]
+    return t.sum(dims, keepdim=True) if dims else t
+
+
+_compiled: dict[str, object] = {}
+
+
+def _on_gpu(name: str, fn):
+    """fn compiled once per process (a fused kernel on CUDA); the eager fn where compiling buys nothing."""
+    if name not in _compiled:
+        _compiled[name] = torch.compile(fn, dynamic=None)
+    return _compiled[name]
+
+
+def _impl(name: str, fn, t: torch.Tensor):
+    if t.is_cuda and not torch.compiler.is_compiling():
+        return _on_gpu(name, fn)
+    return fn
+
+
+class _SharpenedRatio(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, dot, norm, p, eps):
+        ctx.eps = eps
+        ctx.save_for_backward(dot, norm, p)
+        return _impl("forward", _forward_math, dot)(dot, norm, p, eps)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        dot, norm, p = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grad_dot, grad_norm, grad_p = _impl("backward", _backward_math, dot)(
+            grad, dot, norm, p, ctx.eps, bool(need[1]), bool(need[2]))
+        return grad_dot, grad_norm, grad_p, None
+
+
+def sharpened_ratio(dot: torch.Tensor, norm: torch.Tensor | None, p: torch.Tensor,
+                    eps: float) -> torch.Tensor:
+    """sign(c) * (|c| + eps) ** p with c = dot / norm (c = dot when norm is None), in float32.
+
+    dot: (B, O, H, W) in any float dtype; norm: float32, broadcastable to dot (e.g. (B, 1, H, W));
+    p: (1, O, 1, 1). Gradients flow to all three.
+    """
+    return _SharpenedRatio.apply(dot, norm, p, eps)
