@@ -238,21 +238,33 @@ def load_dataset(name: str, data_dir: str = "", n_train: int = 0, n_test: int = 
 # ---------------------------------------------------------------------------------------------
 # Batching and augmentation on the device
 # ---------------------------------------------------------------------------------------------
-def augment(images: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """RandomCrop(32, padding=pad) + RandomHorizontalFlip on a batch (B, C, 32, 32), zero fill."""
-    b = images.shape[0]
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=gen).to(images.device)
-    flip = (torch.rand(b, generator=gen) < 0.5).to(images.device)
+def draw_augmentation(n: int, gen: torch.Generator, pad: int = 4) -> tuple[torch.Tensor, ...]:
+    """Crop offsets (dy, dx) and flip flags for n images, drawn on the CPU from gen."""
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n), generator=gen)
+    return dy, dx, torch.rand(n, generator=gen) < 0.5
+
+
+def apply_augmentation(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,
+                       pad: int = 4) -> torch.Tensor:
+    """RandomCrop(32, padding=pad) + RandomHorizontalFlip of a batch, zero fill, all on its device."""
     padded = F.pad(images, (pad, pad, pad, pad))
     out = _crop(padded, dy, dx, images.shape[-1])
     return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+def augment(images: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """RandomCrop(32, padding=pad) + RandomHorizontalFlip on a batch (B, C, 32, 32), zero fill."""
+    dy, dx, flip = (t.to(images.device) for t in draw_augmentation(images.shape[0], gen, pad))
+    return apply_augmentation(images, dy, dx, flip, pad)
 
 
 class DeviceLoader:
     """Batches of float images in [0, 1] (and labels) from an ImageSet resident on one device.
 
     Training batches are shuffled and augmented with `gen`; the last partial batch is kept
-    (DataLoader's drop_last=False, as in the gallery scripts).
+    (DataLoader's drop_last=False, as in the gallery scripts). The epoch's order, crop offsets and flips
+    are drawn at its start and copied to the device once: a copy from the CPU per batch would make the
+    host wait for the GPU at every step.
     """
 
     def __init__(self, data: ImageSet, batch_size: int, image_dim: int = 32, train: bool = False,
@@ -265,10 +277,10 @@ class DeviceLoader:
     def __len__(self) -> int:
         return -(-len(self.data) // self.batch_size)
 
-    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, images: torch.Tensor, augmentation: tuple | None) -> torch.Tensor:
         x = images.to(self.dtype) / 255
-        if self.train:
-            x = augment(x, self.gen)
+        if augmentation is not None:
+            x = apply_augmentation(x, *augmentation)
         if self.image_dim != x.shape[-1]:
             x = F.interpolate(x, size=self.image_dim, mode="bilinear", align_corners=False)
         return x.contiguous(memory_format=self.memory_format)
@@ -276,7 +288,11 @@ class DeviceLoader:
     def __iter__(self):
         n = len(self.data)
         order = torch.randperm(n, generator=self.gen) if self.train else torch.arange(n)
-        order = order.to(self.data.labels.device)
+        device = self.data.labels.device
+        order = order.to(device)
+        drawn = [t.to(device) for t in draw_augmentation(n, self.gen)] if self.train else None
         for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            yield self._prepare(self.data.images[idx]), self.data.labels[idx]
+            batch = slice(start, start + self.batch_size)
+            augmentation = [t[batch] for t in drawn] if drawn else None
+            idx = order[batch]
+            yield self._prepare(self.data.images[idx], augmentation), self.data.labels[idx]
