@@ -77,3 +77,50 @@ def test_sgd_multistep_and_init_from_a_trained_conv_net(tiny_data, tmp_path):
     key = "layer1.0.conv1.weight"
     assert torch.equal(scs.model.state_dict()[key], conv.model.state_dict()[key])
     assert scs.copied_from_init > 20
+
+
+def test_compiled_training_matches_eager_and_warm_up_changes_nothing(tiny_data):
+    """compile="on" (inductor on the CPU; a GPU adds CUDA graphs) computes what the eager path does.
+
+    BatchNorm is on so that warm_up()'s forward passes would show if their running statistics leaked.
+    Adam at lr 0.01 amplifies float32 rounding differences from step to step, so the step is compared
+    tightly and whole epochs loosely.
+    """
+    import torch.nn.functional as F
+
+    config = cfg(epochs=2, normalization="batchnorm", batch_size=128)
+    eager = Trainer(config, *tiny_data, compile="off")
+    compiled = Trainer(config, *tiny_data, compile="on")
+    compiled.model.load_state_dict(eager.model.state_dict())
+    before = {k: v.clone() for k, v in compiled.model.state_dict().items()}
+    assert compiled.warm_up() > 0 and compiled.compiled
+    for k, v in compiled.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in compiled.model.parameters())
+
+    x, y = next(iter(eager.test_loader))
+    losses = []
+    for trainer in (eager, compiled):
+        trainer.model.train()
+        loss = F.cross_entropy(trainer._forward(x).float(), y)
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    for (name, a), b in zip(eager.model.named_parameters(), compiled.model.parameters()):
+        assert (a.grad - b.grad).abs().max() <= 1e-2 * a.grad.abs().max() + 1e-7, name
+        a.grad = b.grad = None
+    compiled.model.load_state_dict(before)  # undo the BatchNorm statistics of that comparison step
+    eager.model.load_state_dict(before)
+
+    for _ in range(2):
+        want, got = eager.train_epoch(), compiled.train_epoch()
+        assert got.train_loss == pytest.approx(want.train_loss, rel=0.05)
+        assert got.test_loss == pytest.approx(want.test_loss, rel=0.1)
+    assert compiled.history[-1]["train_loss"] < compiled.history[0]["train_loss"]
+    first = compiled.model.features[0].layer  # the clamps still hold without the in-forward projection
+    assert first.weight.abs().max() <= 1.0 and first.p.min() >= 0.1
+
+
+def test_unknown_compile_mode_is_refused(tiny_data):
+    with pytest.raises(ValueError, match="compile must be one of"):
+        Trainer(cfg(), *tiny_data, compile="fast")

@@ -6,10 +6,18 @@
 `weights_only=True`, and a restored Trainer continues exactly where the saved one stopped.
 
 Nothing here knows about Ray: the orchestrator calls `train_epoch()` and reports what it returns.
+
+The fast path (`compile="auto"`, the default on a GPU): the model's forward and backward run as one
+torch.compile'd graph replayed as CUDA graphs, the data never leaves the GPU, Adam is the fused kernel,
+and compilation happens in `warm_up()` before the first epoch's clock starts. The compiled function is
+shared by the whole process, so a second trial of the same architecture in the same worker (Tune reuses
+actors) finds its graphs already built. On the CPU the default is eager; `compile="on"` compiles there
+too (inductor's C++ backend), which is how the tests check that both paths train identically.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -22,13 +30,15 @@ from torch import nn
 
 from .config import TrialConfig
 from .data import DeviceLoader, ImageSet, load_dataset
-from .layers import SharpCosSim2d, SharpenedSDP2d
+from .layers import SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
 
 __all__ = ["Trainer", "EpochResult", "LayerStats", "NonFiniteLossError", "pick_device",
-           "CHECKPOINT_FORMAT"]
+           "CHECKPOINT_FORMAT", "COMPILE_MODES"]
 
 CHECKPOINT_FORMAT = 1
+COMPILE_MODES = ("auto", "on", "off")  # auto: compiled + CUDA graphs on a GPU (eager if that fails), eager on CPU
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -86,11 +96,33 @@ def _layer_type(m: nn.Module) -> str:
     return "linear" if isinstance(m, nn.Linear) else "conv"
 
 
+_compiled_calls: dict[str, object] = {}
+
+
+def _call(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)
+
+
+def compiled_call(cuda_graphs: bool):
+    """One compiled `model(x)` per process: any model instance of an already-seen architecture reuses
+    its graphs (dynamo guards on the module's structure and mode, not on the instance)."""
+    mode = "reduce-overhead" if cuda_graphs else None
+    if mode not in _compiled_calls:
+        import torch._dynamo
+        # Every variant x train/eval x batch size of a sweep is one cache entry; the default limit (8)
+        # would silently send the rest of a reused worker's trials back to eager.
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+        torch._dynamo.config.accumulated_cache_size_limit = max(
+            torch._dynamo.config.accumulated_cache_size_limit, 1024)
+        _compiled_calls[mode] = torch.compile(_call, mode=mode)
+    return _compiled_calls[mode]
+
+
 class Trainer:
     """Trains one TrialConfig; pass data sets to share them between trials of one process."""
 
     def __init__(self, cfg: TrialConfig, train: ImageSet | None = None, test: ImageSet | None = None,
-                 device: str | torch.device = ""):
+                 device: str | torch.device = "", compile: str = "auto"):
         self.cfg = cfg
         self.device = pick_device(str(device)) if not isinstance(device, torch.device) else device
         if train is None or test is None:
@@ -115,15 +147,30 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.epoch = 0
         self.history: list[dict] = []  # scalar metrics of every finished epoch
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
+        self.compile_mode = compile
+        self.compiled = compile == "on" or (compile == "auto" and on_gpu)
+        self.cuda_graphs = self.compiled and on_gpu
+        self.compile_s = 0.0     # seconds warm_up() spent compiling (and capturing CUDA graphs)
+        self._warmed_up = not self.compiled
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.compiled:
+            return self.model(x)
+        if self.cuda_graphs:  # a new step: outputs of the previous replay may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
+        return compiled_call(self.cuda_graphs)(self.model, x)
 
     # -- construction -------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg
         params = [p for p in self.model.parameters() if p.requires_grad]
+        fused = self.device.type == "cuda"  # one kernel for all parameters instead of several per tensor
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.max_lr, momentum=cfg.momentum,
-                                   weight_decay=cfg.weight_decay)
-        return torch.optim.Adam(params, lr=cfg.max_lr, weight_decay=cfg.weight_decay)
+                                   weight_decay=cfg.weight_decay, fused=fused or None)
+        return torch.optim.Adam(params, lr=cfg.max_lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
     def _make_scheduler(self):
         cfg = self.cfg
@@ -145,6 +192,52 @@ class Trainer:
         self.model.load_state_dict(matched, strict=False)
         return len(matched)
 
+    # -- compilation --------------------------------------------------------------------------------
+    def _batch_sizes(self, n: int) -> list[int]:
+        bs = min(self.cfg.batch_size, n)
+        return [bs] + ([n % bs] if n % bs else [])
+
+    def warm_up(self) -> float:
+        """Compile (and capture) every graph an epoch will replay, before any epoch is timed.
+
+        Runs forward+backward for the training batch sizes and forward for the test batch sizes on
+        random inputs, then puts back the BatchNorm statistics and drops the gradients, so training
+        continues exactly as if nothing had run. With compile="auto" a failure falls back to eager.
+        """
+        if self._warmed_up:
+            return self.compile_s
+        self._warmed_up = True
+        buffers = {name: b.clone() for name, b in self.model.named_buffers()}
+        fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        dim = self.cfg.image_dim
+        self._sync()
+        start = time.perf_counter()
+        try:
+            for train, n in ((True, len(self.train_set)), (False, len(self.test_set))):
+                self.model.train(train)
+                for b in self._batch_sizes(n):
+                    # constant images: what compiles is the shape, and no RNG stream is touched
+                    x = torch.full((b, 3, dim, dim), 0.5, device=self.device).contiguous(memory_format=fmt)
+                    for _ in range(3 if self.cuda_graphs else 1):  # CUDA graphs: warm, record, replay
+                        with torch.set_grad_enabled(train), self._autocast():
+                            logits = self._forward(x)
+                        if train:
+                            logits.float().sum().backward()
+                        del logits
+            self._sync()
+        except Exception as exc:  # noqa: BLE001 - any compiler or capture failure
+            if self.compile_mode != "auto":
+                raise
+            log.warning("torch.compile failed (%s: %s); this trial runs eagerly", type(exc).__name__, exc)
+            self.compiled = self.cuda_graphs = False
+        finally:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for name, b in self.model.named_buffers():
+                    b.copy_(buffers[name])
+        self.compile_s = time.perf_counter() - start
+        return self.compile_s
+
     # -- one epoch ------------------------------------------------------------------------------
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -154,6 +247,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     def train_epoch(self) -> EpochResult:
+        self.warm_up()
         cfg, model = self.cfg, self.model
         model.train()
         weights = [m.weight for _, m in self.layers]
@@ -165,15 +259,17 @@ class Trainer:
         start = time.perf_counter()
         steps = 0
         for x, y in self.train_loader:
-            with self._autocast():
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
+            with self._autocast():
+                logits = self._forward(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             self.scaler.scale(loss).backward()
             grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]
             grad_norm_sum += torch.stack(torch._foreach_norm(grads)).float() / self.scaler.get_scale()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.compiled:  # the compiled forward leaves the reference's clamps to us (layers.py)
+                constrain_model_(model)
             if cfg.scheduler == "onecycle":
                 self.scheduler.step()
             if cfg.batch_weight_norms:
@@ -203,6 +299,7 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float, float]:
         """(loss, accuracy, seconds) on the whole test set, BatchNorm in eval mode."""
+        self.warm_up()
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -210,7 +307,7 @@ class Trainer:
         start = time.perf_counter()
         for x, y in self.test_loader:
             with self._autocast():
-                logits = self.model(x).float()
+                logits = self._forward(x).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
         self._sync()
