@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--smoke-test", action="store_true", help="1 epoch, 256 images, CPU")
     r.add_argument("--no-evaluate", action="store_true", help="skip the end-of-trial PGD and saliency")
     r.add_argument("--pgd-images", type=int, default=0, help="test images attacked per trial (default 1000)")
+    r.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                   help="auto: torch.compile + CUDA graphs on GPUs, eager on CPUs; on: compile on CPUs too")
     r.set_defaults(handler="orchestrator.commands:run")
 
     re_ = sub.add_parser("resume", help="continue an interrupted sweep where it stopped")

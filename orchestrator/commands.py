@@ -70,7 +70,8 @@ def run(args) -> int:
                        has_gpu=has_gpu, prune=not args.no_prune, max_concurrent=args.max_concurrent,
                        checkpoint_every=args.checkpoint_every, num_samples=args.num_samples,
                        store=str(Path(args.store).resolve()) if "://" not in args.store else args.store,
-                       storage=str(storage), evaluate=not args.no_evaluate, pgd_images=args.pgd_images)
+                       storage=str(storage), evaluate=not args.no_evaluate, pgd_images=args.pgd_images,
+                       compile=args.compile)
     n = sum(r.n_trials for r in sweep.runs)
     print(f"sweep {name}: {n} trials in {len(sweep.runs)} part(s); runs in {storage / name}, "
           f"rows in {sweep.store}")

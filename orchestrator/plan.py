@@ -56,6 +56,7 @@ class SweepPlan:
     store: str = "scs_store"
     storage: str = ""
     evaluation: dict | None = None   # EvalSettings fields for the end-of-trial PGD/saliency; None: off
+    compile: str = "auto"            # Trainer's compile mode: auto (compiled + CUDA graphs on GPUs) | on | off
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))
@@ -82,7 +83,8 @@ def plan_sweep(preset_name: str, *, name: str = "", epochs: int = 0, seeds: int 
                data_dir: str = "", smoke_test: bool = False, gpus_per_trial: float | None = None,
                has_gpu: bool = False, prune: bool = True, max_concurrent: int = 0,
                checkpoint_every: int = 10, num_samples: int = 0, store: str = "scs_store",
-               storage: str = "", evaluate: bool = True, pgd_images: int = 0) -> SweepPlan:
+               storage: str = "", evaluate: bool = True, pgd_images: int = 0,
+               compile: str = "auto") -> SweepPlan:
     runs = []
     for preset in get_preset(preset_name):
         overrides = {"epochs": epochs or preset.epochs}
@@ -117,7 +119,7 @@ def plan_sweep(preset_name: str, *, name: str = "", epochs: int = 0, seeds: int 
             evaluation["pgd_images"] = pgd_images
     return SweepPlan(name=name or preset_name, preset=preset_name, runs=runs, prune=prune,
                      max_concurrent=max_concurrent, checkpoint_every=checkpoint_every, store=store,
-                     storage=storage, evaluation=evaluation)
+                     storage=storage, evaluation=evaluation, compile=compile)
 
 
 def estimate_gpu_hours(preset_name: str, seconds_per_epoch) -> tuple[int, int, float]:

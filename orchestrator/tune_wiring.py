@@ -67,7 +67,7 @@ def train_scs(config: dict) -> None:
     if marker.exists():  # a retry of a diverged trial would only diverge again
         raise NonFiniteLossError(marker.read_text())
     torch.set_num_threads(max(1, int(run.get("cpus_per_trial", 1))))
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, compile=run.get("compile", "auto"))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -79,6 +79,7 @@ def train_scs(config: dict) -> None:
         "code_version": run.get("code_version", "unknown"), "config_hash": cfg.config_hash(),
         "trial_config": cfg.to_dict(),  # the resolved config (arch defaults filled in) for the store
         "node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran this epoch
+        "compile_s": trainer.warm_up(),  # compile + CUDA-graph capture before epoch 1 (0 when eager)
     }
     every = max(1, int(run.get("checkpoint_every", 10)))
     while not trainer.done:
@@ -165,10 +166,22 @@ class StoreAndProgress(tune.Callback):
     def _print(self, line: str) -> None:
         print(line, flush=True)
 
-    def _load_previous(self, trial_id: str) -> list:
+    def _load_previous(self, trial) -> list:
+        """The trial's results from before this driver started: Tune's result.json where it is readable
+        (a kill can leave the store up to one flush behind it), else the rows in the store."""
+        trial_id = trial.trial_id
         store = get_store(self.store_uri)
-        if not store.exists():
-            return []
+        stored = self._stored_results(store, trial_id) if store.exists() else []
+        try:
+            from results.rows import read_trial_dir
+
+            _, recorded, _ = read_trial_dir(Path(trial.local_path))
+        except (OSError, ValueError, AttributeError):
+            recorded = []
+        recorded = [r for r in recorded if "epoch" in r]
+        return recorded if len(recorded) >= len(stored) and recorded else stored
+
+    def _stored_results(self, store, trial_id: str) -> list:
         rows = store.read_trial(self.experiment, trial_id)
         layers_by_epoch = {}
         for row in rows["layers"]:
@@ -194,7 +207,7 @@ class StoreAndProgress(tune.Callback):
         """
         tid = trial.trial_id
         if tid not in self.results:
-            self.results[tid] = self._load_previous(tid)
+            self.results[tid] = self._load_previous(trial)
             self.configs[tid] = trial_config_of(trial.config)
         return tid
 
@@ -275,7 +288,8 @@ def param_space(run: RunPlan, sweep: SweepPlan, cpus_per_trial: int, init_from: 
     space = {
         "overrides": overrides,
         "run": {"checkpoint_every": sweep.checkpoint_every, "cpus_per_trial": cpus_per_trial,
-                "code_version": code_version(), "evaluation": sweep.evaluation},
+                "code_version": code_version(), "evaluation": sweep.evaluation,
+                "compile": sweep.compile},
     }
     if run.search:
         space["variant"] = variants[0]
@@ -316,7 +330,10 @@ def build_tuner(run: RunPlan, sweep: SweepPlan, experiment_root: Path, init_from
         num_samples = run.search["num_samples"]
     tune_config = tune.TuneConfig(metric=METRIC, mode=MODE, scheduler=_scheduler(run, sweep),
                                   search_alg=search_alg, num_samples=num_samples,
-                                  max_concurrent_trials=sweep.max_concurrent or None)
+                                  max_concurrent_trials=sweep.max_concurrent or None,
+                                  # a worker process runs trial after trial, so what torch.compile
+                                  # built for an architecture serves every later trial of it
+                                  reuse_actors=True)
     run_config = tune.RunConfig(
         name=run.part, storage_path=str(experiment_root), verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),

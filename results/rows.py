@@ -53,7 +53,8 @@ def rows_for_trial(experiment: str, trial_id: str, config: dict, results: list[d
         config_json=json.dumps(config, sort_keys=True, default=str),
         started_at=started_at or None, ended_at=ended_at or None,
     )
-    for key in ("params", "gpu", "host", "code_version", "torch_version", "ray_version", "config_hash"):
+    for key in ("params", "gpu", "host", "code_version", "torch_version", "ray_version", "config_hash",
+                "compile_s"):
         if last.get(key) is not None:
             trial[key] = last[key]
     if trial.get("p_mode") != "fixed":

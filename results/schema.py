@@ -17,7 +17,7 @@ _COLUMNS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("error", _S), ("params", _I), ("val_acc", _F), ("final_acc", _F), ("train_time_s", _F),
         ("eval_time_s", _F), ("gpu", _S), ("host", _S), ("code_version", _S), ("torch_version", _S),
         ("ray_version", _S), ("config_hash", _S), ("config_json", _S), ("started_at", _S),
-        ("ended_at", _S),
+        ("ended_at", _S), ("compile_s", _F),
     ],
     "epochs": [
         ("trial_id", _S), ("epoch", _I), ("train_loss", _F), ("train_acc", _F), ("test_loss", _F),
