@@ -189,3 +189,31 @@ def test_a_trial_that_completes_without_reporting_after_resume_is_marked_done(tm
     (row,) = store.read_table("trials").to_pylist()
     assert row["status"] == "done" and row["epochs_done"] == 2
     assert store.read_table("epochs").num_rows == 2
+
+
+def test_a_resumed_trial_recovers_the_epoch_a_kill_kept_out_of_the_store(tmp_path):
+    """Killed after Tune recorded epoch 3 but before the store's flush: the new driver takes Tune's record."""
+    import json
+    from types import SimpleNamespace
+
+    from orchestrator.tune_wiring import StoreAndProgress
+    from results.rows import rows_for_trial
+    from results.store import ParquetStore
+
+    store = ParquetStore(str(tmp_path / "store"))
+    config = {"arch": "rohrer25k", "group": "g", "epochs": 4}
+    results = [{"epoch": e, "training_iteration": e, "test_acc": 0.1 * e, "train_time_s": 1.0,
+                "eval_time_s": 0.1, "trial_id": "ab_00000"} for e in (1, 2, 3, 4)]
+    store.write_trial("s", "ab_00000", rows_for_trial("s", "ab_00000", config, results[:2], "running"))
+    trial_dir = tmp_path / "runs" / "train_scs_ab_00000_0"
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results[:3]))
+    callback = StoreAndProgress("s", str(tmp_path / "store"), epochs=4)
+    trial = SimpleNamespace(trial_id="ab_00000", status="RUNNING", last_result={}, local_path=str(trial_dir),
+                            config={"variant": {"arch": "rohrer25k", "group": "g"}, "overrides": {"epochs": 4}})
+    callback.on_trial_result(0, [trial], trial, results[3])  # the resumed run reports epoch 4
+    callback.on_trial_complete(0, [trial], trial)
+    epochs = sorted(r["epoch"] for r in store.read_table("epochs").to_pylist())
+    assert epochs == [1, 2, 3, 4]
+    (row,) = store.read_table("trials").to_pylist()
+    assert row["status"] == "done" and row["final_acc"] == pytest.approx(0.4)
