@@ -2,8 +2,9 @@
 
 Source: the H200 speed anchors in shared/reference/paper_facts.md (GPU-resident data, eager, batch 128,
 unfused SCS), not yet this project's own `scs-sweep bench` figures; replace them with your GPU's:
-`scs-sweep bench --json ... > times.json` then `SCS_EPOCH_TIMES=times.json scs-sweep presets`
-(a {"family/layer": seconds} map works too). Eval adds ~10 %.
+`scs-sweep bench --json-out times.json ...` then `SCS_EPOCH_TIMES=times.json scs-sweep presets`
+(several files separated by commas, as bench/run_h200.sh writes them; a {"family/layer": seconds} map
+works too). Eval adds ~10 %.
 Assumptions where no anchor exists are marked.
 """
 from __future__ import annotations
@@ -48,6 +49,6 @@ def _measured(path: str) -> dict:
 
 def seconds_per_epoch(trial: dict) -> float:
     table = dict(H200_SECONDS_PER_EPOCH)
-    if os.environ.get("SCS_EPOCH_TIMES"):
-        table.update(_measured(os.environ["SCS_EPOCH_TIMES"]))
+    for path in filter(None, os.environ.get("SCS_EPOCH_TIMES", "").split(",")):
+        table.update(_measured(path.strip()))
     return table[_key(trial)]

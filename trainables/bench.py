@@ -2,8 +2,14 @@
 
 Runs with only torch installed (`PYTHONPATH=. python3 -m trainables.bench ...` on a GPU machine, or
 `scs-sweep bench ...`). Epoch times use the real Trainer on synthetic data of the size asked for
-(default CIFAR-10's 50,000/10,000), after warm-up epochs; layer times are CUDA-event (or wall-clock on
-CPU) medians of forward+backward, SCS and conv measured side by side in one process.
+(default CIFAR-10's 50,000/10,000), after warm-up epochs, and the compile/warm-up seconds before them;
+layer times are CUDA-event (or wall-clock on CPU) medians of forward+backward, every SCS implementation
+and Conv2d measured side by side in one process:
+
+    reference  the reference layer's way (ones-kernel conv2d for the norm, repeat_interleave, autograd)
+    unfused    this project's layer with plain autograd through the sharpening (fused=False)
+    fused      this project's default layer: the hand-written backward of fused.py
+    compiled   the fused layer under torch.compile (what a compiled training step runs)
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import TrialConfig
@@ -20,7 +27,7 @@ from .data import make_synthetic
 from .layers import SharpCosSim2d
 from .train import Trainer, pick_device
 
-__all__ = ["bench_epochs", "bench_layer", "LAYER_SHAPES", "main"]
+__all__ = ["bench_epochs", "bench_layer", "LAYER_SHAPES", "ReferenceStyleSCS", "main"]
 
 # (name, batch, in, out, kernel, stride, padding, H=W): the conv-like layers of the paper's nets.
 LAYER_SHAPES = [
@@ -34,6 +41,22 @@ LAYER_SHAPES = [
     ("resnet18@224.layer3", 64, 256, 256, 3, 1, 1, 14),
     ("resnet18@224.layer4", 64, 512, 512, 3, 1, 1, 7),
 ]
+
+
+class ReferenceStyleSCS(SharpCosSim2d):
+    """SCS computed the way the reference layer does (scs_reference.md 1.4), as the speed baseline."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.constrain_()
+        w = self.weight / torch.linalg.vector_norm(self.weight, dim=(1, 2, 3), keepdim=True)
+        dot = self._dot(x, w)
+        ones = torch.ones(self.groups, self.in_channels // self.groups, self.kernel_size, self.kernel_size,
+                          device=x.device, dtype=x.dtype)
+        sq = F.conv2d(x.square(), ones, None, self.stride, self.padding, 1, self.groups)
+        norm = (torch.sqrt(sq + self.eps) + self.log_q.exp()).repeat_interleave(
+            self.out_channels // self.groups, dim=1)
+        c = dot / norm
+        return torch.sign(c) * (c.abs() + self.eps) ** self.p
 
 
 def _timer(device: torch.device):
@@ -54,15 +77,22 @@ def _timer(device: torch.device):
     return run
 
 
-def bench_layer(shape: tuple, device: torch.device, repeats: int = 20, warmup: int = 3) -> dict:
-    """Median forward+backward seconds of SCS and Conv2d of one shape, and their ratio."""
+def bench_layer(shape: tuple, device: torch.device, repeats: int = 20, warmup: int = 3,
+                compiled: bool = False) -> dict:
+    """Median forward+backward milliseconds of Conv2d and each SCS implementation of one shape, and
+    each SCS over Conv2d. `compiled` adds the torch.compile'd fused layer (and compiled Conv2d)."""
     name, batch, cin, cout, k, stride, pad, hw = shape
     on_gpu = device.type == "cuda"
     dtype = torch.bfloat16 if on_gpu else None
     fmt = torch.channels_last if on_gpu else torch.contiguous_format
     x = torch.rand(batch, cin, hw, hw, device=device).contiguous(memory_format=fmt).requires_grad_(True)
     layers = {"conv": nn.Conv2d(cin, cout, k, stride, pad, bias=False),
-              "scs": SharpCosSim2d(cin, cout, k, stride, pad)}
+              "reference": ReferenceStyleSCS(cin, cout, k, stride, pad),
+              "unfused": SharpCosSim2d(cin, cout, k, stride, pad, fused=False),
+              "fused": SharpCosSim2d(cin, cout, k, stride, pad)}
+    if compiled:
+        layers["conv_compiled"] = torch.compile(nn.Conv2d(cin, cout, k, stride, pad, bias=False))
+        layers["compiled"] = torch.compile(SharpCosSim2d(cin, cout, k, stride, pad))
     timer = _timer(device)
     result = {"shape": name, "batch": batch, "in": cin, "out": cout, "k": k, "hw": hw}
     for kind, layer in layers.items():
@@ -76,23 +106,31 @@ def bench_layer(shape: tuple, device: torch.device, repeats: int = 20, warmup: i
         for _ in range(warmup):
             step()
         result[f"{kind}_ms"] = 1000 * statistics.median(timer(step) for _ in range(repeats))
-    result["scs_over_conv"] = result["scs_ms"] / result["conv_ms"]
+    for kind in layers:
+        if kind not in ("conv", "conv_compiled"):
+            result[f"{kind}_over_conv"] = result[f"{kind}_ms"] / result["conv_ms"]
     return result
 
 
 def bench_epochs(cfg: TrialConfig, n_train: int, n_test: int, epochs: int = 2, warmup: int = 1,
-                 device: str = "") -> dict:
-    """Seconds per training and evaluation epoch (mean over `epochs` after `warmup` epochs)."""
+                 device: str = "", compile: str = "auto") -> dict:
+    """Seconds per training and evaluation epoch (mean over `epochs` after `warmup` epochs), and the
+    seconds the Trainer's warm_up() took first (compiling and capturing; 0 when eager)."""
     train, test = make_synthetic(n_train, n_test)
     cfg = cfg.replace(dataset="synthetic", epochs=epochs + warmup)
-    trainer = Trainer(cfg, train, test, device=device)
+    trainer = Trainer(cfg, train, test, device=device, compile=compile)
+    compile_s = trainer.warm_up()
     results = [trainer.train_epoch() for _ in range(epochs + warmup)][warmup:]
+    train_s = statistics.mean(r.train_time_s for r in results)
+    eval_s = statistics.mean(r.eval_time_s for r in results)
     return {
         "arch": cfg.arch, "layer": cfg.layer, "activation": cfg.activation, "pooling": cfg.pooling,
         "normalization": cfg.normalization, "batch_size": cfg.batch_size, "image_dim": cfg.image_dim,
         "n_train": n_train, "n_test": n_test, "device": str(trainer.device),
-        "train_s_per_epoch": statistics.mean(r.train_time_s for r in results),
-        "eval_s_per_epoch": statistics.mean(r.eval_time_s for r in results),
+        "compiled": trainer.compiled, "cuda_graphs": trainer.cuda_graphs,
+        "train_s_per_epoch": train_s, "eval_s_per_epoch": eval_s, "compile_s": compile_s,
+        # what warm-up costs a 100-epoch trial that compiles in its own process
+        "compile_share_100_epochs": compile_s / (compile_s + 100 * (train_s + eval_s)),
         "test_acc": results[-1].test_acc,
     }
 
@@ -112,10 +150,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=2, help="timed epochs (after --warmup epochs)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                   help="the Trainer's compile mode; also adds compiled layers to --layers when not off "
+                        "(auto: on a GPU only)")
     p.add_argument("--layers", action="store_true", help="also time one SCS layer vs Conv2d per shape")
     p.add_argument("--layers-only", action="store_true", help="only the one-layer comparison")
+    p.add_argument("--shapes", default="", help="comma-separated layer shape names (default: all of "
+                   + ", ".join(s[0] for s in LAYER_SHAPES) + ")")
     p.add_argument("--device", default="")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown tables")
+    p.add_argument("--json-out", default="", help="also write the JSON to this file (for SCS_EPOCH_TIMES)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,23 +173,42 @@ def run(args: argparse.Namespace) -> int:
             cfg = TrialConfig(arch=args.arch, batch_size=args.batch_size, image_dim=args.image_dim,
                               precision=args.precision, **keys)
             out["epochs"].append(bench_epochs(cfg, args.n_train, args.n_test, args.epochs, args.warmup,
-                                              str(device)))
+                                              str(device), args.compile))
     if args.layers or args.layers_only:
-        out["layers"] = [bench_layer(s, device) for s in LAYER_SHAPES]
+        compiled = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
+        wanted = [s.strip() for s in args.shapes.split(",") if s.strip()]
+        unknown = sorted(set(wanted) - {s[0] for s in LAYER_SHAPES})
+        if unknown:
+            raise SystemExit(f"unknown layer shape(s) {', '.join(unknown)}; choose from "
+                             + ", ".join(s[0] for s in LAYER_SHAPES))
+        out["layers"] = [bench_layer(s, device, compiled=compiled) for s in LAYER_SHAPES
+                         if not wanted or s[0] in wanted]
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(out, f, indent=2)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(f"device: {out['device']}, torch {out['torch']}")
     if out["epochs"]:
-        print("\n| arch | variant | batch | images | train s/epoch | eval s/epoch |\n|---|---|---|---|---|---|")
+        print("\n| arch | variant | batch | images | path | train s/epoch | eval s/epoch | warm-up s | "
+              "warm-up share of 100 epochs |\n|---|---|---|---|---|---|---|---|---|")
         for r in out["epochs"]:
             variant = f"{r['layer']}+{r['activation']}+{r['pooling']}+{r['normalization']}"
-            print(f"| {r['arch']} | {variant} | {r['batch_size']} | {r['n_train']}/{r['n_test']} | "
-                  f"{r['train_s_per_epoch']:.3f} | {r['eval_s_per_epoch']:.3f} |")
+            path = "CUDA graphs" if r["cuda_graphs"] else "compiled" if r["compiled"] else "eager"
+            print(f"| {r['arch']}@{r['image_dim']} | {variant} | {r['batch_size']} | {r['n_train']}/{r['n_test']} | "
+                  f"{path} | {r['train_s_per_epoch']:.3f} | {r['eval_s_per_epoch']:.3f} | {r['compile_s']:.1f} | "
+                  f"{100 * r['compile_share_100_epochs']:.1f} % |")
     if out["layers"]:
-        print("\n| shape | conv fwd+bwd ms | SCS fwd+bwd ms | SCS/conv |\n|---|---|---|---|")
+        kinds = [k[:-len("_over_conv")] for k in out["layers"][0] if k.endswith("_over_conv")]
+        extra = " conv compiled ms |" if "conv_compiled_ms" in out["layers"][0] else ""
+        print("\n| shape | conv ms |" + extra + "".join(f" {k} ms |" for k in kinds)
+              + "".join(f" {k}/conv |" for k in kinds))
+        print("|---" * (2 + bool(extra) + 2 * len(kinds)) + "|")
         for r in out["layers"]:
-            print(f"| {r['shape']} | {r['conv_ms']:.3f} | {r['scs_ms']:.3f} | {r['scs_over_conv']:.2f} |")
+            cells = [r["shape"], f"{r['conv_ms']:.3f}"] + ([f"{r['conv_compiled_ms']:.3f}"] if extra else [])
+            cells += [f"{r[k + '_ms']:.3f}" for k in kinds] + [f"{r[k + '_over_conv']:.2f}" for k in kinds]
+            print("| " + " | ".join(cells) + " |")
     return 0
 
 

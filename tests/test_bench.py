@@ -1,0 +1,33 @@
+"""The benchmark harness runs end to end on the CPU and reports every figure the report needs."""
+import json
+
+import pytest
+
+from trainables import bench
+
+
+def test_bench_reports_epochs_warm_up_and_every_layer_implementation(capsys):
+    argv = ["--arch", "rohrer25k", "--variants", "conv+relu+max,scs+none+maxabs", "--n-train", "128",
+            "--n-test", "64", "--batch-size", "64", "--epochs", "1", "--warmup", "0", "--compile", "off",
+            "--layers", "--shapes", "rohrer100k.l3", "--json"]
+    assert bench.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["layer"] for r in out["epochs"]] == ["conv", "scs"]
+    for r in out["epochs"]:
+        assert r["train_s_per_epoch"] > 0 and r["eval_s_per_epoch"] > 0
+        assert r["compile_s"] == 0 and not r["compiled"] and r["compile_share_100_epochs"] == 0
+    (layer,) = out["layers"]
+    assert layer["shape"] == "rohrer100k.l3"
+    for kind in ("reference", "unfused", "fused"):
+        assert layer[f"{kind}_over_conv"] == pytest.approx(layer[f"{kind}_ms"] / layer["conv_ms"])
+
+
+def test_bench_markdown_has_one_row_per_shape(capsys):
+    assert bench.main(["--layers-only", "--shapes", "rohrer100k.l2,rohrer100k.l3", "--compile", "off"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| rohrer100k.")]
+    assert len(lines) == 2 and all(line.count("|") == 9 for line in lines)  # shape, conv, 3 times, 3 ratios
+
+
+def test_unknown_shape_is_one_clear_error():
+    with pytest.raises(SystemExit, match="unknown layer shape"):
+        bench.main(["--layers-only", "--shapes", "nope"])
