@@ -3,13 +3,17 @@
 Autograd through `sign(c) * (|c| + eps) ** p` with `c = dot / norm` keeps about six float32 tensors of the
 layer's output size alive until backward and runs a dozen elementwise kernels each way; on a GPU that
 memory traffic, not the convolution, is what made SCS several times slower than Conv2d. This Function
-keeps only `dot` (in the dtype the convolution produced: bf16 under autocast) and `norm` (one channel for
-groups=1), recomputes `c` in backward and writes every gradient in one pass:
+keeps `dot` (in the dtype the convolution produced: bf16 under autocast), `norm` (one channel for
+groups=1) and its own output `y` (which the next layer keeps anyway), recomputes `c` in backward and
+writes every gradient in one pass:
 
     a = |c| + eps,   y = sign(c) * a^p
-    dy/dc = p * a^p / a      (0 where c == 0, exactly what autograd of sign(c) * a^p gives)
+    dy/dc = p * a^p / a = p * |y| / a    (0 where c == 0, as autograd of sign(c) * a^p gives: y is 0 there)
     dy/dp = y * log(a)
     dc/d(dot) = 1 / norm,    dc/d(norm) = -c / norm
+
+Because `y` is saved, modifying the output in place (an in-place ReLU right after the layer) makes
+autograd refuse the backward; the models here use out-of-place activations.
 
 On CUDA each body runs as one torch.compile'd (Triton) kernel plus its reductions; on the CPU it runs
 eagerly. Inside a whole-model torch.compile the Function is traced and fused with its neighbours instead.
@@ -34,18 +38,17 @@ def _forward_math(dot: torch.Tensor, norm: torch.Tensor | None, p: torch.Tensor,
 
 
 def _backward_math(grad: torch.Tensor, dot: torch.Tensor, norm: torch.Tensor | None, p: torch.Tensor,
-                   eps: float, need_norm: bool, need_p: bool):
+                   y: torch.Tensor, eps: float, need_norm: bool, need_p: bool):
     c = _f32(dot) if norm is None else _f32(dot) / norm
     a = c.abs() + eps
-    a_pow_p = a.pow(_f32(p))
     grad = _f32(grad)
-    grad_c = torch.where(c == 0, 0.0, grad * _f32(p) * a_pow_p / a)
+    grad_c = grad * _f32(p) * y.abs() / a
     grad_dot = grad_c if norm is None else grad_c / norm
     grad_norm = grad_p = None
     if need_norm and norm is not None:
         grad_norm = _sum_to(-grad_dot * c, norm.shape)
     if need_p:
-        grad_p = _sum_to(grad * torch.sign(c) * a_pow_p * torch.log(a), p.shape)
+        grad_p = _sum_to(grad * y * torch.log(a), p.shape)
     return grad_dot.to(dot.dtype), grad_norm, grad_p
 
 
@@ -75,16 +78,17 @@ class _SharpenedRatio(torch.autograd.Function):
     @staticmethod
     def forward(ctx, dot, norm, p, eps):
         ctx.eps = eps
-        ctx.save_for_backward(dot, norm, p)
-        return _impl("forward", _forward_math, dot)(dot, norm, p, eps)
+        y = _impl("forward", _forward_math, dot)(dot, norm, p, eps)
+        ctx.save_for_backward(dot, norm, p, y)
+        return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        dot, norm, p = ctx.saved_tensors
+        dot, norm, p, y = ctx.saved_tensors
         need = ctx.needs_input_grad
         grad_dot, grad_norm, grad_p = _impl("backward", _backward_math, dot)(
-            grad, dot, norm, p, ctx.eps, bool(need[1]), bool(need[2]))
+            grad, dot, norm, p, y, ctx.eps, bool(need[1]), bool(need[2]))
         return grad_dot, grad_norm, grad_p, None
 
 
