@@ -184,3 +184,23 @@ def test_constrain_model_projects_every_sharpened_layer():
     for m in model[:2]:
         assert m.weight.min().item() == -1.0 and m.p.min().item() == pytest.approx(0.1)
     assert model[2].weight.min().item() == -7.0  # a plain conv is not the reference's to clamp
+
+
+def test_fused_kernels_fall_back_to_the_same_eager_math_when_compiling_fails(monkeypatch, caplog):
+    """On CUDA the fused bodies are compiled; a compiler failure must cost speed, never the trial."""
+    from types import SimpleNamespace
+
+    from trainables import fused
+
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("inductor exploded")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(fused, "_compiled", {})
+    calls = []
+    fake_cuda = SimpleNamespace(is_cuda=True)
+    assert fused._run("probe", lambda a: calls.append(a) or a * 2, fake_cuda, 21) == 42
+    assert fused._compiled["probe"] is None and "inductor exploded" in caplog.text
+    assert fused._run("probe", lambda a: a + 1, fake_cuda, 1) == 2  # no second attempt

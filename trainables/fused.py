@@ -21,8 +21,12 @@ The math runs in float32 for the reason given in layers.py.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch.autograd.function import once_differentiable
+
+log = logging.getLogger(__name__)
 
 __all__ = ["sharpened_ratio"]
 
@@ -58,27 +62,31 @@ def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.sum(dims, keepdim=True) if dims else t
 
 
-_compiled: dict[str, object] = {}
+_compiled: dict[str, object] = {}  # name -> compiled fn, or None once compiling it has failed
 
 
-def _on_gpu(name: str, fn):
-    """fn compiled once per process (a fused kernel on CUDA); the eager fn where compiling buys nothing."""
-    if name not in _compiled:
-        _compiled[name] = torch.compile(fn, dynamic=None)
-    return _compiled[name]
-
-
-def _impl(name: str, fn, t: torch.Tensor):
-    if t.is_cuda and not torch.compiler.is_compiling():
-        return _on_gpu(name, fn)
-    return fn
+def _run(name: str, fn, t: torch.Tensor, *args):
+    """fn(*args), as one compiled kernel per process on CUDA; eagerly on the CPU, inside an outer
+    torch.compile (which fuses it with its neighbours), and after a compiler failure (same math)."""
+    if t.is_cuda and not torch.compiler.is_compiling() and _compiled.get(name, fn) is not None:
+        try:
+            if name not in _compiled:
+                _compiled[name] = torch.compile(fn, dynamic=None)
+            return _compiled[name](*args)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a compiler problem must not stop a trial
+            log.warning("compiling the fused SCS %s failed (%s: %s); using the eager math",
+                        name, type(exc).__name__, exc)
+            _compiled[name] = None
+    return fn(*args)
 
 
 class _SharpenedRatio(torch.autograd.Function):
     @staticmethod
     def forward(ctx, dot, norm, p, eps):
         ctx.eps = eps
-        y = _impl("forward", _forward_math, dot)(dot, norm, p, eps)
+        y = _run("forward", _forward_math, dot, dot, norm, p, eps)
         ctx.save_for_backward(dot, norm, p, y)
         return y
 
@@ -87,8 +95,8 @@ class _SharpenedRatio(torch.autograd.Function):
     def backward(ctx, grad):
         dot, norm, p, y = ctx.saved_tensors
         need = ctx.needs_input_grad
-        grad_dot, grad_norm, grad_p = _impl("backward", _backward_math, dot)(
-            grad, dot, norm, p, y, ctx.eps, bool(need[1]), bool(need[2]))
+        grad_dot, grad_norm, grad_p = _run("backward", _backward_math, dot,
+                                           grad, dot, norm, p, y, ctx.eps, bool(need[1]), bool(need[2]))
         return grad_dot, grad_norm, grad_p, None
 
 
