@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from trainables.bench import variant_keys
 from trainables.config import TrialConfig
 from trainables.data import make_synthetic
 from trainables.evaluation import EvalSettings, evaluate_model
@@ -24,8 +25,7 @@ from trainables.train import pick_device
 def time_evaluation(spec: str, settings: EvalSettings, device: torch.device) -> dict:
     arch_dim, variant = spec.split(":")
     arch, _, dim = arch_dim.partition("@")
-    keys = dict(zip(("layer", "activation", "pooling", "normalization"), variant.split("+")))
-    cfg = TrialConfig(arch=arch, image_dim=int(dim or 32), **keys)
+    cfg = TrialConfig(arch=arch, image_dim=int(dim or 32), **variant_keys(variant))
     model = build_model(cfg).to(device)
     _, test = make_synthetic(100, 10_000)
     test = test.to(device)

@@ -15,11 +15,10 @@ import time
 
 WORKER = """
 import json, sys, time
-from trainables.bench import bench_epochs
+from trainables.bench import bench_epochs, variant_keys
 from trainables.config import TrialConfig
 arch, variant, n_train, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-keys = dict(zip(("layer", "activation", "pooling", "normalization"), variant.split("+")))
-r = bench_epochs(TrialConfig(arch=arch, **keys), n_train, 1000, epochs=epochs, warmup=1)
+r = bench_epochs(TrialConfig(arch=arch, **variant_keys(variant)), n_train, 1000, epochs=epochs, warmup=1)
 print(json.dumps(r))
 """
 

@@ -25,9 +25,9 @@ from torch import nn
 from .config import TrialConfig
 from .data import make_synthetic
 from .layers import SharpCosSim2d
-from .train import Trainer, pick_device
+from .train import Trainer, compiles, pick_device
 
-__all__ = ["bench_epochs", "bench_layer", "LAYER_SHAPES", "ReferenceStyleSCS", "main"]
+__all__ = ["bench_epochs", "bench_layer", "variant_keys", "LAYER_SHAPES", "ReferenceStyleSCS", "main"]
 
 # (name, batch, in, out, kernel, stride, padding, H=W): the conv-like layers of the paper's nets.
 LAYER_SHAPES = [
@@ -41,6 +41,11 @@ LAYER_SHAPES = [
     ("resnet18@224.layer3", 64, 256, 256, 3, 1, 1, 14),
     ("resnet18@224.layer4", 64, 512, 512, 3, 1, 1, 7),
 ]
+
+
+def variant_keys(variant: str) -> dict:
+    """TrialConfig keys from the bench's spelling of a variant: layer+activation+pooling[+normalization]."""
+    return dict(zip(("layer", "activation", "pooling", "normalization"), variant.strip().split("+")))
 
 
 class ReferenceStyleSCS(SharpCosSim2d):
@@ -168,14 +173,12 @@ def run(args: argparse.Namespace) -> int:
     out = {"device": _device_name(device), "torch": torch.__version__, "epochs": [], "layers": []}
     if not args.layers_only:
         for variant in args.variants.split(","):
-            parts = variant.strip().split("+")
-            keys = dict(zip(("layer", "activation", "pooling", "normalization"), parts))
             cfg = TrialConfig(arch=args.arch, batch_size=args.batch_size, image_dim=args.image_dim,
-                              precision=args.precision, **keys)
+                              precision=args.precision, **variant_keys(variant))
             out["epochs"].append(bench_epochs(cfg, args.n_train, args.n_test, args.epochs, args.warmup,
                                               str(device), args.compile))
     if args.layers or args.layers_only:
-        compiled = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
+        compiled = compiles(args.compile, device)
         wanted = [s.strip() for s in args.shapes.split(",") if s.strip()]
         unknown = sorted(set(wanted) - {s[0] for s in LAYER_SHAPES})
         if unknown:

@@ -34,7 +34,7 @@ from .layers import SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
 
 __all__ = ["Trainer", "EpochResult", "LayerStats", "NonFiniteLossError", "pick_device",
-           "CHECKPOINT_FORMAT", "COMPILE_MODES"]
+           "CHECKPOINT_FORMAT", "COMPILE_MODES", "compiles"]
 
 CHECKPOINT_FORMAT = 1
 COMPILE_MODES = ("auto", "on", "off")  # auto: compiled + CUDA graphs on a GPU (eager if that fails), eager on CPU
@@ -96,6 +96,11 @@ def _layer_type(m: nn.Module) -> str:
     return "linear" if isinstance(m, nn.Linear) else "conv"
 
 
+def compiles(mode: str, device: torch.device) -> bool:
+    """Whether a compile mode compiles on this device (auto: on a GPU only)."""
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
 _compiled_calls: dict[str, object] = {}
 
 
@@ -150,7 +155,7 @@ class Trainer:
         if compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
         self.compile_mode = compile
-        self.compiled = compile == "on" or (compile == "auto" and on_gpu)
+        self.compiled = compiles(compile, self.device)
         self.cuda_graphs = self.compiled and on_gpu
         self.compile_s = 0.0     # seconds warm_up() spent compiling (and capturing CUDA graphs)
         self._warmed_up = not self.compiled
