@@ -18,7 +18,7 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from results.rows import rows_for_trial, trial_config_of
+from results.rows import read_trial_dir, rows_for_trial, trial_config_of
 from results.store import get_store
 
 from .errors import UsageError
@@ -127,8 +127,6 @@ class ResumableASHA(ASHAScheduler):
 
 def history_from_experiment(experiment_dir: Path) -> dict:
     """trial_id -> [(epoch, test_acc)] read from every trial's result.json."""
-    from results.rows import read_trial_dir
-
     history = {}
     for params in experiment_dir.rglob("params.json"):
         _, results, _ = read_trial_dir(params.parent)
@@ -173,8 +171,6 @@ class StoreAndProgress(tune.Callback):
         store = get_store(self.store_uri)
         stored = self._stored_results(store, trial_id) if store.exists() else []
         try:
-            from results.rows import read_trial_dir
-
             _, recorded, _ = read_trial_dir(Path(trial.local_path))
         except (OSError, ValueError, AttributeError):
             recorded = []

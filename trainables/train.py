@@ -206,14 +206,14 @@ class Trainer:
         """Compile (and capture) every graph an epoch will replay, before any epoch is timed.
 
         Runs forward+backward for the training batch sizes and forward for the test batch sizes on
-        random inputs, then puts back the BatchNorm statistics and drops the gradients, so training
+        constant inputs, then puts back the BatchNorm statistics and drops the gradients, so training
         continues exactly as if nothing had run. With compile="auto" a failure falls back to eager.
         """
         if self._warmed_up:
             return self.compile_s
         self._warmed_up = True
         buffers = {name: b.clone() for name, b in self.model.named_buffers()}
-        fmt = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        fmt = self.train_loader.memory_format  # the layout the real batches arrive in
         dim = self.cfg.image_dim
         self._sync()
         start = time.perf_counter()
