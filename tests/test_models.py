@@ -89,3 +89,26 @@ def test_unknown_arch_and_keys_are_rejected_with_the_known_names():
         TrialConfig(epochs="3")
     with pytest.raises(ConfigError, match="224"):
         TrialConfig(arch="rohrer100k", image_dim=224)
+
+
+def _old_order(model, x):
+    """The Rohrer forward with the activation before the pool (layer -> norm -> act -> pool)."""
+    for stage in model.features:
+        x = stage.pool(stage.act(stage.norm(stage.layer(x))))
+    return model.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("arch", list(SCS_PARAMS))
+def test_rohrer_relu_follows_the_pool_so_maxabs_differs_and_maxpool_does_not_move(arch):
+    x = torch.rand(4, 3, 32, 32)
+    for layer in ("conv", "scs", "sdp"):
+        cfg = TrialConfig(arch=arch, layer=layer, activation="relu", pooling="max", seed=3)
+        with_max, with_maxabs = build_model(cfg), build_model(cfg.replace(pooling="maxabs"))
+        a, b = with_max.state_dict(), with_maxabs.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # identical weights
+        out_max, out_maxabs = with_max(x), with_maxabs(x)
+        assert not torch.allclose(out_max, out_maxabs), (arch, layer)
+        # ReLU is monotone, so it commutes with max-pooling: MaxPool2d variants are unchanged by the order
+        torch.testing.assert_close(out_max, _old_order(with_max, x))
+        # ... while the old order would have made MaxAbsPool2d after a ReLU a plain max-pool
+        torch.testing.assert_close(_old_order(with_maxabs, x), out_max)
