@@ -16,8 +16,8 @@ def cfg(**kw):
 
 
 def test_short_training_beats_chance_clearly(tiny_data):
-    trainer = Trainer(cfg(epochs=3), *tiny_data)
-    results = [trainer.train_epoch() for _ in range(3)]
+    trainer = Trainer(cfg(epochs=4), *tiny_data)  # OneCycle over 4 epochs: about 0.65 on this data
+    results = [trainer.train_epoch() for _ in range(4)]
     assert results[-1].test_acc > 0.5  # chance is 0.1
     assert results[-1].train_loss < results[0].train_loss
 

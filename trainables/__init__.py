@@ -1,12 +1,25 @@
-"""The SCS training core: layers, models, data, the training loop and its benchmark. Never imports ray."""
-from .config import ConfigError, TrialConfig
-from .data import DataError, ImageSet, load_dataset
-from .layers import MaxAbsPool2d, SharpCosSim2d, SharpenedSDP2d
-from .models import ARCH_SPECS, build_model, count_params, list_archs
-from .train import EpochResult, LayerStats, NonFiniteLossError, Trainer, pick_device
+"""The SCS training core: layers, models, data, the training loop and its benchmark. Never imports ray.
 
-__all__ = [
-    "ARCH_SPECS", "ConfigError", "DataError", "EpochResult", "ImageSet", "LayerStats", "MaxAbsPool2d",
-    "NonFiniteLossError", "SharpCosSim2d", "SharpenedSDP2d", "Trainer", "TrialConfig", "build_model",
-    "count_params", "list_archs", "load_dataset", "pick_device",
-]
+Names load lazily (PEP 562), so `trainables.config`, `trainables.errors` and `trainables.defaults` are
+plain Python and import without torch: the CLI's read commands (tables, query, status, ...) need them
+but not the ~1.6 s torch import.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ConfigError": "config", "TrialConfig": "config", "ScsSweepError": "errors",
+    "DataError": "data", "ImageSet": "data", "load_dataset": "data",
+    "MaxAbsPool2d": "layers", "SharpCosSim2d": "layers", "SharpenedSDP2d": "layers",
+    "ARCH_SPECS": "models", "build_model": "models", "count_params": "models", "list_archs": "models",
+    "EpochResult": "train", "LayerStats": "train", "NonFiniteLossError": "train", "Trainer": "train",
+    "pick_device": "train",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'trainables' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -215,8 +215,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainables.bench", description=__doc__.splitlines()[0])
+def main(argv=None, prog: str = "python -m trainables.bench") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     add_arguments(p)
     return run(p.parse_args(argv))
 

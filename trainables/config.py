@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ScsSweepError
+
 __all__ = ["TrialConfig", "ConfigError", "ARCHS", "LAYERS", "ACTIVATIONS", "POOLINGS",
            "NORMALIZATIONS", "P_MODES", "DATASETS"]
 
@@ -25,12 +27,14 @@ DATASETS = ("cifar10", "synthetic")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("onecycle", "multistep", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Trainer(compile=...): auto = compiled + CUDA graphs on a GPU (eager if that fails), eager on a CPU
+COMPILE_MODES = ("auto", "on", "off")
 
 # The paper's defaults per architecture family (Appendix A; ResNet20 from akamaster/trainer.py).
 _DEFAULT_NORMALIZATION = {"resnet18": "batchnorm", "resnet20": "batchnorm"}
 
 
-class ConfigError(ValueError):
+class ConfigError(ScsSweepError, ValueError):
     """A trial config that cannot run; the message names the key and what is allowed."""
 
 
@@ -57,7 +61,7 @@ class TrialConfig:
     gamma: float = 0.1
     label_smoothing: float = 0.0
     dataset: str = "cifar10"
-    data_dir: str = ""                 # "" -> $SCS_DATA or ./data
+    data_dir: str = ""                 # "" -> $SCS_DATA or ./data (trainables/defaults.py)
     n_train: int = 0                   # 0 -> the whole training set; >0 takes a fixed subset
     n_test: int = 0
     precision: str = "auto"            # auto: bf16 autocast on CUDA, fp32 on CPU

@@ -13,7 +13,6 @@ applies them as batched tensor ops, and (for image_dim 224) resizes on the devic
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import tarfile
 import urllib.request
@@ -23,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from . import defaults
+from .errors import ScsSweepError
 
 __all__ = ["DataError", "ImageSet", "load_dataset", "load_cifar10", "make_synthetic", "DeviceLoader",
            "augment", "CIFAR10_CLASSES"]
@@ -43,7 +45,7 @@ TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 RECORD_BYTES = 1 + 3 * 32 * 32  # binary layout: one label byte, then 3072 pixel bytes (R, G, B planes)
 
 
-class DataError(RuntimeError):
+class DataError(ScsSweepError):
     """A dataset that cannot be read; the message names the file and what to do."""
 
 
@@ -228,8 +230,7 @@ def load_dataset(name: str, data_dir: str = "", n_train: int = 0, n_test: int = 
     if name == "synthetic":
         train, test = make_synthetic(n_train or 5000, n_test or 1000, seed=0)
     elif name == "cifar10":
-        root = data_dir or os.environ.get("SCS_DATA", "data")
-        train, test = load_cifar10(root)
+        train, test = load_cifar10(defaults.data_dir(data_dir))
     else:
         raise DataError(f"unknown dataset {name!r}; choose cifar10 or synthetic")
     return train.subset(n_train, seed), test.subset(n_test, seed + 1)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrialConfig
+from .config import COMPILE_MODES, ConfigError, TrialConfig
 from .data import DeviceLoader, ImageSet, load_dataset
 from .layers import SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
@@ -37,7 +37,6 @@ __all__ = ["Trainer", "EpochResult", "LayerStats", "NonFiniteLossError", "pick_d
            "CHECKPOINT_FORMAT", "COMPILE_MODES", "compiles"]
 
 CHECKPOINT_FORMAT = 1
-COMPILE_MODES = ("auto", "on", "off")  # auto: compiled + CUDA graphs on a GPU (eager if that fails), eager on CPU
 log = logging.getLogger(__name__)
 
 
@@ -188,12 +187,14 @@ class Trainer:
 
     def _load_init_weights(self, path: str) -> int:
         """Copy every tensor whose name and shape match (a conv net's kernels into its SCS twin)."""
+        if not Path(path).is_file():
+            raise ConfigError(f"init_from {path} is not a checkpoint file")
         state = torch.load(path, map_location=self.device, weights_only=True)
         source = state.get("model", state)
         target = self.model.state_dict()
         matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
         if not matched:
-            raise ValueError(f"init_from {path}: no tensor matches {self.cfg.arch}'s names and shapes")
+            raise ConfigError(f"init_from {path}: no tensor matches {self.cfg.arch}'s names and shapes")
         self.model.load_state_dict(matched, strict=False)
         return len(matched)
 
