@@ -2,7 +2,7 @@
 # One entry point for a fresh machine: creates .venv (CPU torch where no GPU), installs the project,
 # then runs what was asked.
 #   ./dev.sh demo   -> the table1 preset as a smoke sweep on embedded Ray (synthetic data if no CIFAR-10),
-#                      then its table beside the paper's and its figures
+#                      then its table beside the paper's and one self-contained HTML report
 #   ./dev.sh test   -> the test suite
 #   ./dev.sh ARGS   -> scs-sweep ARGS inside the environment
 set -euo pipefail
@@ -30,7 +30,7 @@ case "${1:-demo}" in
     name="demo-$(date +%Y%m%d-%H%M%S)"
     scs-sweep run table1 --smoke-test --name "$name" "${data_args[@]}" "$@"
     scs-sweep tables --experiment "$name" --compare-paper
-    scs-sweep figures --out "figures/$name"
-    echo "figures and report: figures/$name/report.html; store: ./scs_store; Tune runs: ./scs_runs/$name" ;;
+    scs-sweep report --experiment "$name" --out "reports/$name"
+    echo "report: reports/$name/report.html; store: ./scs_store; Tune runs: ./scs_runs/$name" ;;
   *) exec scs-sweep "$@" ;;
 esac

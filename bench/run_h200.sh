@@ -19,7 +19,7 @@ python3 -m trainables.bench --arch resnet18 --variants conv+relu+max+batchnorm,s
 python3 -m trainables.bench --arch resnet20 --variants conv+relu+max+batchnorm,scs+none+max+batchnorm --epochs 2 --json-out bench/h200_resnet20.json
 echo "## GPU-hours of the whole paper from these epoch times (one trial per GPU)"
 SCS_EPOCH_TIMES=bench/h200_rohrer.json,bench/h200_resnet18_224.json,bench/h200_resnet18_32.json,bench/h200_resnet20.json \
-  python3 -c "from search_spaces.epoch_times import seconds_per_epoch; from orchestrator.plan import estimate_gpu_hours; print('paper: %d trials, %d epochs, %.1f H200-hours' % estimate_gpu_hours('paper', seconds_per_epoch))"
+  python3 -c "from search_spaces.epoch_times import seconds_per_epoch; from orchestrator.plan import estimate_gpu_hours; from search_spaces import get_preset; print('paper: %d trials, %d epochs, %.1f H200-hours' % estimate_gpu_hours(get_preset('paper'), seconds_per_epoch))"
 echo "## Packing small nets on one GPU (sets the --gpus-per-trial defaults)"
 python3 bench/packing.py --arch rohrer100k --variant scs+none+maxabs --procs 1,2,4,8
 echo "## End-of-trial evaluation (PGD 6 eps x 10 steps on 1,000 images + 10 saliency maps)"

@@ -2,7 +2,9 @@
 
 Synthesises the 78 trials of Tables 1-8 (the variants of the presets) with 800 epochs each, per-layer
 rows with every p value (the real layer counts and kernel counts of each arch), PGD rows for 6 eps and
-10 saliency maps per trial; then times `tables` (three formats, --compare-paper) and `figures` + report.
+10 saliency maps per trial; then times the tables (three formats, --compare-paper: intervals, claims,
+effects), the PNG figures and the self-contained report. Time `scs-sweep query` and `scs-sweep tables`
+on the store it leaves (OUT/store) with /usr/bin/time -v for their wall time and peak memory.
 
     python bench/store_bench.py [--epochs 800] [--out /tmp/store_bench]
 """
@@ -19,10 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from results.figures import write_figures, write_report  # noqa: E402
+from results.figures import write_figures  # noqa: E402
+from results.report import write_report  # noqa: E402
 from results.rows import evaluation_rows, rows_for_trial  # noqa: E402
 from results.store import ParquetStore  # noqa: E402
-from results.tables import build_tables, claims, compare_paper, render  # noqa: E402
+from results.tables import render_all  # noqa: E402
 from search_spaces.presets import get_preset  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 from trainables.models import build_model, weight_layers  # noqa: E402
@@ -43,7 +46,7 @@ def layer_shapes(trial: dict) -> list[tuple[str, str, int]]:
 def synthesise(store: ParquetStore, epochs: int) -> int:
     rng = np.random.default_rng(0)
     trials = [t for n in ("table1", "table2", "table3", "table4", "table5", "table6", "table7", "table8")
-              for t in get_preset(n)[0].trials]
+              for t in get_preset(n)[0].trials()]
     for i, trial in enumerate(trials):
         shapes = layer_shapes(trial)
         acc = np.clip(0.1 + 0.75 * (1 - np.exp(-np.arange(1, epochs + 1) / 60)) + rng.normal(0, 0.01, epochs), 0, 1)
@@ -57,10 +60,11 @@ def synthesise(store: ParquetStore, epochs: int) -> int:
             results.append({"epoch": e + 1, "train_loss": 1.0, "train_acc": float(acc[e]), "test_loss": 1.0,
                             "test_acc": float(acc[e]), "train_time_s": 1.0, "eval_time_s": 0.1, "lr": 0.01,
                             "params": 100_000, "layers": layers})
-        config = dict(trial, epochs=epochs, image_dim=trial.get("image_dim", 32),
-                      normalization=trial.get("normalization") or "none", p_mode="learned", dropout=0.0)
+        config = TrialConfig.from_dict({**{k: v for k, v in trial.items() if k != "group"},
+                                        "epochs": epochs}).to_dict()
         tid = f"trial{i:03d}"
-        store.write_trial("paper", tid, rows_for_trial("paper", tid, config, results, "done"))
+        store.write_trial("paper", tid, rows_for_trial("paper", tid, trial["group"], "full", config, results,
+                                                       "done"))
         evaluation = {"robustness": [{"attack": "pgd_linf", "eps": eps, "steps": 10, "step_size": eps / 4,
                                       "accuracy": float(acc[-1]) - 10 * eps, "n_images": 1000}
                                      for eps in (0.001, 0.002, 0.005, 0.01, 0.02, 0.03)],
@@ -89,20 +93,22 @@ def main() -> int:
     rows = {name: store.read_table(name).num_rows for name in ("trials", "epochs", "layers", "robustness", "saliency")}
 
     t = time.perf_counter()
-    frames = build_tables(store.read_table("trials").to_pandas())
-    texts = [render(compare_paper(name, f), fmt, name) for name, f in frames.items() for fmt in ("md", "csv", "latex")]
-    claims(frames)
+    texts = [render_all(store, "", fmt, True, False) for fmt in ("md", "csv", "latex")]
     t_tables = time.perf_counter() - t
 
     t = time.perf_counter()
     figures = write_figures(store, out / "figures")
-    write_report(store, out / "figures", figures)
     t_figures = time.perf_counter() - t
+    t = time.perf_counter()
+    report = write_report(store, out / "report")
+    t_report = time.perf_counter() - t
 
     print(f"store: {n} trials x {args.epochs} epochs; rows {rows}")
     print(f"synthesise + write: {t_write:.1f} s")
-    print(f"tables (8 tables x md/csv/latex, --compare-paper, claims): {t_tables:.2f} s ({len(texts)} renderings)")
-    print(f"figures + report.html: {t_figures:.1f} s ({len(figures)} PNGs)")
+    print(f"tables (8 tables x md/csv/latex, --compare-paper, claims, effects): {t_tables:.2f} s "
+          f"({sum(t.count('###') for t in texts)} md tables)")
+    print(f"figures: {t_figures:.1f} s ({len(figures)} PNGs)")
+    print(f"report: {t_report:.1f} s ({report.stat().st_size / 2**20:.1f} MiB, one file)")
     print(f"store size on disk: {disk_size(out / 'store') / 2**20:.1f} MiB")
     return 0
 

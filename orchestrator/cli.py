@@ -1,25 +1,29 @@
 """The `scs-sweep` console script: parses arguments and hands each command to its module.
 
-Commands that need Ray, pandas or DuckDB import them when they run, so `models` and `bench` work on a
-machine that has only torch. Any expected failure ends as one line on stderr and exit code 2.
+Parsing imports neither torch nor ray: each command imports what it needs when it runs, so the read
+commands (presets, status, query, tables, figures, report) start in well under a second, and `models`
+and `bench` work on a machine that has only torch. Every failure the user can fix is a ScsSweepError,
+printed as one line with exit code 2; a sweep with failed trials exits with 1.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from trainables.config import ConfigError
-from trainables.data import DataError
-
-from search_spaces.presets import PresetError
+from trainables.errors import ScsSweepError
 
 
-from .errors import UsageError
+def _store(parser) -> None:
+    parser.add_argument("--store", default="", help="results store: a folder or a pyarrow URI "
+                        "(default $SCS_STORE or ./scs_store)")
+
+
+def _storage(parser) -> None:
+    parser.add_argument("--storage", default="", help="folder of Tune's sweep folders "
+                        "(default $SCS_RUNS or ./scs_runs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainables import bench
-
     p = argparse.ArgumentParser(prog="scs-sweep", description="Sharpened Cosine Similarity sweeps.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -28,17 +32,26 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(handler="orchestrator.models_cmd:run")
 
     pr = sub.add_parser("presets", help="experiments, trial counts, epoch budgets, est. GPU-hours")
+    pr.add_argument("--show", default="", metavar="PRESET", help="print a preset as a TOML sweep file")
     pr.set_defaults(handler="orchestrator.commands:presets")
 
-    r = sub.add_parser("run", help="run a preset as a Ray Tune sweep")
-    r.add_argument("preset")
-    r.add_argument("--name", default="", help="sweep name (default: the preset)")
-    r.add_argument("--data", default="", help="folder holding cifar-10-batches-py (or -bin)")
+    r = sub.add_parser("run", help="run a preset or a sweep file as a Ray Tune sweep")
+    r.add_argument("preset", metavar="PRESET|SWEEP.toml")
+    r.add_argument("--name", default="", help="sweep name (default: the preset, or the file's name)")
+    r.add_argument("--data", default="", help="folder holding cifar-10-batches-py (or -bin) "
+                   "(default $SCS_DATA or ./data)")
     r.add_argument("--dataset", default="", choices=["", "cifar10", "synthetic"])
-    r.add_argument("--store", default="scs_store", help="results store: a folder or a pyarrow URI")
-    r.add_argument("--storage", default="", help="where Tune keeps experiments (default ./scs_runs)")
-    r.add_argument("--epochs", type=int, default=0, help="override the preset's epoch budget")
-    r.add_argument("--seeds", type=int, default=1, help="repeat every variant over N seeds")
+    _store(r)
+    _storage(r)
+    r.add_argument("--epochs", type=int, default=0, help="every trial's epochs (default: the preset's)")
+    r.add_argument("--seeds", type=int, default=None, help="repeat every variant over N seeds "
+                   "(default 1, 3 with --quick)")
+    r.add_argument("--train-images", type=int, default=None, metavar="N",
+                   help="train on a fixed seeded subset of N images (default: all 50,000)")
+    r.add_argument("--test-images", type=int, default=None, metavar="N",
+                   help="test on a fixed seeded subset of N images (default: all 10,000)")
+    r.add_argument("--quick", action="store_true", help="a reduced budget sized for a 2-core CPU: "
+                   "8 epochs, 5,000/2,000 images, 3 seeds, no pruning, PGD on 100 images")
     r.add_argument("--address", default="", help="Ray cluster: auto or HOST:PORT (default: embedded)")
     r.add_argument("--gpus-per-trial", type=float, default=None)
     r.add_argument("--max-concurrent", type=int, default=0)
@@ -54,25 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     re_ = sub.add_parser("resume", help="continue an interrupted sweep where it stopped")
     re_.add_argument("name")
-    re_.add_argument("--store", default="")
-    re_.add_argument("--storage", default="")
+    _store(re_)
+    _storage(re_)
     re_.add_argument("--address", default="")
     re_.set_defaults(handler="orchestrator.commands:resume")
 
     st = sub.add_parser("status", help="trials done / running / pending / pruned / failed")
     st.add_argument("name", nargs="?", default="")
-    st.add_argument("--storage", default="")
+    _storage(st)
     st.set_defaults(handler="orchestrator.commands:status")
 
-    g = sub.add_parser("gather", help="(re)build store rows from a Tune experiment directory")
+    g = sub.add_parser("gather", help="(re)build store rows from a sweep or Tune experiment directory")
     g.add_argument("experiment_dir")
-    g.add_argument("--store", default="scs_store")
-    g.add_argument("--experiment", default="", help="experiment name in the store")
+    _store(g)
+    g.add_argument("--experiment", default="", help="experiment name in the store (default: the sweep's)")
     g.set_defaults(handler="orchestrator.commands:gather")
 
     ev = sub.add_parser("evaluate", help="PGD robustness and saliency of stored checkpoints")
     ev.add_argument("path", help="a trainer checkpoint (trainer.pt) or a sweep/experiment directory")
-    ev.add_argument("--store", default="scs_store")
+    _store(ev)
     ev.add_argument("--experiment", default="", help="store experiment name (default: from the path)")
     ev.add_argument("--trial-id", default="", help="store trial id of a single checkpoint")
     ev.add_argument("--data", default="", help="CIFAR-10 folder (default: the trial's own data setting)")
@@ -85,25 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("query", help="SQL over the store (tables: trials, epochs, layers, ...)")
     q.add_argument("sql")
-    q.add_argument("--store", default="scs_store")
+    _store(q)
     q.add_argument("--format", default="table", choices=["table", "csv", "json"])
     q.set_defaults(handler="orchestrator.commands:query")
 
-    t = sub.add_parser("tables", help="the paper's Tables 1-8 from the store")
-    t.add_argument("--store", default="scs_store")
+    t = sub.add_parser("tables", help="the paper's tables from the store, with intervals and verdicts")
+    _store(t)
     t.add_argument("--experiment", default="", help="only this sweep's trials")
     t.add_argument("--format", default="md", choices=["md", "csv", "latex"])
-    t.add_argument("--compare-paper", action="store_true", help="paper values, differences, claims")
+    t.add_argument("--compare-paper", action="store_true", help="paper values, intervals, claims, effects")
+    t.add_argument("--include-partial", action="store_true",
+                   help="also average pruned, failed and unfinished trials (marked)")
     t.set_defaults(handler="orchestrator.commands:tables")
 
-    f = sub.add_parser("figures", help="the paper's figures as PNGs, plus report.html")
-    f.add_argument("--store", default="scs_store")
+    f = sub.add_parser("figures", help="the paper's figures as PNG files")
+    _store(f)
+    f.add_argument("--experiment", default="", help="only this sweep's trials")
     f.add_argument("--out", default="figures")
     f.set_defaults(handler="orchestrator.commands:figures")
 
-    b = sub.add_parser("bench", help="training-core speed: epoch times, SCS vs conv (no Ray needed)")
-    bench.add_arguments(b)
-    b.set_defaults(handler="trainables.bench:run")
+    rp = sub.add_parser("report", help="one self-contained HTML file: tables, verdicts, effects, figures")
+    _store(rp)
+    rp.add_argument("--experiment", default="", help="only this sweep's trials")
+    rp.add_argument("--out", default="report", help="folder to write report.html into")
+    rp.set_defaults(handler="orchestrator.commands:report")
+
+    b = sub.add_parser("bench", add_help=False,
+                       help="training-core speed: epoch times, SCS vs conv (no Ray; `bench --help`)")
+    b.add_argument("bench_args", nargs=argparse.REMAINDER)  # main() hands them to trainables.bench
     return p
 
 
@@ -114,19 +136,16 @@ def _call(handler: str, args) -> int:
     return getattr(importlib.import_module(module), func)(args)
 
 
-def _store_error():
-    try:
-        from results.store import StoreError
-        return StoreError
-    except ImportError:  # pyarrow absent (a torch-only GPU machine running `bench`)
-        return UsageError
-
-
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # bench parses its own options (trainables/bench.py: torch only)
+        from trainables import bench
+
+        return bench.main(argv[1:], prog="scs-sweep bench")
     args = build_parser().parse_args(argv)
     try:
         return _call(args.handler, args)
-    except (UsageError, ConfigError, DataError, PresetError, FileNotFoundError, _store_error()) as exc:
+    except ScsSweepError as exc:
         print(f"scs-sweep {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `scs-sweep models | head`

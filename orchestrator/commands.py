@@ -1,140 +1,182 @@
-"""The sweep commands of `scs-sweep`: presets, run, resume, status, gather."""
+"""The commands of `scs-sweep`: presets, run, resume, status, gather, query, tables, figures, report.
+
+Only `run` and `resume` import ray (through tuner.py); the read commands import neither ray nor torch.
+"""
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
 
-from search_spaces.epoch_times import seconds_per_epoch
-from search_spaces.presets import get_preset, list_presets
+from search_spaces import get_preset, is_sweep_file, list_presets, load_sweep_file, sweep_file_text
+from trainables import defaults
 
 from .errors import UsageError
-from .plan import SweepPlan, estimate_gpu_hours, plan_sweep
+from .plan import RunOptions, SweepPlan, estimate_gpu_hours, plan_sweep
+from .records import STATUSES, gather_path, sweep_status
 
-DEFAULT_STORAGE = "scs_runs"
+SWEEP_FILE = "sweep.toml"   # the sweep file (or the preset as one) that a sweep ran, in its folder
 
 
 def _storage(args) -> Path:
-    return Path(getattr(args, "storage", "") or os.environ.get("SCS_RUNS", DEFAULT_STORAGE)).resolve()
+    return Path(defaults.runs_dir(getattr(args, "storage", ""))).resolve()
+
+
+def _store_uri(given: str) -> str:
+    uri = defaults.store(given)
+    return uri if "://" in uri else str(Path(uri).resolve())
+
+
+def _experiments(source: str) -> tuple[str, list, str]:
+    """(default sweep name, experiments, the sweep file's text) of a preset name or a .toml path."""
+    if is_sweep_file(source):
+        return load_sweep_file(source)
+    experiments = get_preset(source)
+    return source, experiments, sweep_file_text(source, experiments)
 
 
 def presets(args) -> int:
+    from search_spaces.epoch_times import seconds_per_epoch
+
+    if args.show:
+        print(_experiments(args.show)[2], end="")
+        return 0
     print(f"{'preset':<20} {'trials':>6} {'epochs':>7} {'epochs in all':>13} {'est. H200 h':>11}  paper")
     for name in list_presets():
-        parts = get_preset(name)
-        trials, total_epochs, hours = estimate_gpu_hours(name, seconds_per_epoch)
-        epochs = "/".join(sorted({str(p.epochs) for p in parts}, key=int))
-        where = parts[0].paper if len(parts) == 1 else f"{len(parts)} experiments"
+        experiments = get_preset(name)
+        trials, total_epochs, hours = estimate_gpu_hours(experiments, seconds_per_epoch)
+        epochs = "/".join(sorted({str(e.epochs) for e in experiments}, key=int))
+        where = experiments[0].paper if len(experiments) == 1 else f"{len(experiments)} experiments"
         print(f"{name:<20} {trials:>6} {epochs:>7} {total_epochs:>13,} {hours:>11.1f}  {where}")
     print("\nest. H200 h: one trial per GPU at the paper's epoch budgets, from the H200 epoch-time anchors "
-          "in search_spaces/epoch_times.py (override with SCS_EPOCH_TIMES).")
+          "in search_spaces/epoch_times.py (override with SCS_EPOCH_TIMES).\n"
+          "`scs-sweep presets --show NAME` prints a preset as a sweep file to start your own from.")
     return 0
 
 
-def _check_cifar10(data: str) -> None:
-    """Read (and, where a network is there, download) CIFAR-10 once before any trial starts, so a
-    missing or corrupt set is one clear line instead of every trial failing."""
-    from trainables.data import load_cifar10
+def _data_dir(args, dataset: str) -> str:
+    """The CIFAR-10 folder every trial reads, resolved once to an absolute path ('' for synthetic)."""
+    if args.data and dataset == "synthetic":
+        raise UsageError("--data and --dataset synthetic exclude each other")
+    if dataset == "synthetic":
+        return ""
+    folder = Path(defaults.data_dir(args.data)).resolve()
+    if args.data and not folder.is_dir():
+        raise UsageError(f"--data {args.data} is not a folder; point it at the folder that holds "
+                         f"cifar-10-batches-py (or -bin)")
+    return str(folder)
 
-    load_cifar10(data or os.environ.get("SCS_DATA", "data"))
+
+def _options(args) -> RunOptions:
+    dataset = args.dataset or ("cifar10" if args.data else ("synthetic" if args.smoke_test else "cifar10"))
+    return RunOptions(
+        epochs=args.epochs, seeds=args.seeds, dataset=dataset, data_dir=_data_dir(args, dataset),
+        train_images=args.train_images, test_images=args.test_images, quick=args.quick,
+        smoke_test=args.smoke_test, prune=not args.no_prune, num_samples=args.num_samples,
+        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+        checkpoint_every=args.checkpoint_every, evaluate=not args.no_evaluate, pgd_images=args.pgd_images,
+        compile=args.compile)
 
 
-def _has_gpu(address: str) -> bool:
-    import ray
-
-    return ray.cluster_resources().get("GPU", 0) > 0
+def _report_failures(name: str, failed: list[dict]) -> int:
+    if not failed:
+        return 0
+    for row in failed:
+        variant = "/".join(str(row.get(k)) for k in ("arch", "layer", "activation", "pooling", "normalization"))
+        print(f"scs-sweep: trial {row['trial_id']} of {name} ({row.get('group')}, {variant}, seed "
+              f"{row.get('seed')}) failed at epoch {row.get('epochs_done', 0) + 1}: {row.get('error') or '?'}")
+    print(f"scs-sweep: {len(failed)} trial(s) of {name} failed; `scs-sweep status {name}` lists every trial")
+    return 1
 
 
 def run(args) -> int:
-    from . import tune_wiring
-
-    get_preset(args.preset)  # unknown preset: fail before starting Ray
+    default_name, experiments, text = _experiments(args.preset)
     storage = _storage(args)
-    name = args.name or args.preset
+    name = args.name or default_name
     if (storage / name / "sweep.json").exists():
         raise UsageError(f"a sweep named {name!r} exists in {storage}; continue it with "
                          f"`scs-sweep resume {name}` or pick another --name")
-    if args.data and args.dataset == "synthetic":
-        raise UsageError("--data and --dataset synthetic exclude each other")
-    if args.data and not Path(args.data).is_dir():
-        raise UsageError(f"--data {args.data} is not a folder; point it at the folder that holds "
-                         f"cifar-10-batches-py")
-    dataset = args.dataset or ("cifar10" if args.data else ("synthetic" if args.smoke_test else "cifar10"))
-    if dataset == "cifar10":
-        _check_cifar10(args.data)
-    tune_wiring.connect(args.address)
-    has_gpu = _has_gpu(args.address) and not args.smoke_test
-    sweep = plan_sweep(args.preset, name=name, epochs=args.epochs, seeds=args.seeds,
-                       dataset=dataset,
-                       data_dir=args.data, smoke_test=args.smoke_test, gpus_per_trial=args.gpus_per_trial,
-                       has_gpu=has_gpu, prune=not args.no_prune, max_concurrent=args.max_concurrent,
-                       checkpoint_every=args.checkpoint_every, num_samples=args.num_samples,
-                       store=str(Path(args.store).resolve()) if "://" not in args.store else args.store,
-                       storage=str(storage), evaluate=not args.no_evaluate, pgd_images=args.pgd_images,
-                       compile=args.compile)
-    n = sum(r.n_trials for r in sweep.runs)
-    print(f"sweep {name}: {n} trials in {len(sweep.runs)} part(s); runs in {storage / name}, "
-          f"rows in {sweep.store}")
+    options = _options(args)
+    store = _store_uri(args.store)
+    # every trial validated before Ray starts: a bad value is one line, nothing launched
+    sweep = plan_sweep(name, args.preset, experiments, options, store=store, storage=str(storage))
+    if options.dataset == "cifar10":
+        from trainables.data import load_cifar10  # read (or download) once, before any trial starts
+
+        load_cifar10(options.data_dir)
+    from . import tuner
+
+    tuner.connect(args.address)
+    if tuner.has_gpu() and not args.smoke_test:
+        options.has_gpu = True
+        sweep = plan_sweep(name, args.preset, experiments, options, store=store, storage=str(storage))
+    (storage / name).mkdir(parents=True, exist_ok=True)
+    (storage / name / SWEEP_FILE).write_text(text)
+    from results.store import get_store
+
+    get_store(store).write_sweep(name, text)
+    print(f"sweep {name}: {sweep.n_trials} trials in {len(sweep.parts)} part(s), budget {sweep.budget}; "
+          f"runs in {storage / name}, rows in {store}")
     start = time.time()
-    tune_wiring.execute(sweep)
+    failed = tuner.execute(sweep)
     print(f"sweep {name} finished in {time.time() - start:.1f} s; `scs-sweep status {name}` for details")
-    return 0
+    return _report_failures(name, failed)
 
 
 def resume(args) -> int:
-    from . import tune_wiring
-
     storage = _storage(args)
     path = storage / args.name / "sweep.json"
     if not path.exists():
         known = sorted(p.parent.name for p in storage.glob("*/sweep.json"))
         raise UsageError(f"no sweep named {args.name!r} in {storage}; known: {', '.join(known) or 'none'}")
     sweep = SweepPlan.load(path)
-    if args.store:
-        sweep.store = args.store
-    tune_wiring.connect(args.address)
+    if args.store and _store_uri(args.store) != sweep.store:
+        raise UsageError(f"sweep {args.name} writes its rows to {sweep.store}; resume it without --store "
+                         f"(rows of one sweep stay in one store), or copy that store where you want it")
+    from . import tuner
+
+    tuner.connect(args.address)
     start = time.time()
-    tune_wiring.execute(sweep, resume=True)
+    failed = tuner.execute(sweep, resume=True)
     print(f"sweep {args.name} resumed and finished in {time.time() - start:.1f} s")
-    return 0
+    return _report_failures(args.name, failed)
 
 
 def status(args) -> int:
-    from . import tune_wiring
-
     storage = _storage(args)
-    names = [args.name] if args.name else sorted(p.parent.name for p in storage.glob("*/sweep.json"))
     if args.name and not (storage / args.name / "sweep.json").exists():
         raise UsageError(f"no sweep named {args.name!r} in {storage}")
+    names = [args.name] if args.name else sorted(p.parent.name for p in storage.glob("*/sweep.json"))
     if not names:
         print(f"no sweeps in {storage}")
         return 0
     for name in names:
-        rows = tune_wiring.status(storage / name)
+        plan = SweepPlan.load(storage / name / "sweep.json")
+        rows = sweep_status(storage / name, plan)
         counts = {}
         for r in rows:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
-        summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "running", "pending", "pruned", "failed"))
+        summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in STATUSES if counts.get(k) or k in
+                            ("done", "running", "pending", "pruned", "failed"))
         print(f"{name}: {len(rows)} trials: {summary}")
         if args.name:
             for r in rows:
                 acc = f"{r['test_acc']:.4f}" if r["test_acc"] is not None else "-"
-                print(f"  {r['part']:<24} {r['trial_id']:<14} {r['state']:<8} epoch {r['epoch']}/{r['epochs']}"
-                      f"  test_acc {acc}")
+                print(f"  {r['part']:<24} {r['trial_id'] or '-':<14} {r['state']:<8} "
+                      f"epoch {r['epoch']}/{r['epochs']}  test_acc {acc}  {r['label']}")
     return 0
 
 
 def gather(args) -> int:
-    from results.rows import gather_experiment
     from results.store import get_store
 
     path = Path(args.experiment_dir)
     if not path.is_dir():
-        raise UsageError(f"{path} is not a Tune experiment directory")
-    name = args.experiment or (path.name if (path / "sweep.json").exists() else path.parent.name
-                               if (path.parent / "sweep.json").exists() else path.name)
-    store = get_store(args.store)
-    n = gather_experiment(path, name, store)
+        raise UsageError(f"{path} is not a sweep or Tune experiment directory")
+    name = args.experiment or next((p.name for p in [path, *path.parents] if (p / "sweep.json").exists()),
+                                   path.name)
+    store = get_store(_store_uri(args.store))
+    n = gather_path(path, name, store)
     print(f"gathered {n} trials of {name} into {store.uri}")
     return 0
 
@@ -143,39 +185,35 @@ def query(args) -> int:
     from results.query import format_table, run_query
     from results.store import get_store
 
-    print(format_table(run_query(get_store(args.store), args.sql), args.format))
+    print(format_table(run_query(get_store(_store_uri(args.store)), args.sql), args.format))
     return 0
 
 
 def tables(args) -> int:
     from results.store import get_store
-    from results.tables import build_tables, claims, compare_paper, render
+    from results.tables import render_all
 
-    store = get_store(args.store)
-    trials = store.read_table("trials").to_pandas()
-    if args.experiment:
-        trials = trials[trials["experiment"] == args.experiment]
-    frames = build_tables(trials)
-    if not frames:
-        raise UsageError(f"no finished trials in {store.uri}" + (f" for {args.experiment}" if args.experiment else ""))
-    for name, frame in frames.items():
-        if args.compare_paper:
-            frame = compare_paper(name, frame)
-        print(render(frame, args.format, name) + "\n")
-    if args.compare_paper:
-        print("Paper claims against our data:")
-        for line in claims(frames):
-            print(f"- {line}")
+    store = get_store(_store_uri(args.store))
+    print(render_all(store, args.experiment, args.format, args.compare_paper, args.include_partial))
     return 0
 
 
 def figures(args) -> int:
-    from results.figures import write_figures, write_report
+    from results.figures import write_figures
     from results.store import get_store
 
-    store = get_store(args.store)
+    store = get_store(_store_uri(args.store))
     store.require()
-    paths = write_figures(store, args.out)
-    report = write_report(store, args.out, paths)
-    print(f"wrote {len(paths)} figures and {report}")
+    paths = write_figures(store, args.out, args.experiment)
+    print(f"wrote {len(paths)} figures to {args.out}")
+    return 0
+
+
+def report(args) -> int:
+    from results.report import write_report
+    from results.store import get_store
+
+    store = get_store(_store_uri(args.store))
+    path = write_report(store, args.out, args.experiment)
+    print(f"wrote {path} ({os.path.getsize(path):,} bytes)")
     return 0

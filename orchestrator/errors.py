@@ -1,5 +1,6 @@
-"""UsageError: bad input from the user, printed by the CLI as one line with exit code 2."""
+"""UsageError: bad command-line input (a value out of range, a missing folder, an unknown sweep)."""
+from trainables.errors import ScsSweepError
 
 
-class UsageError(RuntimeError):
+class UsageError(ScsSweepError):
     """Bad input from the user: printed as one line, exit code 2."""

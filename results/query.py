@@ -1,7 +1,9 @@
 """`scs-sweep query "SQL"`: DuckDB SQL over the store's tables, each visible by its name.
 
-DuckDB reads the Parquet files in place (no copy, no server) and speaks full SQL, including
-`GROUP BY ALL`; every table of the store is a view named after it (trials, epochs, layers, ...).
+Each table is a lazy pyarrow dataset registered with DuckDB, so a statement scans the Parquet files in
+place and reads only the columns (and, with a filter on `experiment`, only the files) it uses: a query
+over `trials` never touches the per-epoch p lists of `layers`. Works the same for local stores and
+object-store URIs (pyarrow does the I/O). DuckDB speaks full SQL, including `GROUP BY ALL`.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import pyarrow as pa
 from .schema import TABLES
 from .store import ParquetStore, StoreError
 
+__all__ = ["connect", "run_query", "format_table"]
+
 
 def connect(store: ParquetStore):
     import duckdb
@@ -19,9 +23,7 @@ def connect(store: ParquetStore):
     store.require()
     con = duckdb.connect()
     for table in TABLES:
-        arrow = store.read_table(table)   # through pyarrow: works for local paths and object-store URIs
-        con.register(f"_{table}_arrow", arrow)
-        con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM _{table}_arrow')
+        con.register(table, store.dataset(table))
     return con
 
 
@@ -34,6 +36,8 @@ def run_query(store: ParquetStore, sql: str) -> pa.Table:
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise StoreError(f"bad query: {first}") from None
+    except AttributeError:  # a statement that returns no relation (e.g. SET ...)
+        raise StoreError("bad query: the statement returns no rows; give a SELECT") from None
 
 
 def format_table(table: pa.Table, fmt: str) -> str:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+# 2: trials gain budget, n_train, n_test and data_dir (what a reduced run used). Changes are additive: a
+# reader with this schema sees older files' missing columns as null, and `ensure` upgrades the version.
+SCHEMA_VERSION = 2
 
 _F, _I, _S, _B = pa.float64(), pa.int64(), pa.string(), pa.bool_()
 
@@ -17,7 +19,8 @@ _COLUMNS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("error", _S), ("params", _I), ("val_acc", _F), ("final_acc", _F), ("train_time_s", _F),
         ("eval_time_s", _F), ("gpu", _S), ("host", _S), ("code_version", _S), ("torch_version", _S),
         ("ray_version", _S), ("config_hash", _S), ("config_json", _S), ("started_at", _S),
-        ("ended_at", _S), ("compile_s", _F),
+        ("ended_at", _S), ("compile_s", _F), ("budget", _S), ("n_train", _I), ("n_test", _I),
+        ("data_dir", _S),
     ],
     "epochs": [
         ("trial_id", _S), ("epoch", _I), ("train_loss", _F), ("train_acc", _F), ("test_loss", _F),

@@ -4,6 +4,7 @@ Layout (a contract: other readers rely on it)::
 
     STORE/_schema.json                                   {"schema_version": N}
     STORE/<table>/experiment=<name>/<trial_id>.parquet   every row of one trial in one table
+    STORE/_sweeps/<name>.toml                            the sweep file each experiment ran
 
 Contract:
 - A trial's file is always rewritten whole (written aside as a dot-file, then renamed), so a reader
@@ -26,12 +27,15 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from trainables.defaults import store as default_store
+from trainables.errors import ScsSweepError
+
 from .schema import SCHEMA_VERSION, TABLES, table_schema
 
 __all__ = ["ParquetStore", "StoreError", "get_store"]
 
 
-class StoreError(RuntimeError):
+class StoreError(ScsSweepError):
     """A store that cannot be used as asked; the message names it and what to do."""
 
 
@@ -67,9 +71,12 @@ class ParquetStore:
         if self.exists():
             with self.fs.open_input_stream(self._path("_schema.json")) as f:
                 version = json.loads(f.read())["schema_version"]
-            if version != SCHEMA_VERSION:
-                raise StoreError(f"store {self.uri} has schema version {version}, this code writes "
-                                 f"{SCHEMA_VERSION}; use a new --store or migrate it")
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"store {self.uri} has schema version {version}, newer than this code's "
+                                 f"{SCHEMA_VERSION}; upgrade scs-sweep or use another --store")
+            if version < SCHEMA_VERSION:  # additive changes only (schema.py): new columns read as null
+                self._write_bytes(self._path("_schema.json"),
+                                  json.dumps({"schema_version": SCHEMA_VERSION}).encode())
             return
         self.fs.create_dir(self.root, recursive=True)
         self._write_bytes(self._path("_schema.json"),
@@ -104,31 +111,53 @@ class ParquetStore:
             pq.write_table(arrow, sink, compression="zstd")
             self._write_bytes(str(PurePosixPath(folder, f"{trial_id}.parquet")), sink.getvalue().to_pybytes())
 
+    def write_sweep(self, experiment: str, text: str) -> None:
+        """Keep the sweep file a sweep ran (STORE/_sweeps/<experiment>.toml), for provenance."""
+        _check_name("experiment", experiment)
+        self.ensure()
+        self.fs.create_dir(self._path("_sweeps"), recursive=True)
+        self._write_bytes(self._path("_sweeps", f"{experiment}.toml"), text.encode())
+
+    def read_sweep(self, experiment: str) -> str:
+        """The sweep file of an experiment ("" if the store has none, e.g. rows from `gather`)."""
+        try:
+            with self.fs.open_input_stream(self._path("_sweeps", f"{experiment}.toml")) as f:
+                return f.read().decode()
+        except (FileNotFoundError, OSError):
+            return ""
+
     # -- reading -------------------------------------------------------------------------------
     def require(self) -> None:
         if not self.exists():
             raise StoreError(f"no results store at {self.uri}; run a sweep with --store {self.uri} "
                              f"or `scs-sweep gather EXPERIMENT_DIR --store {self.uri}` first")
 
-    def read_table(self, table: str, experiment: str | None = None, trial_id: str | None = None) -> pa.Table:
-        """All rows of one table (optionally of one experiment / trial), `experiment` included."""
+    def dataset(self, table: str) -> ds.Dataset:
+        """One table as a lazy pyarrow dataset (`experiment` included): a scan reads only the columns
+        and files it needs. Files written with an older schema read their missing columns as null."""
         if table not in TABLES:
             raise StoreError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
         self.require()
         schema = table_schema(table).append(pa.field("experiment", pa.string()))
         path = self._path(table)
         if self.fs.get_file_info(path).type != pafs.FileType.Directory:
-            return schema.empty_table()
-        dataset = ds.dataset(path, filesystem=self.fs, format="parquet", schema=schema,
-                             partitioning=ds.partitioning(pa.schema([("experiment", pa.string())]),
-                                                          flavor="hive"))
-        expr = None
+            return ds.dataset(schema.empty_table())
+        return ds.dataset(path, filesystem=self.fs, format="parquet", schema=schema,
+                          partitioning=ds.partitioning(pa.schema([("experiment", pa.string())]), flavor="hive"))
+
+    def read_table(self, table: str, experiment: str | None = None, trial_id: str | None = None,
+                   columns: list[str] | None = None, where: ds.Expression | None = None) -> pa.Table:
+        """The rows of one table (optionally of one experiment / trial, only some columns, only rows
+        matching a pyarrow dataset expression)."""
+        dataset = self.dataset(table)
+        expr = where
         if experiment is not None:
-            expr = ds.field("experiment") == experiment
+            cond = ds.field("experiment") == experiment
+            expr = cond if expr is None else expr & cond
         if trial_id is not None:
             cond = ds.field("trial_id") == trial_id
             expr = cond if expr is None else expr & cond
-        return dataset.to_table(filter=expr)
+        return dataset.to_table(columns=columns, filter=expr)
 
     def read_trial(self, experiment: str, trial_id: str) -> dict[str, list[dict]]:
         """The stored rows of one trial, per table (without the `experiment` column)."""
@@ -145,7 +174,8 @@ class ParquetStore:
 
 
 def get_store(store: "None | str | ParquetStore" = None) -> ParquetStore:
-    """One resolver: None -> $SCS_STORE or ./scs_store; a path or URI; or a store as it is."""
+    """One resolver: None or "" -> $SCS_STORE or ./scs_store (trainables/defaults.py); a path or URI;
+    or a store as it is."""
     if isinstance(store, ParquetStore):
         return store
-    return ParquetStore(store or os.environ.get("SCS_STORE", "scs_store"))
+    return ParquetStore(default_store(store or ""))

@@ -1,14 +1,24 @@
-"""The paper's Tables 1-8 from the store, with the paper's columns and labels, and the comparison.
+"""The paper's tables from the store: one row per variant, its interval over seeds, and what it holds.
 
-Rows are grouped by variant (mean ± std and n over seeds); `--compare-paper` adds the paper's value
-(results/reference/paper_tables.csv, copied from shared/reference, i.e. arXiv 2307.13855 Tables 1-8)
-and our minus theirs, matched by the label columns, then checks the paper's qualitative claims.
+A row aggregates the trials that ran their whole budget (status done). A variant none of whose trials did
+shows what happened to them instead ("pruned at 50/800 epochs") and no number to set beside the paper's;
+`include_partial` averages them too, marked. Every row says how many trials it holds and the epochs they
+ran. With `compare_paper` each row gains the paper's value (results/reference/paper_tables.csv, copied
+from shared/reference: arXiv 2307.13855 Tables 1-8) and where it lies against our 95 % interval, and each
+table its claims (claims.py) and factor effects (stats.py).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
+
+from .claims import budget_note, check_claims, full_budget
+from .stats import effects, mean_interval
+
+__all__ = ["LABELS", "ARCH_LABELS", "LABEL_COLUMNS", "table_rows", "build_tables", "compare_paper",
+           "render", "render_all", "paper_values", "TRIAL_COLUMNS"]
 
 LABELS = {
     "layer": {"conv": "Conv2d", "scs": "SCS", "sdp": "SharpenedSDP"},
@@ -20,115 +30,157 @@ ARCH_LABELS = {"rohrer25k": "Rohrer25K", "rohrer47k": "Rohrer47K", "rohrer68k": 
                "rohrer100k": "Rohrer100K", "rohrer583k": "Rohrer583K", "resnet18": "ResNet18",
                "resnet20": "ResNet20"}
 LABEL_COLUMNS = ["Architecture", "Layer", "Activation", "Pooling", "Dropout", "Normalization", "Image Dim."]
-VALUE_COLUMNS = {"Val. Acc.": "val_acc", "Train Time (s)": "train_time_s", "Eval Time (s)": "eval_time_s"}
 PAPER_CSV = Path(__file__).parent / "reference" / "paper_tables.csv"
+# The trials columns tables, claims and effects read (the store is scanned for these only).
+TRIAL_COLUMNS = ["experiment", "trial_id", "group", "arch", "layer", "activation", "pooling", "normalization",
+                 "image_dim", "p_mode", "p_value", "seed", "epochs", "epochs_done", "dataset", "n_train",
+                 "n_test", "budget", "status", "val_acc", "train_time_s", "eval_time_s"]
+FINAL = ("done",)
 
 
-def labelled(trials: pd.DataFrame) -> pd.DataFrame:
-    df = pd.DataFrame({
-        "Table": trials["group"],
-        "Architecture": trials["arch"].map(ARCH_LABELS),
-        "Layer": trials["layer"].map(LABELS["layer"]),
-        "Activation": trials["activation"].map(LABELS["activation"]),
-        "Pooling": trials["pooling"].map(LABELS["pooling"]),
-        "Dropout": "None",
-        "Normalization": trials["normalization"].map(LABELS["normalization"]),
-        "Image Dim.": trials["image_dim"].map(lambda d: f"{d}x{d}"),
-    })
-    for label, col in VALUE_COLUMNS.items():
-        df[label] = trials[col].astype(float)
-    return df
+def _labels(row) -> tuple:
+    return (ARCH_LABELS.get(row["arch"], row["arch"]), LABELS["layer"][row["layer"]],
+            LABELS["activation"][row["activation"]], LABELS["pooling"][row["pooling"]], "None",
+            LABELS["normalization"].get(row["normalization"], row["normalization"]),
+            f"{row['image_dim']}x{row['image_dim']}")
 
 
-def build_tables(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """{"table1": frame, ...}: one row per variant, values as mean, std and n over seeds."""
-    trials = trials[trials["status"].isin(["done", "pruned", "running", "stopped"])]
-    out = {}
-    for group, part in labelled(trials).groupby("Table", sort=True):
-        agg = part.groupby(LABEL_COLUMNS, sort=True)
-        frame = agg[list(VALUE_COLUMNS)].mean()
-        for label in VALUE_COLUMNS:
-            frame[f"{label} std"] = agg[label].std(ddof=1)
-        frame["n"] = agg.size()
-        out[group] = frame.reset_index()
-    return out
+def _what_happened(part: pd.DataFrame) -> str:
+    """'2 pruned (at 50-200/800 epochs), 1 failed (at 3/800)' for trials that did not finish."""
+    out = []
+    for status, rows in part.groupby("status", sort=True):
+        done = rows["epochs_done"].astype(int)
+        span = f"{done.min()}" if done.min() == done.max() else f"{done.min()}-{done.max()}"
+        out.append(f"{len(rows)} {status} (at {span}/{int(rows['epochs'].max())} epochs)")
+    return ", ".join(out)
 
 
-def compare_paper(table: str, frame: pd.DataFrame) -> pd.DataFrame:
-    if not table.startswith("table") or not table[5:].isdigit():
-        return frame
+def table_rows(trials: pd.DataFrame, include_partial: bool = False) -> pd.DataFrame:
+    """One row per variant of one table: labels, the interval of Val. Acc. over seeds, times, n, epochs."""
+    rows = []
+    for labels, part in trials.groupby(trials.apply(_labels, axis=1), sort=True):
+        finished = part[part["status"].isin(FINAL)]
+        used = part if include_partial else finished
+        unfinished = part[~part["status"].isin(FINAL)]
+        acc = mean_interval(used["val_acc"].tolist())
+        ran = used["epochs_done"].astype(int) if len(used) else pd.Series(dtype=int)
+        rows.append(dict(zip(LABEL_COLUMNS, labels), **{
+            "Val. Acc.": acc.estimate, "Val. Acc. std": used["val_acc"].std(ddof=1) if len(used) > 1 else math.nan,
+            "CI low": acc.low, "CI high": acc.high, "n": len(used),
+            "Epochs": "-" if ran.empty else (f"{ran.min()}" if ran.min() == ran.max() else f"{ran.min()}-{ran.max()}")
+            + f"/{int(part['epochs'].max())}",
+            "Train Time (s)": used["train_time_s"].mean(), "Eval Time (s)": used["eval_time_s"].mean(),
+            "Status": ("" if unfinished.empty else
+                       ("partial: " if include_partial else "not finished: ") + _what_happened(unfinished)),
+        }))
+    return pd.DataFrame(rows)
+
+
+def build_tables(trials: pd.DataFrame, include_partial: bool = False) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """{table: (its variant rows, its trials)} for every group in the store's trials."""
+    return {group: (table_rows(part, include_partial), part) for group, part in trials.groupby("group", sort=True)}
+
+
+def paper_values(table: str) -> pd.DataFrame:
+    """The paper's rows of one table ("table1" ... "table8"), empty for anything else."""
+    if not (table.startswith("table") and table[5:].isdigit()):
+        return pd.DataFrame(columns=LABEL_COLUMNS + ["Paper Val. Acc."])
     paper = pd.read_csv(PAPER_CSV, dtype=str, keep_default_na=False)  # "None" is a label, not NA
     paper = paper[paper["table"] == table[5:]].rename(columns={
         "architecture": "Architecture", "layer": "Layer", "activation": "Activation", "pooling": "Pooling",
         "dropout": "Dropout", "normalization": "Normalization", "image_dim": "Image Dim.",
-        "val_acc": "Paper Val. Acc.", "train_time_s": "Paper Train Time (s)", "eval_time_s": "Paper Eval Time (s)"})
-    merged = frame.merge(paper.drop(columns=["table"]), on=LABEL_COLUMNS, how="left")
-    for label in VALUE_COLUMNS:
-        merged[f"Paper {label}"] = merged[f"Paper {label}"].astype(float)
-    merged["Δ Val. Acc."] = merged["Val. Acc."] - merged["Paper Val. Acc."]
+        "val_acc": "Paper Val. Acc."})
+    paper["Paper Val. Acc."] = paper["Paper Val. Acc."].astype(float)
+    return paper[LABEL_COLUMNS + ["Paper Val. Acc."]]
+
+
+def compare_paper(table: str, frame: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """frame + the paper's value and where it lies against our interval ("inside", "above", ...)."""
+    merged = frame.merge(paper_values(table), on=LABEL_COLUMNS, how="left")
+    note = budget_note(trials, table)
+
+    def where(row) -> str:
+        paper = row["Paper Val. Acc."]
+        if pd.isna(paper):
+            return "-"
+        if not full_budget(trials, table):
+            return f"not comparable ({note})"
+        if row["n"] == 0:
+            return "no finished trial"
+        if pd.isna(row["CI low"]):
+            return "one seed: no interval"
+        return ("inside our interval" if row["CI low"] <= paper <= row["CI high"] else
+                "above our interval" if paper > row["CI high"] else "below our interval")
+
+    merged["Paper vs ours"] = merged.apply(where, axis=1) if len(merged) else []
     return merged
 
 
-def _cell(value, std, n, digits) -> str:
-    if pd.isna(value):
-        return "-"
-    text = f"{value:.{digits}f}"
-    if n > 1 and not pd.isna(std):
-        text += f" ± {std:.{digits}f}"
-    return text
+def _cell(value, digits: int) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
 def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
     """Markdown, CSV or LaTeX text of one table, in the paper's column order."""
     shown = frame[LABEL_COLUMNS].copy()
-    for label, digits in (("Val. Acc.", 4), ("Train Time (s)", 3), ("Eval Time (s)", 3)):
-        shown[label] = [_cell(v, s, n, digits) for v, s, n in
-                        zip(frame[label], frame[f"{label} std"], frame["n"])]
+    shown["Val. Acc."] = [("-" if n == 0 else _cell(v, 4) + (f" ± {s:.4f}" if n > 1 and not pd.isna(s) else ""))
+                          for v, s, n in zip(frame["Val. Acc."], frame["Val. Acc. std"], frame["n"])]
+    shown["95% CI"] = ["-" if pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]"
+                       for lo, hi in zip(frame["CI low"], frame["CI high"])]
     shown["n"] = frame["n"].astype(int)
-    for extra in ("Paper Val. Acc.", "Δ Val. Acc."):
-        if extra in frame:
-            shown[extra] = [("-" if pd.isna(v) else f"{v:+.4f}" if extra.startswith("Δ") else f"{v:.4f}")
-                            for v in frame[extra]]
+    shown["Epochs"] = frame["Epochs"]
+    shown["Train Time (s)"] = [_cell(v, 3) for v in frame["Train Time (s)"]]
+    shown["Eval Time (s)"] = [_cell(v, 3) for v in frame["Eval Time (s)"]]
+    if "Paper Val. Acc." in frame:
+        shown["Paper Val. Acc."] = [_cell(v, 4) for v in frame["Paper Val. Acc."]]
+        shown["Paper vs ours"] = frame["Paper vs ours"]
+    shown["Status"] = frame["Status"]
     if fmt == "csv":
         return shown.to_csv(index=False).rstrip("\n")
     if fmt == "latex":
-        cols = "l" * len(shown.columns)
-        lines = [f"% {title}", f"\\begin{{tabular}}{{{cols}}}", "\\hline",
-                 " & ".join(shown.columns) + " \\\\", "\\hline"]
-        lines += [" & ".join(str(v).replace("±", "$\\pm$") for v in row) + " \\\\" for row in shown.values]
+        def tex(v) -> str:
+            return (str(v).replace("±", "$\\pm$").replace("%", "\\%").replace("_", "\\_")
+                    .replace("&", "\\&"))
+        lines = [f"% {title}", f"\\begin{{tabular}}{{{'l' * len(shown.columns)}}}", "\\hline",
+                 " & ".join(tex(c) for c in shown.columns) + " \\\\", "\\hline"]
+        lines += [" & ".join(tex(v) for v in row) + " \\\\" for row in shown.values]
         lines += ["\\hline", "\\end{tabular}"]
-        return "\n".join(lines).replace("Δ", "$\\Delta$")
+        return "\n".join(lines)
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "|".join("---" for _ in shown.columns) + "|"
     rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.values]
     return "\n".join([f"### {title}", "", header, rule, *rows])
 
 
-def claims(frames: dict[str, pd.DataFrame]) -> list[str]:
-    """The paper's qualitative claims, each marked confirmed or contradicted by our data."""
-    lines = []
-    for table, f in sorted(frames.items()):
-        acc = {(lay, act, pool): v for lay, act, pool, v in
-               zip(f["Layer"], f["Activation"], f["Pooling"], f["Val. Acc."])}
-        scs_none = [v for (lay, act, _), v in acc.items() if lay == "SCS" and act == "None"]
-        conv_relu = [v for (lay, act, _), v in acc.items() if lay == "Conv2d" and act == "ReLU"]
-        if scs_none and conv_relu:
-            gap = max(scs_none) - max(conv_relu)
-            verdict = "confirmed" if abs(gap) <= 0.02 or gap > 0 else "contradicted"
-            lines.append(f"{table}: SCS without ReLU ≈ Conv2d with ReLU (best {max(scs_none):.4f} vs "
-                         f"{max(conv_relu):.4f}): {verdict}")
-        if f["Architecture"].str.startswith("Rohrer").all():
-            fails = [v for (lay, act, pool), v in acc.items() if act == "ReLU" and pool == "MaxAbsPool2d"]
-            others = [v for (lay, act, pool), v in acc.items() if not (act == "ReLU" and pool == "MaxAbsPool2d")]
-            if fails and others:
-                verdict = "confirmed" if min(fails) < min(others) else "contradicted"
-                lines.append(f"{table}: ReLU + MaxAbsPool2d trains worst in the Rohrer nets "
-                             f"(worst {min(fails):.4f} vs {min(others):.4f} otherwise): {verdict}")
-        scs = f[f["Layer"] == "SCS"]
-        conv = f[f["Layer"] == "Conv2d"]
-        if len(scs) and len(conv):
-            slower = scs["Train Time (s)"].mean() > conv["Train Time (s)"].mean()
-            faster_eval = scs["Eval Time (s)"].mean() < conv["Eval Time (s)"].mean()
-            lines.append(f"{table}: SCS trains slower than Conv2d: {'confirmed' if slower else 'contradicted'}; "
-                         f"SCS evaluates faster: {'confirmed' if faster_eval else 'contradicted'}")
-    return lines
+def effect_rows(trials: pd.DataFrame) -> list[tuple[str, str, object]]:
+    """(architecture, effect name, Interval) of every finished trial's factor effects, per architecture."""
+    out = []
+    for arch, part in trials.groupby("arch", sort=True):
+        for name, interval in effects(part):
+            out.append((ARCH_LABELS.get(arch, arch), name, interval))
+    return out
+
+
+def render_all(store, experiment: str, fmt: str, compare: bool, include_partial: bool) -> str:
+    """Every table of the store (or of one experiment), with claims and effects when comparing."""
+    from .store import StoreError
+
+    trials = store.read_table("trials", experiment or None, columns=TRIAL_COLUMNS).to_pandas()
+    if trials.empty:
+        raise StoreError(f"no trials in {store.uri}" + (f" for experiment {experiment!r}" if experiment else "")
+                         + "; run a sweep or `scs-sweep gather` first")
+    out = []
+    for name, (frame, part) in build_tables(trials, include_partial).items():
+        if compare:
+            frame = compare_paper(name, frame, part)
+        out.append(render(frame, fmt, name))
+        if compare and fmt == "md":
+            finished = part[part["status"].isin(FINAL)]
+            verdicts = check_claims(name, finished)
+            if verdicts:
+                out.append("Claims (95 % intervals over seeds):\n" + "\n".join(f"- {v.line()}" for v in verdicts))
+            rows = effect_rows(finished)
+            if rows:
+                out.append("Factor effects on Val. Acc. (95 % intervals):\n"
+                           + "\n".join(f"- {arch}: {name} {i.text()}" for arch, name, i in rows))
+    return "\n\n".join(out)

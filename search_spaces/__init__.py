@@ -1,4 +1,7 @@
-"""Each experiment of the paper as plain data (no torch, no ray)."""
-from .presets import PRESETS, Preset, PresetError, get_preset, list_presets
+"""Each experiment of the paper as plain data, and sweep files in the same shape (no torch, no ray)."""
+from .experiment import Asha, Experiment, Search, SpecError
+from .presets import PRESETS, get_preset, list_presets
+from .sweep_file import is_sweep_file, load_sweep_file, sweep_file_text
 
-__all__ = ["PRESETS", "Preset", "PresetError", "get_preset", "list_presets"]
+__all__ = ["Asha", "Experiment", "PRESETS", "Search", "SpecError", "get_preset", "is_sweep_file",
+           "list_presets", "load_sweep_file", "sweep_file_text"]

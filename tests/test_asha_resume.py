@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import TrialScheduler
 
-from orchestrator.tune_wiring import ResumableASHA
+from orchestrator.scheduler import ResumableASHA
 
 
 def make():

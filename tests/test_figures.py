@@ -1,39 +1,48 @@
-"""Every figure is produced from a small planted store and is a real, non-blank PNG."""
+"""Every figure kind from a small planted store is a real, non-blank PNG, and the report is one
+self-contained HTML file holding the tables, verdicts, effects, provenance and a figure of every kind."""
+import base64
+import io
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from results.figures import write_figures, write_report
+from results.figures import KINDS, write_figures
+from results.report import write_report
 from results.rows import evaluation_rows, rows_for_trial
 from results.store import ParquetStore
 
 
-def png_pixels(path):
+def png_pixels(data: bytes):
     """The decoded pixels of a PNG (matplotlib reads it through Pillow): (height, width, channels)."""
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    return (plt.imread(path) * 255).astype(np.uint8)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return (plt.imread(io.BytesIO(data)) * 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     store = ParquetStore(str(tmp_path_factory.mktemp("s") / "store"))
     rng = np.random.default_rng(0)
-    specs = [("table1", "rohrer100k", "conv", "relu", "max", "learned", None),
-             ("table1", "rohrer100k", "scs", "none", "maxabs", "learned", None),
-             ("weight-norms/scs-scratch", "resnet20", "scs", "relu", "max", "learned", None)]
-    specs += [("optuna-p-rohrer100k", "rohrer100k", "scs", "none", "maxabs", "fixed", p) for p in (0.3, 1.0, 3.0)]
-    for i, (group, arch, layer, act, pool, mode, p) in enumerate(specs):
+    specs = [("table1", "rohrer100k", layer, act, pool, "learned", None, seed)
+             for layer, act, pool in (("conv", "relu", "max"), ("conv", "relu", "maxabs"), ("scs", "none", "max"),
+                                      ("scs", "none", "maxabs")) for seed in (0, 1)]
+    specs += [("p-dynamics", "rohrer100k", "scs", "none", "maxabs", "learned", None, 0),
+              ("weight-norms/scs-scratch", "resnet20", "scs", "relu", "max", "learned", None, 0)]
+    specs += [("optuna-p-rohrer100k", "rohrer100k", "scs", "none", "maxabs", "fixed", p, 0) for p in (0.3, 1.0, 3.0)]
+    for i, (group, arch, layer, act, pool, mode, p, seed) in enumerate(specs):
         results = []
         for e in range(1, 5):
             layers = [{"layer_index": j, "layer_name": f"l{j}", "layer_type": layer, "weight_norm": 1 + e * j,
                        "grad_norm": 0.1, "p_values": list(rng.uniform(1, 3, 8)) if layer != "conv" else None,
                        "weight_norm_per_batch": list(rng.uniform(1, 2, 5))} for j in range(3)]
             results.append({"epoch": e, "train_loss": 2 / e, "train_acc": 0.2 * e, "test_loss": 2 / e,
-                            "test_acc": 0.15 * e + 0.01 * i, "train_time_s": 1.0 + i, "eval_time_s": 0.2,
-                            "lr": 0.01, "layers": layers})
-        config = dict(group=group, arch=arch, layer=layer, activation=act, pooling=pool, normalization="none",
-                      image_dim=32, p_mode=mode, p_value=p, epochs=4)
-        store.write_trial("exp", f"t{i}", rows_for_trial("exp", f"t{i}", config, results, "done"))
+                            "test_acc": 0.15 * e + 0.01 * i, "train_time_s": 1.0 + (layer == "scs"),
+                            "eval_time_s": 0.2, "lr": 0.01, "layers": layers, "code_version": "abc1234",
+                            "torch_version": "2.13.0", "ray_version": "2.60.0", "gpu": "cpu", "host": "h"})
+        config = dict(arch=arch, layer=layer, activation=act, pooling=pool, normalization="none", image_dim=32,
+                      p_mode=mode, p_value=p, epochs=4, seed=seed, dataset="cifar10", n_train=5000, n_test=2000)
+        store.write_trial("exp", f"t{i}", rows_for_trial("exp", f"t{i}", group, "quick", config, results, "done"))
         evaluation = {"robustness": [{"attack": "pgd_linf", "eps": eps, "steps": 10, "step_size": eps / 4,
                                       "accuracy": 0.8 - eps * (5 + i), "n_images": 100}
                                      for eps in (0.001, 0.01, 0.03)],
@@ -41,25 +50,53 @@ def store(tmp_path_factory):
                                     "map": list(rng.random(1024)), "sparsity_gini": 0.3, "top5_mass": 0.1}
                                    for k in range(3)]}
         store.write_trial("exp", f"t{i}", evaluation_rows(f"t{i}", evaluation))
+    store.write_sweep("exp", "name = \"exp\"\nepochs = 4\n")
     return store
 
 
-def test_every_figure_is_a_nontrivial_png(store, tmp_path):
+def test_every_figure_kind_is_a_nontrivial_png(store, tmp_path):
     paths = write_figures(store, tmp_path)
     names = {p.name for p in paths}
-    for expected in ("table1_accuracy.png", "table1_times.png", "p_per_kernel_t1.png",
-                     "weight_norms_t2.png", "optuna-p-rohrer100k_parallel.png",
-                     "table1_rohrer100k_pgd.png", "table1_saliency.png"):
-        assert expected in names
+    for expected in ("table1_accuracy.png", "table1_curves.png", "table1_times.png", "table1_rohrer100k_pgd.png",
+                     "table1_saliency.png", "p-dynamics_p_per_kernel_t8.png", "weight-norms-scs-scratch_weight_norms_t9.png",
+                     "optuna-p-rohrer100k_optuna.png"):
+        assert expected in names, sorted(names)
     for path in paths:
-        pixels = png_pixels(path)
+        pixels = png_pixels(path.read_bytes())
         assert min(pixels.shape[:2]) > 150, (path.name, pixels.shape)
-        colours = len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0))
+        packed = pixels[..., :3].astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], dtype=np.uint32)
+        colours = len(np.unique(packed))
         assert colours > 20, path.name  # more than a blank canvas with a frame
 
 
-def test_report_puts_tables_and_figures_on_one_page(store, tmp_path):
-    paths = write_figures(store, tmp_path)
-    report = write_report(store, tmp_path, paths).read_text()
-    assert "<h2>table1</h2>" in report and "Paper Val. Acc." in report
-    assert all(f"src='{p.name}'" in report for p in paths)
+def test_a_one_epoch_learning_curve_still_shows_its_points(tmp_path):
+    """Single points drawn as lines without markers would leave an empty frame."""
+    store = ParquetStore(str(tmp_path / "store"))
+    for i in range(2):
+        config = dict(arch="rohrer25k", layer="conv", activation="relu", pooling=("max", "maxabs")[i],
+                      normalization="none", image_dim=32, p_mode="learned", epochs=1, seed=0, dataset="synthetic")
+        result = {"epoch": 1, "test_acc": 0.5, "train_time_s": 1.0, "eval_time_s": 0.1}
+        store.write_trial("e", f"t{i}", rows_for_trial("e", f"t{i}", "g", "smoke", config, [result], "done"))
+    (path,) = [p for p in write_figures(store, tmp_path / "f") if p.name == "g_curves.png"]
+    pixels = png_pixels(path.read_bytes())[..., :3].astype(int)
+    blue = (abs(pixels - np.array([31, 119, 180])).sum(axis=2) < 60).sum()  # tab10's first colour
+    assert blue > 20  # the markers are drawn
+
+
+def test_the_report_is_one_self_contained_file_with_every_kind(store, tmp_path):
+    out = tmp_path / "report"
+    path = write_report(store, out)
+    assert [p.name for p in out.iterdir()] == ["report.html"]
+    page = path.read_text()
+    refs = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]*)['"]""", page)
+    assert refs and all(r.startswith("data:") or r.startswith("#") for r in refs), \
+        [r[:40] for r in refs if not r.startswith(("data:", "#"))]
+    assert "<link" not in page and "<script" not in page and "@import" not in page
+    kinds = set(re.findall(r"data-kind='([a-z-]+)'", page))
+    assert kinds == set(KINDS)
+    for data in re.findall(r"src='data:image/png;base64,([^']+)'", page)[:3]:
+        assert min(png_pixels(base64.b64decode(data)).shape[:2]) > 150
+    for needle in ("Provenance", "abc1234", "2.13.0", "5,000", "quick", "Paper Val. Acc.", "95% CI",
+                   "The paper's claims", "Factor effects", "MaxAbsPool2d vs MaxPool2d", "the sweep file it ran"):
+        assert needle in page, needle
+    assert re.search(r"class='v-(supported|contradicted|inconclusive)'", page)

@@ -1,12 +1,13 @@
-"""The Parquet store contract, SQL queries and the paper's tables from planted rows."""
+"""The Parquet store contract, SQL queries, gather from Tune's files, and the tables from planted rows."""
 import json
 
 import duckdb
 import pyarrow.dataset as ds
 import pytest
 
+from orchestrator.records import gather_path, trial_id_of, trial_status
 from results.query import run_query
-from results.rows import gather_experiment, rows_for_trial
+from results.rows import rows_for_trial
 from results.store import ParquetStore, StoreError
 from results.tables import build_tables, compare_paper, render
 
@@ -23,16 +24,23 @@ VARIANTS = [("conv", "relu", "max", 0.80), ("conv", "relu", "maxabs", 0.65), ("s
             ("scs", "none", "maxabs", 0.78)]
 
 
-def plant(store, experiment="exp", seeds=(0,)):
+def config(**kw):
+    base = dict(arch="rohrer100k", layer="scs", activation="none", pooling="maxabs", normalization="none",
+                dropout=0.0, image_dim=32, p_mode="learned", seed=0, epochs=2, batch_size=128,
+                dataset="cifar10", n_train=0, n_test=0)
+    base.update(kw)
+    return base
+
+
+def plant(store, experiment="exp", seeds=(0,), group="table1", status="done", epochs=2, budget="full"):
     for i, (layer, act, pool, acc) in enumerate(VARIANTS):
         for seed in seeds:
-            config = dict(group="table1", arch="rohrer100k", layer=layer, activation=act, pooling=pool,
-                          normalization="none", dropout=0.0, image_dim=32, p_mode="learned", seed=seed,
-                          epochs=2, batch_size=128)
             tid = f"t{i}_{seed}"
             store.write_trial(experiment, tid, rows_for_trial(
-                experiment, tid, config, planted_results(2, acc + 0.01 * seed, 2.0 if layer == "scs" else 1.0,
-                                                          0.1 if layer == "scs" else 0.2), "done"))
+                experiment, tid, group, budget, config(layer=layer, activation=act, pooling=pool, seed=seed,
+                                                       epochs=epochs),
+                planted_results(2, acc + 0.01 * seed, 2.0 if layer == "scs" else 1.0,
+                                0.1 if layer == "scs" else 0.2), status))
 
 
 def test_rows_are_read_back_by_plain_pyarrow_and_duckdb(tmp_path):
@@ -45,41 +53,101 @@ def test_rows_are_read_back_by_plain_pyarrow_and_duckdb(tmp_path):
     assert got == (8, 2)
     layers = duckdb.sql(f"SELECT p_values FROM read_parquet('{tmp_path}/store/layers/**/*.parquet')").fetchall()
     assert layers[0][0] == [1.0, 3.0]
-    assert json.loads((tmp_path / "store" / "_schema.json").read_text())["schema_version"] == 1
+    assert json.loads((tmp_path / "store" / "_schema.json").read_text())["schema_version"] == 2
 
 
 def test_rewriting_a_trial_and_re_reporting_epochs_leave_keys_unique(tmp_path):
     store = ParquetStore(str(tmp_path / "s"))
-    config = dict(group="g", arch="rohrer25k", layer="scs", epochs=3)
     results = planted_results(2, 0.5) + planted_results(3, 0.6)  # a resumed trial re-reports 1..2
     for _ in range(2):
-        store.write_trial("e", "t1", rows_for_trial("e", "t1", config, results, "done"))
+        store.write_trial("e", "t1", rows_for_trial("e", "t1", "g", "full", config(epochs=3), results, "done"))
     epochs = store.read_table("epochs").to_pylist()
     assert sorted(e["epoch"] for e in epochs) == [1, 2, 3]
     assert [e["test_acc"] for e in sorted(epochs, key=lambda e: e["epoch"])] == pytest.approx([0.2, 0.4, 0.6])
     assert not list((tmp_path / "s").rglob(".*tmp"))
 
 
-def test_gather_twice_from_an_experiment_directory_is_idempotent(tmp_path):
-    trial_dir = tmp_path / "exp" / "train_scs_ab_00000"
+def test_a_store_of_schema_1_is_read_with_the_new_columns_null_and_upgraded_on_write(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "old"
+    (root / "trials" / "experiment=e").mkdir(parents=True)
+    (root / "_schema.json").write_text('{"schema_version": 1}')
+    pq.write_table(pa.table({"trial_id": ["a"], "group": ["g"], "status": ["done"]}),
+                   root / "trials" / "experiment=e" / "a.parquet")
+    store = ParquetStore(str(root))
+    (row,) = store.read_table("trials").to_pylist()
+    assert row["trial_id"] == "a" and row["budget"] is None and row["n_train"] is None
+    store.write_trial("e", "b", rows_for_trial("e", "b", "g", "quick", config(n_train=500), [], "running"))
+    assert json.loads((root / "_schema.json").read_text())["schema_version"] == 2
+    assert {r["trial_id"]: r["n_train"] for r in store.read_table("trials").to_pylist()} == {"a": None, "b": 500}
+    (root / "_schema.json").write_text('{"schema_version": 99}')
+    with pytest.raises(StoreError, match="newer than this code"):
+        store.write_trial("e", "c", {})
+
+
+def _tune_trial_dir(root, name="train_scs_ab123_00000_0_x", trial_id="ab123_00000", epochs=2, budget_epochs=2,
+                    error=""):
+    trial_dir = root / name
     trial_dir.mkdir(parents=True)
-    (trial_dir / "params.json").write_text(json.dumps({"variant": {"arch": "rohrer25k", "layer": "scs", "group": "g"},
-                                                       "overrides": {"epochs": 2}, "seed_offset": 0}))
-    lines = [dict(r, trial_id="ab_00000", training_iteration=r["epoch"]) for r in planted_results(2, 0.5)]
+    params = {"trial": {"group": "g", "budget": "full", "config": config(arch="rohrer25k", epochs=budget_epochs)},
+              "run": {}}
+    (trial_dir / "params.json").write_text(json.dumps(params))
+    lines = [dict(r, trial_id=trial_id, training_iteration=r["epoch"], timestamp=1_800_000_000 + r["epoch"],
+                  time_this_iter_s=1.0) for r in planted_results(epochs, 0.5)]
     (trial_dir / "result.json").write_text("\n".join(json.dumps(line) for line in lines) + "\n{\"cut")
+    if error:
+        (trial_dir / "error.txt").write_text(f"Traceback (most recent call last):\n  ...\n{error}\n")
+    return trial_dir
+
+
+def test_gather_twice_from_an_experiment_directory_is_idempotent(tmp_path):
+    _tune_trial_dir(tmp_path / "exp")
     store = ParquetStore(str(tmp_path / "store"))
-    assert gather_experiment(tmp_path / "exp", "exp", store) == 1
-    assert gather_experiment(tmp_path / "exp", "exp", store) == 1
+    assert gather_path(tmp_path / "exp", "exp", store) == 1
+    assert gather_path(tmp_path / "exp", "exp", store) == 1
     trials = store.read_table("trials").to_pylist()
     assert len(trials) == 1 and trials[0]["status"] == "done" and trials[0]["epochs_done"] == 2
+    assert trials[0]["group"] == "g" and trials[0]["arch"] == "rohrer25k" and trials[0]["budget"] == "full"
     assert store.read_table("epochs").num_rows == 2 and store.read_table("layers").num_rows == 2
 
 
-def test_query_by_table_name_and_clear_errors(tmp_path):
+def test_gather_reads_tunes_state_to_tell_pruned_from_stopped_and_failed(tmp_path):
+    part = tmp_path / "part"
+    _tune_trial_dir(part, "train_scs_aa000_00000_0_x", "aa000_00000", epochs=1, budget_epochs=4)
+    _tune_trial_dir(part, "train_scs_aa000_00001_1_x", "aa000_00001", epochs=1, budget_epochs=4,
+                    error="trainables.train.NonFiniteLossError: training loss became nan in epoch 2")
+    store = ParquetStore(str(tmp_path / "store"))
+    gather_path(part, "exp", store)
+    status = {r["trial_id"]: (r["status"], r["error"]) for r in store.read_table("trials").to_pylist()}
+    assert status["aa000_00000"] == ("stopped", None)
+    assert status["aa000_00001"][0] == "failed" and "epoch 2" in status["aa000_00001"][1]
+    state = {"trial_data": [[json.dumps({"trial_id": "aa000_00000", "status": "TERMINATED"}), "{}"],
+                            [json.dumps({"trial_id": "aa000_00001", "status": "ERROR"}), "{}"]]}
+    (part / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+    gather_path(part, "exp", store)
+    status = {r["trial_id"]: r["status"] for r in store.read_table("trials").to_pylist()}
+    assert status == {"aa000_00000": "pruned", "aa000_00001": "failed"}
+
+
+def test_the_one_status_rule():
+    assert trial_status(4, 4, "an error a retry overcame", "ERROR") == "done"
+    assert trial_status(2, 4, "", "ERROR") == "failed"
+    assert trial_status(2, 4, "", "TERMINATED") == "pruned"
+    assert trial_status(2, 4, "", "RUNNING") == "running"
+    assert trial_status(0, 4, "", "PENDING") == "pending"
+    assert trial_status(2, 4, "", None) == "stopped"
+    assert trial_status(2, 4, "boom", None) == "failed"
+
+
+def test_query_scans_in_place_by_table_name_with_clear_errors(tmp_path):
     store = ParquetStore(str(tmp_path / "store"))
     plant(store)
     out = run_query(store, "SELECT layer, avg(val_acc) AS acc FROM trials GROUP BY ALL ORDER BY layer").to_pylist()
     assert [r["layer"] for r in out] == ["conv", "scs"] and out[0]["acc"] == pytest.approx(0.725)
+    (row,) = run_query(store, "SELECT count(*) AS n FROM layers WHERE experiment = 'exp'").to_pylist()
+    assert row["n"] == 8
     with pytest.raises(StoreError, match="bad query"):
         run_query(store, "SELEC 1")
     with pytest.raises(StoreError, match="bad query.*nosuchtable"):
@@ -90,39 +158,63 @@ def test_query_by_table_name_and_clear_errors(tmp_path):
         store.read_table("nosuch")
 
 
-EXPECTED_MD = """### table1
-
-| Architecture | Layer | Activation | Pooling | Dropout | Normalization | Image Dim. | Val. Acc. | Train Time (s) | Eval Time (s) | n |
-|---|---|---|---|---|---|---|---|---|---|---|
-| Rohrer100K | Conv2d | ReLU | MaxAbsPool2d | None | None | 32x32 | 0.6550 ± 0.0071 | 1.000 ± 0.000 | 0.200 ± 0.000 | 2 |
-| Rohrer100K | Conv2d | ReLU | MaxPool2d | None | None | 32x32 | 0.8050 ± 0.0071 | 1.000 ± 0.000 | 0.200 ± 0.000 | 2 |
-| Rohrer100K | SCS | None | MaxAbsPool2d | None | None | 32x32 | 0.7850 ± 0.0071 | 2.000 ± 0.000 | 0.100 ± 0.000 | 2 |
-| Rohrer100K | SCS | None | MaxPool2d | None | None | 32x32 | 0.7950 ± 0.0071 | 2.000 ± 0.000 | 0.100 ± 0.000 | 2 |"""
+def frames(store, **kw):
+    return build_tables(store.read_table("trials").to_pandas(), **kw)
 
 
-def test_tables_from_planted_rows_in_all_three_formats(tmp_path):
+def test_tables_from_planted_rows_in_all_three_formats_show_epochs_and_intervals(tmp_path):
     store = ParquetStore(str(tmp_path / "store"))
-    plant(store, seeds=(0, 1))
-    frames = build_tables(store.read_table("trials").to_pandas())
-    assert render(frames["table1"], "md", "table1") == EXPECTED_MD
-    csv = render(frames["table1"], "csv", "table1").splitlines()
-    assert csv[0] == "Architecture,Layer,Activation,Pooling,Dropout,Normalization,Image Dim.,Val. Acc.,Train Time (s),Eval Time (s),n"
-    assert csv[1] == "Rohrer100K,Conv2d,ReLU,MaxAbsPool2d,None,None,32x32,0.6550 ± 0.0071,1.000 ± 0.000,0.200 ± 0.000,2"
-    latex = render(frames["table1"], "latex", "table1").splitlines()
-    assert latex[1] == "\\begin{tabular}{lllllllllll}"
-    assert latex[5] == ("Rohrer100K & Conv2d & ReLU & MaxAbsPool2d & None & None & 32x32 & 0.6550 $\\pm$ 0.0071 & "
-                        "1.000 $\\pm$ 0.000 & 0.200 $\\pm$ 0.000 & 2 \\\\")
+    plant(store, seeds=(0, 1, 2))
+    frame, _ = frames(store)["table1"]
+    md = render(frame, "md", "table1").splitlines()
+    assert md[2] == ("| Architecture | Layer | Activation | Pooling | Dropout | Normalization | Image Dim. | Val. Acc. "
+                     "| 95% CI | n | Epochs | Train Time (s) | Eval Time (s) | Status |")
+    # Conv2d/ReLU/MaxAbsPool2d over seeds 0.65, 0.66, 0.67: mean 0.66, sd 0.01, t(2) interval 0.66 +/- 0.0248
+    assert md[4] == ("| Rohrer100K | Conv2d | ReLU | MaxAbsPool2d | None | None | 32x32 | 0.6600 ± 0.0100 | "
+                     "[0.6352, 0.6848] | 3 | 2/2 | 1.000 | 0.200 |  |")
+    csv = render(frame, "csv", "table1").splitlines()
+    assert csv[0].endswith(",Val. Acc.,95% CI,n,Epochs,Train Time (s),Eval Time (s),Status")
+    assert csv[1].startswith("Rohrer100K,Conv2d,ReLU,MaxAbsPool2d,None,None,32x32,0.6600 ± 0.0100,")
+    latex = render(frame, "latex", "table1").splitlines()
+    assert latex[1] == "\\begin{tabular}{" + "l" * 14 + "}" and "Epochs" in latex[3]
+    assert latex[5].startswith("Rohrer100K & Conv2d & ReLU & MaxAbsPool2d & None & None & 32x32 & "
+                               "0.6600 $\\pm$ 0.0100 & [0.6352, 0.6848] & 3 & 2/2 &")
 
 
-def test_compare_paper_matches_rows_by_label(tmp_path):
+def test_pruned_and_failed_variants_show_what_happened_not_a_number(tmp_path):
     store = ParquetStore(str(tmp_path / "store"))
-    plant(store)
-    frame = compare_paper("table1", build_tables(store.read_table("trials").to_pandas())["table1"])
-    row = frame[(frame["Layer"] == "SCS") & (frame["Pooling"] == "MaxAbsPool2d")].iloc[0]
+    plant(store, seeds=(0, 1), epochs=800)  # status done, but the rows say 2 of 800 epochs ...
+    store.write_trial("exp", "t1_0", rows_for_trial("exp", "t1_0", "table1", "full", config(
+        layer="conv", activation="relu", pooling="maxabs", epochs=800), planted_results(50, 0.4), "pruned"))
+    store.write_trial("exp", "t1_1", rows_for_trial("exp", "t1_1", "table1", "full", config(
+        layer="conv", activation="relu", pooling="maxabs", epochs=800, seed=1), planted_results(3, 0.3), "failed"))
+    frame, trials = frames(store)["table1"]
+    row = frame[(frame["Layer"] == "Conv2d") & (frame["Pooling"] == "MaxAbsPool2d")].iloc[0]
+    assert row["n"] == 0 and row["Epochs"] == "-"
+    assert row["Status"] == "not finished: 1 failed (at 3/800 epochs), 1 pruned (at 50/800 epochs)"
+    shown = render(compare_paper("table1", frame, trials), "md", "table1")
+    line = next(x for x in shown.splitlines() if "| Conv2d | ReLU | MaxAbsPool2d |" in x)
+    assert "| - | - | 0 | - |" in line and "0.6496" in line  # no number of ours beside the paper's
+    partial, _ = frames(store, include_partial=True)["table1"]
+    row = partial[(partial["Layer"] == "Conv2d") & (partial["Pooling"] == "MaxAbsPool2d")].iloc[0]
+    assert row["n"] == 2 and row["Epochs"] == "3-50/800" and row["Status"].startswith("partial: ")
+
+
+def test_compare_paper_places_the_papers_value_against_our_interval_only_at_its_budget(tmp_path):
+    store = ParquetStore(str(tmp_path / "store"))
+    plant(store, seeds=range(5), epochs=800)
+    frame, trials = frames(store)["table1"]
+    compared = compare_paper("table1", frame, trials)
+    row = compared[(compared["Layer"] == "SCS") & (compared["Pooling"] == "MaxAbsPool2d")].iloc[0]
     assert row["Paper Val. Acc."] == pytest.approx(0.7761)  # Table 1: SCS, None, MaxAbsPool2d
-    assert row["Δ Val. Acc."] == pytest.approx(0.78 - 0.7761)
-    conv = frame[(frame["Layer"] == "Conv2d") & (frame["Pooling"] == "MaxPool2d")].iloc[0]
-    assert conv["Paper Val. Acc."] == pytest.approx(0.8032)
+    assert row["Paper vs ours"] == "below our interval"     # ours 0.78 ... 0.82: [0.7804, 0.8196]
+    conv = compared[(compared["Layer"] == "Conv2d") & (compared["Pooling"] == "MaxPool2d")].iloc[0]
+    assert conv["Paper Val. Acc."] == pytest.approx(0.8032) and conv["Paper vs ours"] == "inside our interval"
+    quick = ParquetStore(str(tmp_path / "quick"))
+    plant(quick, seeds=(0, 1, 2), epochs=8, budget="quick")
+    frame, trials = frames(quick)["table1"]
+    compared = compare_paper("table1", frame, trials)
+    assert (compared["Paper vs ours"] == "not comparable (8 of 800 epochs, 50,000 of 50,000 training images)").all()
 
 
 def test_a_store_given_as_a_uri_and_shared_by_two_sweeps(tmp_path):
@@ -139,6 +231,7 @@ def test_a_store_given_as_a_uri_and_shared_by_two_sweeps(tmp_path):
     (["query", "SELEC 1"], "bad query: Parser Error"),
     (["query", "SELECT * FROM nosuchtable"], "bad query: Catalog Error"),
     (["tables"], "no results store at"),
+    (["report"], "no results store at"),
 ])
 def test_cli_errors_are_one_line_with_exit_code_2(argv, message, tmp_path, capsys):
     from orchestrator.cli import main
@@ -151,9 +244,16 @@ def test_cli_errors_are_one_line_with_exit_code_2(argv, message, tmp_path, capsy
     assert len(err) == 1 and message in err[0] and err[0].startswith(f"scs-sweep {argv[0]}: error:")
 
 
-def test_trial_ids_come_from_results_or_from_tunes_directory_names(tmp_path):
-    from results.rows import trial_id_of
+def test_the_store_defaults_to_scs_store_env(tmp_path, monkeypatch, capsys):
+    from orchestrator.cli import main
 
+    plant(ParquetStore(str(tmp_path / "env_store")))
+    monkeypatch.setenv("SCS_STORE", str(tmp_path / "env_store"))
+    assert main(["query", "SELECT count(*) AS n FROM trials", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "4"]
+
+
+def test_trial_ids_come_from_results_or_from_tunes_directory_names(tmp_path):
     name = "train_scs_023ea_00004_4_variant=arch_rohrer25k_layer_conv_2026-11-22_19-22-26"
     assert trial_id_of(tmp_path / name, []) == "023ea_00004"
     assert trial_id_of(tmp_path / name, [{"trial_id": "abcde_00001"}]) == "abcde_00001"

@@ -1,4 +1,5 @@
-"""Sweeps on local Ray: smoke run, ASHA pruning, NaN failures, Optuna, kill -9 and resume, CLI errors."""
+"""Sweeps on local Ray: smoke run, sweep files, the default data folder, ASHA pruning, NaN and failed
+trials, Optuna, kill -9 and resume, the live rows against `gather`, CLI errors."""
 import json
 import os
 import signal
@@ -6,12 +7,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.dataset as ds
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.plan import RunPlan, SweepPlan, plan_sweep
+from orchestrator.plan import RunOptions, plan_sweep
+from search_spaces.experiment import Experiment
 
 ray = pytest.importorskip("ray")  # the sweep tests need ray; the project's install always has it
 
@@ -20,7 +23,7 @@ ENV = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PY
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from orchestrator.tune_wiring import connect
+    from orchestrator.tuner import connect
 
     connect("")
     yield
@@ -31,62 +34,145 @@ def read(store, table):
     return ds.dataset(str(store / table), format="parquet", partitioning="hive").to_table().to_pylist()
 
 
-def test_table1_smoke_run_reports_every_trial(local_ray, tmp_path, capsys):
-    rc = main(["run", "table1", "--smoke-test", "--store", str(tmp_path / "store"),
-               "--storage", str(tmp_path / "runs")])
-    assert rc == 0
-    trials = read(tmp_path / "store", "trials")
+def rows_by_key(store):
+    """Every row of every table, keyed and sorted, for comparing two stores."""
+    from results.schema import KEYS
+
+    out = {}
+    for table, keys in KEYS.items():
+        if (store / table).is_dir():
+            rows = read(store, table)
+            out[table] = sorted(rows, key=lambda r: tuple(str(r[k]) for k in keys))
+    return out
+
+
+def test_table1_smoke_run_reports_every_trial_and_gather_reproduces_its_rows(local_ray, tmp_path, capsys):
+    store, runs = tmp_path / "store", tmp_path / "runs"
+    assert main(["run", "table1", "--smoke-test", "--store", str(store), "--storage", str(runs)]) == 0
+    trials = read(store, "trials")
     assert len(trials) == 8 and {t["status"] for t in trials} == {"done"}
     assert {(t["layer"], t["activation"], t["pooling"]) for t in trials} == {
         (a, b, c) for a in ("conv", "scs") for b in ("relu", "none") for c in ("max", "maxabs")}
-    epochs = read(tmp_path / "store", "epochs")
+    assert all(t["budget"] == "smoke" and t["n_train"] == 256 and t["dataset"] == "synthetic" for t in trials)
+    epochs = read(store, "epochs")
     assert len(epochs) == 8 and all(e["epoch"] == 1 for e in epochs)
-    assert all(t["params"] > 0 and t["host"] and t["code_version"] for t in trials)
+    assert all(t["params"] > 0 and t["host"] and t["code_version"] and t["started_at"] for t in trials)
+    assert len(read(store, "robustness")) == 8 * 6 and len(read(store, "saliency")) == 8 * 10
     out = capsys.readouterr().out
-    assert "8 done" in out and "best test_acc" in out
-    assert main(["status", "table1", "--storage", str(tmp_path / "runs")]) == 0
+    assert "8 done" in out and "best test_acc" in out and "ETA" in out
+    assert (runs / "table1" / "sweep.toml").read_text().startswith("# scs-sweep sweep file: table1")
+    assert list((runs / "table1" / "table1").rglob("events.out.tfevents*"))  # TensorBoard logs
+    assert main(["status", "table1", "--storage", str(runs)]) == 0
     assert "8 trials: 8 done" in capsys.readouterr().out
+    # one record function: gather from Tune's files writes exactly the rows the sweep wrote
+    assert main(["gather", str(runs / "table1"), "--store", str(tmp_path / "gathered")]) == 0
+    live, gathered = rows_by_key(store), rows_by_key(tmp_path / "gathered")
+    assert live.keys() == gathered.keys() and live == gathered
+    # resume refuses to split one sweep's rows across two stores
+    assert main(["resume", "table1", "--storage", str(runs), "--store", str(tmp_path / "other")]) == 2
+    assert "writes its rows to" in capsys.readouterr().err
+
+
+TWO_AXES = """
+name = "two-axes"
+epochs = 2
+
+[fixed]
+arch = "rohrer25k"
+activation = "none"
+pooling = "maxabs"
+batch_size = 32
+
+[[grid]]
+layer = ["conv", "scs"]
+max_lr = [0.003, 0.01]
+"""
+
+
+def test_a_sweep_file_from_a_folder_holding_data_trains_on_that_data(local_ray, tmp_path, monkeypatch):
+    from test_data import write_cifar_bin
+
+    write_cifar_bin(tmp_path / "data", n=40)
+    (tmp_path / "two_axes.toml").write_text(TWO_AXES)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SCS_DATA", raising=False)
+    assert main(["run", "two_axes.toml", "--no-evaluate", "--no-prune", "--test-images", "30"]) == 0
+    trials = read(tmp_path / "scs_store", "trials")
+    assert {(t["layer"], t["max_lr"]) for t in trials} == {(a, b) for a in ("conv", "scs") for b in (0.003, 0.01)}
+    assert all(t["group"] == "two-axes" and t["arch"] == "rohrer25k" and t["batch_size"] == 32 for t in trials)
+    assert all(t["dataset"] == "cifar10" and t["data_dir"] == str(tmp_path / "data") for t in trials)
+    assert all(t["status"] == "done" and t["epochs_done"] == 2 and t["budget"] == "reduced" for t in trials)
+    assert (tmp_path / "scs_runs" / "two-axes" / "sweep.toml").read_text() == TWO_AXES
+    assert (tmp_path / "scs_store" / "_sweeps" / "two-axes.toml").read_text() == TWO_AXES
+
+
+def test_a_sweep_whose_trials_fail_exits_nonzero_with_a_line_per_failed_trial(local_ray, tmp_path, capsys):
+    (tmp_path / "diverge.toml").write_text(TWO_AXES.replace('pooling = "maxabs"', 'pooling = "maxabs"\n'
+                                                            'optimizer = "sgd"\nscheduler = "constant"')
+                                           .replace("max_lr = [0.003, 0.01]", "max_lr = [1e12]"))
+    rc = main(["run", str(tmp_path / "diverge.toml"), "--dataset", "synthetic", "--train-images", "128",
+               "--test-images", "64", "--no-evaluate", "--store", str(tmp_path / "store"),
+               "--storage", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    failed = [line for line in out.splitlines() if line.startswith("scs-sweep: trial ")]
+    assert len(failed) == 2 and all("NonFiniteLossError" in line and "epoch 1" in line for line in failed)
+    assert "2 trial(s) of two-axes failed" in out
+    assert {t["status"] for t in read(tmp_path / "store", "trials")} == {"failed"}
+
+
+def _experiment(name, epochs, *trials):
+    return Experiment(name, epochs, grids=tuple({k: [v] for k, v in t.items()} for t in trials))
 
 
 def _good(**kw):
-    base = dict(arch="rohrer25k", layer="scs", activation="none", pooling="maxabs", group="test",
-                optimizer="adam", scheduler="onecycle", max_lr=0.01, batch_size=64)
-    base.update(kw)
-    return base
+    base = dict(arch="rohrer25k", layer="scs", activation="none", pooling="maxabs", optimizer="adam",
+                scheduler="onecycle", max_lr=0.01, batch_size=64)
+    return dict(base, **kw)
 
 
 def test_asha_prunes_a_hopeless_trial_and_a_nan_trial_fails_alone(local_ray, tmp_path):
-    from orchestrator.tune_wiring import execute
+    from orchestrator.tuner import execute
 
-    variants = [_good(seed=0), _good(seed=1), _good(seed=2),
-                _good(layer="conv", activation="relu", max_lr=1e-9, scheduler="constant"),  # hopeless
-                _good(layer="conv", activation="relu", optimizer="sgd", max_lr=1e12,        # diverges
-                      scheduler="constant")]
-    run = RunPlan(part="asha", variants=variants, seeds=[0],
-                  overrides=dict(epochs=6, dataset="synthetic", n_train=512, n_test=256))
-    sweep = SweepPlan(name="asha", preset="custom", runs=[run], max_concurrent=2, max_failures=1,
-                      store=str(tmp_path / "store"), storage=str(tmp_path / "runs"))
-    execute(sweep)
+    experiment = _experiment("asha", 6, _good(seed=0), _good(seed=1), _good(seed=2),
+                             _good(layer="conv", activation="relu", max_lr=1e-9, scheduler="constant"),
+                             _good(layer="conv", activation="relu", optimizer="sgd", max_lr=1e12,
+                                   scheduler="constant"))
+    sweep = plan_sweep("asha", "test", [experiment], RunOptions(dataset="synthetic", train_images=512,
+                                                                test_images=256, max_concurrent=2,
+                                                                evaluate=False),
+                       store=str(tmp_path / "store"), storage=str(tmp_path / "runs"))
+    sweep.max_failures = 1
+    failed = execute(sweep)
     rows = read(tmp_path / "store", "trials")
     assert len(rows) == 5
     (hopeless,) = [t for t in rows if t["max_lr"] == 1e-9]
     (nan,) = [t for t in rows if t["max_lr"] == 1e12]
     assert hopeless["status"] == "pruned" and hopeless["epochs_done"] < 6
     assert nan["status"] == "failed" and "epoch 1" in nan["error"]
+    assert [f["trial_id"] for f in failed] == [nan["trial_id"]]
     good = [t for t in rows if t["layer"] == "scs"]
     assert sum(t["status"] == "done" and t["epochs_done"] == 6 for t in good) >= 1
 
 
-def test_optuna_p_proposes_distinct_p_values_and_prunes(local_ray, tmp_path):
-    from orchestrator.tune_wiring import execute
+def test_optuna_p_proposes_distinct_p_values_prunes_and_keeps_its_study_in_sqlite(local_ray, tmp_path):
+    import optuna
 
-    sweep = plan_sweep("optuna-p-rohrer100k", smoke_test=True, epochs=4, num_samples=8,
+    from orchestrator.tuner import OPTUNA_DB, execute
+    from search_spaces import get_preset
+
+    sweep = plan_sweep("optuna", "optuna-p-rohrer100k", get_preset("optuna-p-rohrer100k"),
+                       RunOptions(smoke_test=True, epochs=4, num_samples=8, evaluate=False),
                        store=str(tmp_path / "store"), storage=str(tmp_path / "runs"))
     execute(sweep)
     trials = read(tmp_path / "store", "trials")
     p_values = [t["p_value"] for t in trials]
     assert len(trials) == 8 and len(set(p_values)) == 8 and all(0.1 <= p <= 10 for p in p_values)
     assert any(t["status"] == "pruned" for t in trials)
+    study = optuna.load_study(study_name="optuna-p-rohrer100k",
+                              storage=f"sqlite:///{tmp_path / 'runs' / 'optuna' / OPTUNA_DB}")
+    assert len(study.trials) == 8
+    assert sorted(t.params["p_value"] for t in study.trials) == pytest.approx(sorted(p_values))
 
 
 def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
@@ -121,13 +207,14 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["run", "table99", "--smoke-test"], "unknown preset 'table99'"),
+    (["run", "missing.toml", "--smoke-test"], "cannot read sweep file missing.toml"),
     (["resume", "nothing-here", "--storage", "/tmp/scs-none"], "no sweep named 'nothing-here'"),
     (["run", "table1", "--smoke-test", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster"),
 ])
 def test_bad_input_gives_one_clear_line_and_nonzero_exit(argv, message, tmp_path):
     out = subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv, "--storage", str(tmp_path)]
                          if argv[0] == "run" else [sys.executable, "-m", "orchestrator.cli", *argv],
-                         env=ENV, capture_output=True, text=True, timeout=120)
+                         env=ENV, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 2
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert message in lines[-1] and lines[-1].startswith("scs-sweep")
@@ -149,71 +236,61 @@ def test_cluster_yaml_passes_rays_schema_validation():
     assert "RAY_AUTH_MODE=token" in start and "--dashboard-host=127.0.0.1" in start
 
 
-def test_reconcile_corrects_a_row_left_running_by_a_killed_driver(tmp_path):
-    from orchestrator.tune_wiring import reconcile_store
-    from results.rows import rows_for_trial
-    from results.store import ParquetStore
+def _trial_dir(root, epochs_recorded, budget=4):
+    """A Tune trial folder as the sweep leaves it: params.json and result.json lines."""
+    from orchestrator.plan import _resolve
 
-    trial_dir = tmp_path / "runs" / "s" / "part" / "train_scs_ab_00000"
+    config = _resolve(_good(), {"epochs": budget, "dataset": "synthetic"}, 0, "test")
+    trial_dir = root / "train_scs_ab123_00000_0_x"
     trial_dir.mkdir(parents=True)
-    (trial_dir / "params.json").write_text(json.dumps({"variant": {"arch": "rohrer25k", "group": "g"},
-                                                       "overrides": {"epochs": 2}}))
-    results = [{"trial_id": "ab_00000", "epoch": e, "test_acc": 0.5, "train_time_s": 1.0, "eval_time_s": 0.1}
-               for e in (1, 2)]
-    (trial_dir / "result.json").write_text("\n".join(json.dumps(r) for r in results))
-    store = ParquetStore(str(tmp_path / "store"))
-    config = {"arch": "rohrer25k", "group": "g", "epochs": 2}
-    store.write_trial("s", "ab_00000", rows_for_trial("s", "ab_00000", config, results, "running"))
-    sweep = SweepPlan(name="s", preset="x", runs=[], store=str(tmp_path / "store"))
-    assert reconcile_store(trial_dir.parent, sweep) == 1
-    assert store.read_table("trials").to_pylist()[0]["status"] == "done"
-    assert reconcile_store(trial_dir.parent, sweep) == 0  # final rows are left alone
+    (trial_dir / "params.json").write_text(json.dumps({"trial": {"group": "g", "budget": "full", "config": config},
+                                                       "run": {}}))
+    results = [{"epoch": e, "training_iteration": e, "test_acc": 0.1 * e, "train_time_s": 1.0, "eval_time_s": 0.1,
+                "trial_id": "ab123_00000", "timestamp": 1_800_000_000 + e, "time_this_iter_s": 1.0}
+               for e in range(1, epochs_recorded + 1)]
+    (trial_dir / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results))
+    return trial_dir, results
 
 
-def test_a_trial_that_completes_without_reporting_after_resume_is_marked_done(tmp_path):
-    """Restored from its final checkpoint, a trial reports nothing: the new driver still closes it."""
-    from types import SimpleNamespace
-
-    from orchestrator.tune_wiring import StoreAndProgress
-    from results.rows import rows_for_trial
+def test_the_store_callback_writes_rows_from_the_trials_folder_even_without_a_report(tmp_path):
+    """A trial restored from its final checkpoint completes without reporting; a kill between Tune's
+    record of an epoch and the store's flush loses nothing: rows come from the trial's own folder."""
+    from orchestrator.store_callback import StoreAndProgress
     from results.store import ParquetStore
 
+    trial_dir, results = _trial_dir(tmp_path / "runs", 4)
     store = ParquetStore(str(tmp_path / "store"))
-    config = {"arch": "rohrer25k", "group": "g", "epochs": 2}
-    results = [{"epoch": e, "test_acc": 0.5, "train_time_s": 1.0, "eval_time_s": 0.1} for e in (1, 2)]
-    store.write_trial("s", "ab_00000", rows_for_trial("s", "ab_00000", config, results, "running"))
-    callback = StoreAndProgress("s", str(tmp_path / "store"), epochs=2)  # a fresh driver's callback
-    trial = SimpleNamespace(trial_id="ab_00000", status="TERMINATED", last_result={"training_iteration": 2},
-                            config={"variant": {"arch": "rohrer25k", "group": "g"}, "overrides": {"epochs": 2}})
+    callback = StoreAndProgress("s", str(tmp_path / "store"), n_trials=1, epochs=4)  # a fresh driver
+    trial = SimpleNamespace(trial_id="ab123_00000", status="TERMINATED", local_path=str(trial_dir))
+    callback.on_trial_result(0, [trial], trial, results[-1])
+    (row,) = store.read_table("trials").to_pylist()
+    assert row["status"] == "done" and row["epochs_done"] == 4  # rows are flushed at first sight
     callback.on_trial_complete(0, [trial], trial)
     (row,) = store.read_table("trials").to_pylist()
-    assert row["status"] == "done" and row["epochs_done"] == 2
-    assert store.read_table("epochs").num_rows == 2
+    assert row["status"] == "done" and row["final_acc"] == pytest.approx(0.4) and row["ended_at"]
+    assert sorted(r["epoch"] for r in store.read_table("epochs").to_pylist()) == [1, 2, 3, 4]
 
 
-def test_a_resumed_trial_recovers_the_epoch_a_kill_kept_out_of_the_store(tmp_path):
-    """Killed after Tune recorded epoch 3 but before the store's flush: the new driver takes Tune's record."""
-    import json
-    from types import SimpleNamespace
+def test_a_data_error_in_a_worker_is_not_retried(tmp_path, monkeypatch):
+    """The trainable leaves a marker, so Tune's retries end at once instead of repeating the failure."""
+    import orchestrator.trainable as trainable
+    from orchestrator.plan import _resolve
+    from trainables.data import DataError
 
-    from orchestrator.tune_wiring import StoreAndProgress
-    from results.rows import rows_for_trial
-    from results.store import ParquetStore
+    built = []
 
-    store = ParquetStore(str(tmp_path / "store"))
-    config = {"arch": "rohrer25k", "group": "g", "epochs": 4}
-    results = [{"epoch": e, "training_iteration": e, "test_acc": 0.1 * e, "train_time_s": 1.0,
-                "eval_time_s": 0.1, "trial_id": "ab_00000"} for e in (1, 2, 3, 4)]
-    store.write_trial("s", "ab_00000", rows_for_trial("s", "ab_00000", config, results[:2], "running"))
-    trial_dir = tmp_path / "runs" / "train_scs_ab_00000_0"
-    trial_dir.mkdir(parents=True)
-    (trial_dir / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results[:3]))
-    callback = StoreAndProgress("s", str(tmp_path / "store"), epochs=4)
-    trial = SimpleNamespace(trial_id="ab_00000", status="RUNNING", last_result={}, local_path=str(trial_dir),
-                            config={"variant": {"arch": "rohrer25k", "group": "g"}, "overrides": {"epochs": 4}})
-    callback.on_trial_result(0, [trial], trial, results[3])  # the resumed run reports epoch 4
-    callback.on_trial_complete(0, [trial], trial)
-    epochs = sorted(r["epoch"] for r in store.read_table("epochs").to_pylist())
-    assert epochs == [1, 2, 3, 4]
-    (row,) = store.read_table("trials").to_pylist()
-    assert row["status"] == "done" and row["final_acc"] == pytest.approx(0.4)
+    class FakeTune:
+        @staticmethod
+        def get_context():
+            return SimpleNamespace(get_trial_dir=lambda: str(tmp_path))
+
+    monkeypatch.setattr(trainable, "tune", FakeTune)
+    monkeypatch.setattr("trainables.data.load_cifar10", lambda root: built.append(root) or (_ for _ in ()).throw(
+        DataError(f"no CIFAR-10 in {root}")))
+    config = _resolve(_good(), {"epochs": 2, "dataset": "cifar10", "data_dir": "/nowhere"}, 0, "test")
+    params = {"trial": {"group": "g", "budget": "full", "config": config}, "run": {}}
+    with pytest.raises(DataError, match="no CIFAR-10 in /nowhere"):
+        trainable.train_scs(params)
+    with pytest.raises(RuntimeError, match="DataError: no CIFAR-10 in /nowhere"):
+        trainable.train_scs(params)  # Tune's retry: ends at once
+    assert built == ["/nowhere"]

@@ -1,0 +1,187 @@
+"""A trial's store rows from its Tune directory: the one path from what Tune recorded to the store.
+
+The live store callback (while a part runs), the reconcile after each part and `scs-sweep gather` all
+call `trial_rows`, so they write identical rows. Everything comes from files Tune writes: the trial's
+params.json (its planned config, tune_config.py), result.json (one line per reported epoch, the last
+report of an epoch wins) and error.txt, plus the part's experiment_state-*.json for the trial's state
+when the caller does not know it. `trial_status` is the one rule for done / pruned / failed / ....
+No ray import: `status` and `gather` run without it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from results.rows import rows_for_trial
+
+from .tune_config import TrialSpec, trial_spec
+
+__all__ = ["TrialDir", "read_trial_dir", "trial_status", "trial_rows", "tune_states", "trial_dirs",
+           "gather_part", "gather_path", "sweep_status", "trial_id_of", "STATUSES", "NO_RETRY_MARKER"]
+
+STATUSES = ("done", "running", "pending", "pruned", "stopped", "failed")
+NO_RETRY_MARKER = "no_retry.txt"   # written by the trainable for failures a retry would only repeat
+
+
+@dataclass
+class TrialDir:
+    path: Path
+    trial_id: str
+    spec: TrialSpec
+    results: list           # result.json lines, in order (a resumed trial may repeat epochs)
+    error: str              # the last error line, "" if none
+
+    @property
+    def epochs_done(self) -> int:
+        return len({int(r["epoch"]) for r in self.results if "epoch" in r})
+
+
+_TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dirs: <trainable>_<hash>_<index>_...
+
+
+def trial_id_of(trial_dir: Path, results: list[dict]) -> str:
+    """The Tune trial id of a trial directory: from its results, else from its name ('' if neither)."""
+    if results and results[-1].get("trial_id"):
+        return results[-1]["trial_id"]
+    match = _TRIAL_ID.search(trial_dir.name)
+    return match.group(1) if match else ""
+
+
+def _error_line(trial_dir: Path) -> str:
+    """The last line naming an error in error.txt (Tune appends one traceback per failed attempt)."""
+    for name in (NO_RETRY_MARKER, "error.txt"):
+        try:
+            lines = [line.strip() for line in (trial_dir / name).read_text().splitlines() if line.strip()]
+        except OSError:
+            continue
+        if name == NO_RETRY_MARKER and lines:
+            return lines[-1][:500]
+        named = [line for line in lines if "Error" in line or "Exception" in line]
+        if named or lines:
+            return (named or lines)[-1][:500]
+    return ""
+
+
+def read_trial_dir(trial_dir: Path) -> TrialDir | None:
+    """What Tune recorded of one trial, or None if the directory holds no trial of ours."""
+    try:
+        params = json.loads((trial_dir / "params.json").read_text())
+        spec = trial_spec(params)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    results = []
+    try:
+        lines = (trial_dir / "result.json").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        if line.strip():
+            try:
+                results.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut off by a kill: everything before it is intact
+    trial_id = trial_id_of(trial_dir, results)
+    return TrialDir(trial_dir, trial_id, spec, results, _error_line(trial_dir)) if trial_id else None
+
+
+def trial_status(epochs_done: int, epochs: int, error: str, tune_state: str | None) -> str:
+    """The one status rule. tune_state: Tune's state of the trial (TERMINATED, ERROR, RUNNING, PENDING,
+    PAUSED), or None where nothing says it (a directory without experiment state)."""
+    if epochs and epochs_done >= epochs:
+        return "done"                      # even after an error that a retry overcame
+    if tune_state == "ERROR" or (tune_state is None and error):
+        return "failed"
+    if tune_state == "TERMINATED":
+        return "pruned"                    # ended early without an error: the scheduler stopped it
+    if tune_state in ("RUNNING", "PAUSED"):
+        return "running"
+    if tune_state == "PENDING":
+        return "pending" if not epochs_done else "running"
+    return "stopped"                       # ended early, and nothing says why
+
+
+def _iso(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(timestamp)) if timestamp else ""
+
+
+def trial_rows(trial: TrialDir, experiment: str, tune_state: str | None) -> dict[str, list[dict]]:
+    """The store rows of one trial, from what its directory holds and its Tune state."""
+    status = trial_status(trial.epochs_done, trial.spec.config.get("epochs", 0), trial.error, tune_state)
+    first = trial.results[0] if trial.results else {}
+    last = trial.results[-1] if trial.results else {}
+    # the first epoch's report, minus that epoch's wall time: when the trial's training began
+    started = first.get("timestamp", 0) - first.get("time_this_iter_s", 0) if first else None
+    ended = last.get("timestamp") if status in ("done", "pruned", "failed", "stopped") else None
+    return rows_for_trial(experiment, trial.trial_id, trial.spec.group, trial.spec.budget, trial.spec.config,
+                          trial.results, status, trial.error if status == "failed" else "",
+                          _iso(started), _iso(ended))
+
+
+def tune_states(part_dir: Path) -> dict[str, str]:
+    """trial_id -> Tune's state, from the part's newest experiment_state-*.json ({} if none)."""
+    states = sorted(part_dir.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text())
+        out = {}
+        for trial_json, _ in data["trial_data"]:
+            trial = json.loads(trial_json)
+            out[trial["trial_id"]] = trial["status"]
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def trial_dirs(part_dir: Path) -> list[TrialDir]:
+    return [t for t in (read_trial_dir(p.parent) for p in sorted(part_dir.rglob("params.json"))) if t]
+
+
+def gather_part(part_dir: Path, experiment: str, store) -> list[tuple[TrialDir, dict]]:
+    """(Re)write the rows of every started trial of one part; returns (trial, its trials row)."""
+    states = tune_states(part_dir)
+    written = []
+    for trial in trial_dirs(part_dir):
+        if not trial.results and not trial.error:
+            continue  # never started: nothing to store
+        rows = trial_rows(trial, experiment, states.get(trial.trial_id))
+        store.write_trial(experiment, trial.trial_id, rows)
+        written.append((trial, rows["trials"][0]))
+    return written
+
+
+def gather_path(path: Path, experiment: str, store) -> int:
+    """gather: a sweep folder (every part), or one part's folder; returns the number of trials."""
+    parts = [p.parent for p in path.rglob("tuner.pkl")] or [path]
+    return sum(len(gather_part(part, experiment, store)) for part in sorted(set(parts)))
+
+
+def _label(spec: TrialSpec) -> str:
+    c = spec.config
+    variant = "/".join(str(c.get(k)) for k in ("arch", "layer", "activation", "pooling", "normalization"))
+    p = f" p={c['p_value']:.3g}" if c.get("p_mode") == "fixed" else ""
+    return f"{spec.group} {variant}{p} seed {c.get('seed')}"
+
+
+def sweep_status(sweep_dir: Path, plan) -> list[dict]:
+    """One row per planned trial of every part: its state by the status rule, epochs and accuracy.
+    Trials Tune has not created yet are 'pending'."""
+    rows = []
+    for part in plan.parts:
+        part_dir = sweep_dir / part.part
+        states = tune_states(part_dir)
+        found = trial_dirs(part_dir) if part_dir.is_dir() else []
+        for trial in found:
+            state = trial_status(trial.epochs_done, trial.spec.config.get("epochs", 0), trial.error,
+                                 states.get(trial.trial_id))
+            accs = [r["test_acc"] for r in trial.results if r.get("test_acc") is not None]
+            rows.append({"part": part.part, "trial_id": trial.trial_id, "state": state,
+                         "epoch": trial.epochs_done, "epochs": trial.spec.config.get("epochs", 0),
+                         "test_acc": accs[-1] if accs else None, "label": _label(trial.spec)})
+        for _ in range(max(0, part.n_trials - len(found))):
+            rows.append({"part": part.part, "trial_id": "", "state": "pending", "epoch": 0,
+                         "epochs": part.epochs, "test_acc": None, "label": ""})
+    return rows

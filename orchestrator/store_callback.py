@@ -1,0 +1,121 @@
+"""The driver's view of a running part: each trial's rows written to the store, and a progress line.
+
+Rows come from the trial's own Tune folder through `records.trial_rows` (the one record function), after
+Tune's JSON logger has appended the epoch to result.json, so what is stored live is what `gather` would
+write. A trial's rows are rewritten whole (atomically) at most every `flush_s` seconds and whenever it
+checkpoints, finishes, is pruned or fails. The progress line counts trials by state and estimates the
+time left from the epochs reported so far.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ray import tune
+
+from results.store import get_store
+
+from .records import read_trial_dir, trial_rows
+from .scheduler import METRIC
+
+__all__ = ["StoreAndProgress", "eta_text"]
+
+
+def eta_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class StoreAndProgress(tune.Callback):
+    """Writes each trial's rows as results arrive and prints a one-line progress view with an ETA."""
+
+    def __init__(self, experiment: str, store: str, n_trials: int, epochs: int, flush_s: float = 20.0,
+                 progress_s: float = 10.0):
+        self.experiment, self.store_uri = experiment, store
+        self.n_trials, self.epochs = n_trials, epochs
+        self.flush_s, self.progress_s = flush_s, progress_s
+        self._reset()
+
+    def _reset(self) -> None:
+        self.last_flush, self.epochs_done, self.state = {}, {}, {}
+        self.best = (None, None)
+        self.started, self.reported = time.time(), 0
+        self._last_progress = 0.0
+
+    def __getstate__(self):  # Tune pickles callbacks with the experiment: keep no live state
+        state = dict(self.__dict__)
+        state.update(last_flush={}, epochs_done={}, state={}, best=(None, None), reported=0)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.started = time.time()
+
+    def _print(self, line: str) -> None:
+        print(line, flush=True)
+
+    def flush(self, trial, tune_state: str) -> dict | None:
+        """Rewrite one trial's rows from its folder; returns its trials row."""
+        record = read_trial_dir(Path(trial.local_path))
+        if record is None:
+            return None
+        rows = trial_rows(record, self.experiment, tune_state)
+        get_store(self.store_uri).write_trial(self.experiment, record.trial_id, rows)
+        self.last_flush[trial.trial_id] = time.time()
+        self.epochs_done[trial.trial_id] = record.epochs_done
+        self.state[trial.trial_id] = rows["trials"][0]["status"]
+        return rows["trials"][0]
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        tid = trial.trial_id
+        self.reported += 1
+        self.epochs_done[tid] = max(self.epochs_done.get(tid, 0), int(result.get("epoch", 0)))
+        self.state[tid] = "running"
+        acc = result.get(METRIC)
+        if acc is not None and (self.best[0] is None or acc > self.best[0]):
+            self.best = (acc, tid)
+        if result.get("should_checkpoint") or time.time() - self.last_flush.get(tid, 0) > self.flush_s:
+            self.flush(trial, "RUNNING")
+        self._progress(trials)
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        self.flush(trial, "RUNNING")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        # after a resume, a trial restored from its final checkpoint completes without reporting
+        self.flush(trial, "TERMINATED")
+        self._progress(trials, force=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        row = self.flush(trial, "ERROR")
+        self._print(f"[{self.experiment}] trial {trial.trial_id} failed: {(row or {}).get('error') or '?'}")
+
+    def _eta(self) -> str:
+        """Time left at the rate epochs were reported since this driver started (an upper bound while
+        ASHA may still stop trials early)."""
+        if not self.reported:
+            return ""
+        rate = self.reported / max(time.time() - self.started, 1e-9)   # trial-epochs per second
+        final = ("done", "pruned", "failed")
+        left = sum(self.epochs - done for tid, done in self.epochs_done.items()
+                   if self.state.get(tid) not in final)
+        left += max(0, self.n_trials - len(self.epochs_done)) * self.epochs
+        return f"; ETA {eta_text(left / rate)}"
+
+    def _progress(self, trials, force: bool = False) -> None:
+        if not force and time.time() - self._last_progress < self.progress_s:
+            return
+        self._last_progress = time.time()
+        counts = {}
+        for t in trials:
+            state = self.state.get(t.trial_id) or t.status.lower()
+            counts[state] = counts.get(state, 0) + 1
+        best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best[0] is not None else "-"
+        parts = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("running", "done", "pruned", "failed",
+                                                               "pending"))
+        done = sum(self.epochs_done.values())
+        self._print(f"[{self.experiment}] {len(trials)}/{self.n_trials} trials: {parts}; best {METRIC} {best}; "
+                    f"{done}/{self.n_trials * self.epochs} epochs{self._eta()}")

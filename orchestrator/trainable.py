@@ -1,0 +1,80 @@
+"""The function trainable every trial runs: the one piece of this project that ships to Ray's workers.
+
+A thin adapter: it reads the trial's resolved config (planned and validated on the driver; see
+tune_config.py), restores a checkpoint if Tune hands one over, runs `Trainer.train_epoch()` and reports
+each epoch (`_report`). Failures a retry would only repeat (a config or data error, a diverged loss) leave
+a marker in the trial's folder, so Tune's retries end at once with the same message.
+"""
+from __future__ import annotations
+
+import socket
+import tempfile
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from .records import NO_RETRY_MARKER
+from .tune_config import RUN_KEY, trial_spec
+
+__all__ = ["train_scs", "CHECKPOINT_FILE"]
+
+CHECKPOINT_FILE = "trainer.pt"
+
+
+def _report(metrics: dict, trainer=None) -> None:
+    """The one place that talks to Tune from inside a trial (the report API changed across versions)."""
+    if trainer is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer.save(Path(tmp) / CHECKPOINT_FILE)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def train_scs(params: dict) -> None:
+    """Function trainable: one trial of any sweep."""
+    import torch
+
+    from trainables import NonFiniteLossError, Trainer, TrialConfig
+    from trainables.errors import ScsSweepError
+
+    run = params[RUN_KEY]
+    marker = Path(tune.get_context().get_trial_dir()) / NO_RETRY_MARKER
+    if marker.exists():
+        raise RuntimeError(marker.read_text())
+    try:
+        cfg = TrialConfig.from_dict(trial_spec(params).config)
+        torch.set_num_threads(max(1, int(run.get("cpus_per_trial", 1))))
+        trainer = Trainer(cfg, compile=run.get("compile", "auto"))
+    except ScsSweepError as exc:
+        marker.write_text(f"{type(exc).__name__}: {exc}")
+        raise
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            trainer.load(Path(d) / CHECKPOINT_FILE)
+    provenance = {
+        "params": trainer.n_params, "host": socket.gethostname(),
+        "gpu": torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else "cpu",
+        "torch_version": torch.__version__, "ray_version": ray.__version__,
+        "code_version": run.get("code_version", "unknown"), "config_hash": cfg.config_hash(),
+        "node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran this epoch
+        "compile_s": trainer.warm_up(),  # compile + CUDA-graph capture before epoch 1 (0 when eager)
+    }
+    every = max(1, int(run.get("checkpoint_every", 10)))
+    while not trainer.done:
+        try:
+            result = trainer.train_epoch()
+        except NonFiniteLossError as exc:
+            marker.write_text(f"NonFiniteLossError: {exc}")
+            raise
+        metrics = result.metrics()
+        metrics["layers"] = [vars(layer) for layer in result.layers]
+        metrics.update(provenance)
+        if trainer.done and run.get("evaluation") is not None:  # PGD and saliency on the final model
+            from trainables.evaluation import EvalSettings, evaluate_model
+
+            metrics.update(evaluate_model(trainer.model, trainer.test_set, cfg.image_dim,
+                                          EvalSettings.from_dict(run["evaluation"])))
+        _report(metrics, trainer if trainer.epoch % every == 0 or trainer.done else None)

@@ -1,0 +1,179 @@
+"""Tuner assembly and execution: connect to Ray, build (or restore) one Tuner per part, run the parts in
+order, and leave the store matching Tune's files after each.
+
+A part is one Tune experiment at STORAGE/NAME/<part>. Its scheduler is ResumableASHA (or FIFO without
+pruning), a search part adds OptunaSearch with its study in STORAGE/NAME/optuna.db, and the callbacks
+write result.json (what the store is built from), progress.csv, TensorBoard scalars and the store rows.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+from ray.tune.schedulers import FIFOScheduler
+
+from results.store import get_store
+
+from .errors import UsageError
+from .plan import PartPlan, SweepPlan
+from .records import gather_part, trial_dirs
+from .scheduler import METRIC, MODE, ResumableASHA
+from .store_callback import StoreAndProgress
+from .trainable import CHECKPOINT_FILE, train_scs
+from .tune_config import param_space
+
+__all__ = ["connect", "execute", "has_gpu", "code_version", "OPTUNA_DB", "CPUS_PER_TRIAL"]
+
+CPUS_PER_TRIAL = 1
+OPTUNA_DB = "optuna.db"   # in the sweep's folder: `optuna-dashboard sqlite:///.../optuna.db`
+
+
+def code_version() -> str:
+    try:
+        here = Path(__file__).resolve().parent.parent
+        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        return sha or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class ScalarTBXLogger(TBXLoggerCallback):
+    """TensorBoard scalars per trial: the epoch's metrics and each weight layer's weight norm, gradient
+    norm and mean p (TensorBoard cannot show the per-layer rows, p lists or saliency maps as they are)."""
+
+    def log_trial_result(self, iteration, trial, result):
+        flat = {k: v for k, v in result.items() if k not in ("layers", "robustness", "saliency")}
+        for layer in result.get("layers") or []:
+            for key in ("weight_norm", "grad_norm", "p_mean"):
+                if layer.get(key) is not None:
+                    flat[f"layers/{layer['layer_name']}/{key}"] = layer[key]
+        super().log_trial_result(iteration, trial, flat)
+
+
+def _trainable(part: PartPlan):
+    return tune.with_resources(train_scs, {"cpu": CPUS_PER_TRIAL, "gpu": part.gpus_per_trial})
+
+
+def _scheduler(part: PartPlan):
+    if not part.asha:
+        return FIFOScheduler()
+    return ResumableASHA(time_attr="training_iteration", max_t=max(part.epochs, 1), **part.asha)
+
+
+def _search_alg(part: PartPlan, sweep_dir: Path):
+    if not part.search:
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir.resolve() / OPTUNA_DB}")
+    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=part.trials[0]["config"]["seed"]),
+                        metric=METRIC, mode=MODE, study_name=part.part, storage=storage)
+
+
+def _run_settings(sweep: SweepPlan) -> dict:
+    return {"checkpoint_every": sweep.checkpoint_every, "cpus_per_trial": CPUS_PER_TRIAL,
+            "code_version": code_version(), "evaluation": sweep.evaluation, "compile": sweep.compile}
+
+
+def build_tuner(part: PartPlan, sweep: SweepPlan, sweep_dir: Path, init_from: str = "") -> tune.Tuner:
+    trials = part.trials
+    if init_from:  # a later stage: "@group" becomes the trained checkpoint it names
+        trials = [dict(t, config=dict(t["config"], init_from=init_from)) for t in trials]
+    tune_config = tune.TuneConfig(metric=METRIC, mode=MODE, scheduler=_scheduler(part),
+                                  search_alg=_search_alg(part, sweep_dir), num_samples=1 if not part.search
+                                  else part.search["samples"],
+                                  max_concurrent_trials=sweep.max_concurrent or None,
+                                  # a worker process runs trial after trial, so what torch.compile
+                                  # built for an architecture serves every later trial of it
+                                  reuse_actors=True)
+    run_config = tune.RunConfig(
+        name=part.part, storage_path=str(sweep_dir), verbose=0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+        # result.json first: the store callback builds rows from it
+        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), ScalarTBXLogger(),
+                   StoreAndProgress(sweep.name, sweep.store, part.n_trials, part.epochs)])
+    return tune.Tuner(_trainable(part), param_space=param_space(trials, _run_settings(sweep), part.search),
+                      tune_config=tune_config, run_config=run_config)
+
+
+def _init_from_for(part: PartPlan, sweep_dir: Path) -> str:
+    """The newest checkpoint of the finished trial whose group a later stage's "@group" names."""
+    if not part.depends_on:
+        return ""
+    group = part.trials[0]["config"]["init_from"].lstrip("@")
+    for trial in trial_dirs(sweep_dir / part.depends_on):
+        if trial.spec.group == group:
+            found = sorted(trial.path.rglob(CHECKPOINT_FILE), key=lambda p: p.stat().st_mtime)
+            if found:
+                return str(found[-1])
+    raise UsageError(f"stage {part.part} needs the trained {group} run, which has no checkpoint; "
+                     f"`scs-sweep resume` once {part.depends_on} has finished")
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes: ray.init retries an unreachable GCS for a long time."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot reach a Ray cluster at {address!r} ({exc}); start it with "
+                         f"`ray up cluster.yaml` or `ray start --head`, or drop --address to run "
+                         f"locally") from None
+
+
+def connect(address: str = "") -> None:
+    """Join a cluster (auto | HOST:PORT), or start Ray embedded on this machine."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # we add the loggers ourselves
+    if ray.is_initialized():
+        return
+    if address:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"cannot reach a Ray cluster at {address!r} ({first}); start it with "
+                             f"`ray up cluster.yaml` or `ray start --head`, or drop --address to run "
+                             f"locally") from None
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(include_dashboard=False, log_to_driver=False)
+
+
+def has_gpu() -> bool:
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def execute(sweep: SweepPlan, resume: bool = False) -> list[dict]:
+    """Run (or resume) every part of a sweep in order; returns the trials rows of the failed trials.
+
+    After each part every trial's rows are rewritten from Tune's files (what `gather` writes), which
+    also closes rows a killed driver left 'running'.
+    """
+    sweep_dir = Path(sweep.storage) / sweep.name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    sweep.save(sweep_dir / "sweep.json")
+    store = get_store(sweep.store)
+    failed = []
+    for part in sweep.parts:
+        part_dir = sweep_dir / part.part
+        if resume and tune.Tuner.can_restore(str(part_dir)):
+            # the scheduler refills its rungs from result.json (scheduler.py); finished trials stay done
+            tuner = tune.Tuner.restore(str(part_dir), trainable=_trainable(part), resume_unfinished=True,
+                                       resume_errored=False)
+        else:
+            tuner = build_tuner(part, sweep, sweep_dir, _init_from_for(part, sweep_dir))
+        tuner.fit()
+        failed += [row for _, row in gather_part(part_dir, sweep.name, store) if row["status"] == "failed"]
+    return failed

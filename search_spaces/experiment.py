@@ -1,0 +1,144 @@
+"""One experiment as data: fixed settings, grids of axes, an epoch budget, an optional search.
+
+Every built-in preset (presets.py) and every sweep file (sweep_file.py) is a list of these, so one
+expansion and one validation serve both. The trials of an experiment are the union of its grids: each
+grid is the product of its axes, every trial also gets the fixed settings. Keys are TrialConfig fields
+plus `group`, the label a trial's rows carry (the paper's table; default: the experiment's name).
+
+A trial whose `init_from` is "@GROUP" starts from the trained weights of the trial of that group, so it
+waits for it: the plan runs it as a later stage (weight-norms).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+
+from trainables.config import ConfigError, TrialConfig
+from trainables.errors import ScsSweepError
+
+__all__ = ["Experiment", "Search", "Asha", "SpecError", "GROUP_KEY", "RUN_OPTION_KEYS", "config_keys"]
+
+GROUP_KEY = "group"
+# Settings that belong to the run, not to the experiment: set by `run` options (--epochs, --data, ...).
+RUN_OPTION_KEYS = ("epochs", "dataset", "data_dir", "n_train", "n_test")
+
+
+class SpecError(ScsSweepError):
+    """A preset name or sweep file that cannot run; the message names the key or value."""
+
+
+def config_keys() -> dict[str, type]:
+    """Every key an experiment may set, with the type TrialConfig expects."""
+    keys = {f.name: type(f.default) for f in dataclasses.fields(TrialConfig)}
+    for key in RUN_OPTION_KEYS:
+        keys.pop(key)
+    keys[GROUP_KEY] = str
+    return keys
+
+
+@dataclass(frozen=True)
+class Search:
+    """Optuna TPE over one numeric key, `samples` trials from `low` to `high` (log-uniform if `log`)."""
+    key: str
+    low: float
+    high: float
+    log: bool = False
+    samples: int = 30
+
+
+@dataclass(frozen=True)
+class Asha:
+    """ASHA's settings (one bracket, on test accuracy); pruning itself is switched by `run --no-prune`."""
+    grace_period: int = 0        # epochs before the first cut; 0: epochs // 16, at least 1, at most 50
+    reduction_factor: int = 4    # keep the best 1/reduction_factor at each rung
+
+    def grace(self, epochs: int) -> int:
+        return self.grace_period or max(1, min(epochs // 16, 50))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    epochs: int                          # the budget of every trial (the paper's, for a preset)
+    fixed: dict = field(default_factory=dict)
+    grids: tuple = ()                    # dicts of key -> list of values
+    description: str = ""
+    paper: str = ""                      # where in the paper (presets only)
+    search: Search | None = None
+    asha: Asha = Asha()
+
+    def trials(self) -> list[dict]:
+        """Every trial as a flat dict of keys (with `group`), in grid order, duplicates dropped."""
+        out, seen = [], set()
+        for grid in self.grids or ({},):
+            axes = [[(key, v) for v in values] for key, values in grid.items()]
+            for combo in itertools.product(*axes):
+                trial = {GROUP_KEY: self.name, **self.fixed, **dict(combo)}
+                marker = repr(sorted(trial.items()))
+                if marker not in seen:
+                    seen.add(marker)
+                    out.append(trial)
+        return out
+
+    def validate(self, where: str) -> None:
+        """Raise SpecError naming the first problem: an unknown key, an empty axis, a wrong type or value,
+        or a bad search range. `where` names the source in the message ("preset table1", "my.toml")."""
+        keys = config_keys()
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise SpecError(f"{where}: epochs must be a whole number >= 1, got {self.epochs!r}")
+        for section, mapping in [("fixed", self.fixed)] + [("grid", g) for g in self.grids]:
+            for key, value in mapping.items():
+                if key in RUN_OPTION_KEYS:
+                    raise SpecError(f"{where}: '{key}' in [{section}] is a run setting; set epochs at the top "
+                                    f"of the file, the data with `run --data/--dataset/--train-images`")
+                if key not in keys:
+                    raise SpecError(f"{where}: unknown key '{key}' in [{section}]; known keys: "
+                                    f"{', '.join(sorted(keys))}")
+                if section == "grid" and (not isinstance(value, list) or not value):
+                    raise SpecError(f"{where}: grid axis '{key}' must be a non-empty list of values, "
+                                    f"got {value!r}")
+        if self.search is not None:
+            self._check_search(where, keys)
+        for trial in self.trials():
+            self._check_config(where, trial)
+        for name, least in (("grace_period", 0), ("reduction_factor", 2)):
+            value = getattr(self.asha, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise SpecError(f"{where}: asha {name} must be a whole number >= {least}, got {value!r}")
+
+    def _check_config(self, where: str, trial: dict) -> None:
+        if not isinstance(trial.get(GROUP_KEY), str) or not trial[GROUP_KEY]:
+            raise SpecError(f"{where}: 'group' must be a non-empty string, got {trial.get(GROUP_KEY)!r}")
+        values = {k: v for k, v in trial.items() if k != GROUP_KEY}
+        if str(values.get("init_from", "")).startswith("@"):
+            values["init_from"] = ""  # a stage reference, resolved to a checkpoint when the stage starts
+        if self.search is not None:
+            values[self.search.key] = self.search.low
+        try:
+            TrialConfig.from_dict({**values, "epochs": self.epochs})
+        except ConfigError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+
+    def _check_search(self, where: str, keys: dict) -> None:
+        s = self.search
+        if keys.get(s.key) not in (int, float):
+            numeric = sorted(k for k, t in keys.items() if t in (int, float))
+            raise SpecError(f"{where}: search key '{s.key}' is not a numeric config key; choose one of: "
+                            f"{', '.join(numeric)}")
+        for name in ("low", "high"):
+            value = getattr(s, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise SpecError(f"{where}: search {name} must be a number, got {value!r}")
+        if not s.low < s.high:
+            raise SpecError(f"{where}: search range needs low < high, got low {s.low} and high {s.high}")
+        if s.log and s.low <= 0:
+            raise SpecError(f"{where}: a log search needs low > 0, got {s.low}")
+        if not isinstance(s.samples, int) or isinstance(s.samples, bool) or s.samples < 1:
+            raise SpecError(f"{where}: search samples must be a whole number >= 1, got {s.samples!r}")
+        base = {k: v for k, v in self.trials()[0].items() if k != GROUP_KEY}
+        for end in (s.low, s.high):  # both ends must make a valid trial (e.g. p_value >= 0.1)
+            try:
+                TrialConfig.from_dict({**base, s.key: end, "epochs": self.epochs})
+            except ConfigError as exc:
+                raise SpecError(f"{where}: search range {s.low}..{s.high}: {exc}") from None

@@ -1,0 +1,104 @@
+"""Verdicts on the paper's claims and factor effects, from planted trials with known effects."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from results.claims import DELTA, check_claims
+from results.stats import effects, mean_interval
+
+TABLE1 = [(layer, act, pool) for layer in ("conv", "scs") for act in ("relu", "none") for pool in ("max", "maxabs")]
+
+
+def planted(seeds, dip=0.15, conv_relu_gain=0.08, scs_gap=0.0, noise=0.004, seed_sd=0.02, epochs=800,
+            dataset="cifar10", n_train=0, scs_time=2.0, arch="rohrer100k", variants=TABLE1, rng_seed=0):
+    """Trials of one table: known effects, a per-seed offset (shared initial weights) and a little noise."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for seed in seeds:
+        offset = rng.normal(0, seed_sd)
+        for layer, act, pool in variants:
+            acc = 0.70 + offset + rng.normal(0, noise)
+            if layer == "conv" and act == "relu":
+                acc += conv_relu_gain
+            if layer == "scs" and act == "none":
+                acc += conv_relu_gain + scs_gap
+            if act == "relu" and pool == "maxabs":
+                acc -= dip
+            rows.append(dict(arch=arch, layer=layer, activation=act, pooling=pool, normalization="none",
+                             image_dim=32, p_mode="learned", p_value=None, seed=seed, epochs=epochs,
+                             epochs_done=epochs, dataset=dataset, n_train=n_train, status="done", val_acc=acc,
+                             train_time_s=(scs_time if layer == "scs" else 1.0) * (1 + rng.normal(0, 0.02)),
+                             eval_time_s=(0.8 if layer == "scs" else 1.0) * (1 + rng.normal(0, 0.02))))
+    return pd.DataFrame(rows)
+
+
+def verdicts(trials, table="table1"):
+    return {v.claim: v for v in check_claims(table, trials)}
+
+
+def test_one_seed_is_inconclusive_whatever_the_numbers():
+    found = verdicts(planted([0]))
+    assert len(found) == 5
+    for v in found.values():
+        assert v.verdict == "inconclusive" and "one seed" in v.reason and not v.interval.has_interval
+
+
+def test_planted_effects_are_supported_over_five_seeds():
+    found = verdicts(planted(range(5)))
+    assert found["ReLU + MaxAbsPool2d trains worst in the Rohrer nets"].verdict == "supported"
+    dip = found["ReLU + MaxAbsPool2d trains worst in the Rohrer nets"].interval
+    assert dip.low < 0.15 < dip.high  # the interval holds the planted dip
+    assert found["Conv2d needs ReLU"].verdict == "supported"
+    assert found["SCS without ReLU is as accurate as Conv2d with ReLU"].verdict == "supported"
+    assert found["SCS trains slower than Conv2d"].verdict == "supported"
+    assert found["SCS trains slower than Conv2d"].interval.estimate == pytest.approx(2.0, rel=0.05)
+    assert found["SCS evaluates faster than Conv2d"].verdict == "supported"
+
+
+def test_planted_opposites_are_contradicted():
+    found = verdicts(planted(range(5), dip=0.0, conv_relu_gain=0.0, scs_gap=-0.10, scs_time=0.5))
+    for claim in ("ReLU + MaxAbsPool2d trains worst in the Rohrer nets", "Conv2d needs ReLU",
+                  "SCS without ReLU is as accurate as Conv2d with ReLU", "SCS trains slower than Conv2d"):
+        assert found[claim].verdict == "contradicted", (claim, found[claim].line())
+    reversed_dip = verdicts(planted(range(5), dip=-0.1))["ReLU + MaxAbsPool2d trains worst in the Rohrer nets"]
+    assert reversed_dip.verdict == "contradicted" and reversed_dip.interval.high < 0
+
+
+def test_an_effect_near_the_threshold_is_inconclusive_and_says_how_many_seeds_would_settle_it():
+    found = verdicts(planted(range(3), conv_relu_gain=DELTA + 0.006, noise=0.01, rng_seed=3))
+    v = found["Conv2d needs ReLU"]
+    assert v.verdict == "inconclusive" and v.interval.low < DELTA < v.interval.high
+    assert "spans the threshold" in v.reason and "seeds would likely settle it" in v.reason
+
+
+def test_a_reduced_budget_never_contradicts_the_paper_and_synthetic_data_decide_nothing():
+    reduced = verdicts(planted(range(5), dip=-0.1, epochs=8, n_train=5000))
+    v = reduced["ReLU + MaxAbsPool2d trains worst in the Rohrer nets"]
+    assert v.verdict == "inconclusive" and "shorter than the paper's" in v.reason and "8 of 800 epochs" in v.reason
+    supported = verdicts(planted(range(5), epochs=8, n_train=5000))["Conv2d needs ReLU"]
+    assert supported.verdict == "supported" and "reduced budget" in supported.reason
+    synthetic = verdicts(planted(range(5), dataset="synthetic"))
+    assert synthetic["Conv2d needs ReLU"].verdict == "inconclusive"
+    assert "not CIFAR-10" in synthetic["Conv2d needs ReLU"].reason
+    assert synthetic["SCS trains slower than Conv2d"].verdict == "supported"  # times do not depend on the data
+
+
+def test_resnet18_claims_no_dip_and_sdp_needs_no_activation():
+    resnet = planted(range(5), dip=0.0, arch="resnet18")
+    v = verdicts(resnet, "table2")["ResNet18 shows no ReLU + MaxAbsPool2d dip"]
+    assert v.verdict == "supported" and v.threshold == f"within +/-{DELTA:g}"
+    sdp = [("sdp", a, p) for a in ("relu", "none") for p in ("max", "maxabs")]
+    found = verdicts(planted(range(5), variants=sdp, dip=0.0), "table3")
+    assert found["SharpenedSDP needs no activation"].verdict == "supported"
+
+
+def test_factor_effects_recover_planted_main_effects_and_the_interaction():
+    found = dict(effects(planted(range(4), dip=0.12, conv_relu_gain=0.05, scs_gap=0.0)))
+    interaction = found["ReLU x MaxAbsPool2d"]
+    assert interaction.low < -0.12 < interaction.high and interaction.high < 0
+    assert found["MaxAbsPool2d vs MaxPool2d"].estimate == pytest.approx(-0.06, abs=0.01)  # -0.12 under ReLU only
+    layer = found["SCS vs Conv2d"]
+    assert layer.low < 0 < layer.high  # SCS/None gets what Conv2d/ReLU gets: no main effect of the layer
+    assert mean_interval([0.5]).has_interval is False
+    one_seed = dict(effects(planted([0])))
+    assert not any(i.has_interval for i in one_seed.values())  # a saturated fit leaves no residual

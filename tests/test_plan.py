@@ -1,0 +1,127 @@
+"""Plans validate before Ray starts: bad options and bad sweep files are one line and exit code 2;
+--quick and the image subsets are recorded in every planned trial."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import UsageError
+from orchestrator.plan import QUICK, RunOptions, plan_sweep
+from search_spaces import SpecError, get_preset, load_sweep_file
+
+ENV = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+
+GOOD = """
+name = "lr-axis"
+epochs = 2
+
+[fixed]
+arch = "rohrer25k"
+activation = "none"
+pooling = "maxabs"
+batch_size = 64
+
+[[grid]]
+layer = ["conv", "scs"]
+max_lr = [0.003, 0.01]
+"""
+
+
+def cli(args, cwd=None):
+    """Run the CLI in a fresh interpreter; report whether it ever imported ray or torch."""
+    code = ("import sys; from orchestrator.cli import main; rc = main(sys.argv[1:]); "
+            "print('IMPORTED', 'ray' in sys.modules, 'torch' in sys.modules); sys.exit(rc)")
+    return subprocess.run([sys.executable, "-c", code, *args], env=ENV, cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_two_axis_sweep_file_expands_to_its_product(tmp_path):
+    (tmp_path / "s.toml").write_text(GOOD)
+    name, (experiment,), text = load_sweep_file(tmp_path / "s.toml")
+    assert name == "lr-axis" and text == GOOD
+    trials = experiment.trials()
+    assert {(t["layer"], t["max_lr"]) for t in trials} == {(a, b) for a in ("conv", "scs") for b in (0.003, 0.01)}
+    assert all(t["group"] == "lr-axis" and t["arch"] == "rohrer25k" for t in trials)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("max_lr = [0.003, 0.01]", "lr = [0.003, 0.01]"), "unknown key 'lr' in [grid]"),
+    (("batch_size = 64", "batch_size = \"big\""), "config key 'batch_size' must be int, got str 'big'"),
+    (("layer = [\"conv\", \"scs\"]", "layer = []"), "grid axis 'layer' must be a non-empty list"),
+    (("layer = [\"conv\", \"scs\"]", "layer = [\"conv\", \"transformer\"]"), "config key 'layer' is 'transformer'"),
+    (("epochs = 2", "epochs = -3"), "epochs must be a whole number >= 1, got -3"),
+    (("[fixed]", "[fixed]\nepochs = 3"), "'epochs' in [fixed] is a run setting"),
+    (("[[grid]]", "[search]\nkey = \"p_value\"\nlow = 5.0\nhigh = 0.5\n\n[[grid]]"), "search range needs low < high"),
+    (("[[grid]]", "[search]\nkey = \"p_value\"\nlow = 0.0\nhigh = 2.0\nlog = true\n\n[[grid]]"), "a log search needs low > 0"),
+    (("[[grid]]", "[search]\nkey = \"widht\"\nlow = 1.0\nhigh = 2.0\n\n[[grid]]"), "search key 'widht' is not a numeric config key"),
+    (("name = ", "nme = "), "unknown key 'nme' in the experiment"),
+    (("[fixed]", "[fixed"), "not valid TOML"),
+])
+def test_a_bad_sweep_file_is_one_line_naming_the_problem_and_nothing_starts(edit, message, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(GOOD.replace(*edit))
+    with pytest.raises(SpecError, match="bad.toml: .*" + __import__("re").escape(message)):
+        load_sweep_file(path)
+    out = cli(["run", str(path), "--storage", str(tmp_path / "runs"), "--store", str(tmp_path / "store")])
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("scs-sweep run: error: bad.toml") and message in lines[0]
+    assert "IMPORTED False False" in out.stdout  # decided before Ray (or even torch) was imported
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "-3"], "--epochs must be >= 0, got -3"),
+    (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+    (["--train-images", "-1"], "--train-images must be >= 0"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
+    (["--quick", "--smoke-test"], "--quick and --smoke-test exclude each other"),
+    (["--data", "/no/such/folder"], "--data /no/such/folder is not a folder"),
+])
+def test_bad_run_options_are_one_line_before_ray_starts(args, message, tmp_path):
+    out = cli(["run", "table1", "--dataset", "synthetic" if "--data" not in args else "",
+               "--storage", str(tmp_path / "runs"), *args])
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
+    assert "IMPORTED False False" in out.stdout
+
+
+def test_plan_rejects_a_preset_key_that_trial_config_does_not_know():
+    from search_spaces.experiment import Experiment
+
+    bad = Experiment("x", 2, fixed={"arch": "rohrer25k", "widht": 3})
+    with pytest.raises(SpecError, match="unknown key 'widht'"):
+        bad.validate("preset x")
+    with pytest.raises(UsageError, match="unknown config key"):
+        plan_sweep("x", "x", [bad], RunOptions(dataset="synthetic"))
+
+
+def test_quick_and_subsets_are_recorded_in_every_trial():
+    quick = plan_sweep("table1", "table1", get_preset("table1"), RunOptions(quick=True, data_dir="/d"))
+    (part,) = quick.parts
+    assert part.n_trials == 8 * QUICK["seeds"] and part.asha is None  # every trial of a quick run counts
+    for t in part.trials:
+        assert t["budget"] == "quick"
+        c = t["config"]
+        assert (c["epochs"], c["n_train"], c["n_test"]) == (QUICK["epochs"], QUICK["n_train"], QUICK["n_test"])
+        assert c["dataset"] == "cifar10" and c["data_dir"] == "/d"
+    assert quick.evaluation == {"pgd_images": QUICK["pgd_images"]}
+    sub = plan_sweep("table1", "table1", get_preset("table1"),
+                     RunOptions(train_images=1000, test_images=500, epochs=3, data_dir="/d"))
+    assert all(t["budget"] == "reduced" and (t["config"]["n_train"], t["config"]["n_test"], t["config"]["epochs"])
+               == (1000, 500, 3) for t in sub.parts[0].trials)
+    full = plan_sweep("table1", "table1", get_preset("table1"), RunOptions(data_dir="/d"))
+    assert all(t["budget"] == "full" and t["config"]["n_train"] == 0 and t["config"]["epochs"] == 800
+               for t in full.parts[0].trials)
+    assert full.parts[0].asha == {"grace_period": 50, "reduction_factor": 4}
+
+
+def test_presets_show_prints_a_sweep_file_and_read_commands_stay_light(tmp_path):
+    out = cli(["presets", "--show", "table1"])
+    assert out.returncode == 0 and "IMPORTED False False" in out.stdout
+    text = out.stdout.split("IMPORTED")[0]
+    (tmp_path / "t1.toml").write_text(text)
+    assert load_sweep_file(tmp_path / "t1.toml")[1] == get_preset("table1")
+    assert Path(tmp_path / "t1.toml").read_text().count("[[grid]]") == 1
