@@ -72,14 +72,14 @@ class RunOptions:
         if self.compile not in COMPILE_MODES:
             raise UsageError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
 
-    @property
-    def budget(self) -> str:
-        """The label every trial row carries: full | reduced | quick | smoke."""
+    def budget(self, epochs: int, experiment_epochs: int) -> str:
+        """The label every trial row carries: smoke | quick | reduced (fewer epochs than the experiment
+        or a subset of the images) | full."""
         if self.smoke_test:
             return "smoke"
         if self.quick:
             return "quick"
-        return "reduced" if (self.train_images or self.test_images) else "full"
+        return "reduced" if (self.train_images or self.test_images or epochs < experiment_epochs) else "full"
 
 
 @dataclass
@@ -162,7 +162,6 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
                store: str = "", storage: str = "") -> SweepPlan:
     """Every experiment x trial x seed as a validated, resolved trial config, in parts to run in order."""
     options.check()
-    budget = options.budget
     smoke, quick = options.smoke_test, options.quick
     seeds = options.seeds or (QUICK["seeds"] if quick else 1)
     dataset = options.dataset or ("cifar10" if options.data_dir else ("synthetic" if smoke else "cifar10"))
@@ -170,6 +169,7 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
     for experiment in experiments:
         epochs = options.epochs or (SMOKE["epochs"] if smoke else
                                     min(experiment.epochs, QUICK["epochs"]) if quick else experiment.epochs)
+        budget = options.budget(epochs, experiment.epochs)
         overrides = {"epochs": epochs, "dataset": dataset}
         if dataset == "cifar10":
             overrides["data_dir"] = options.data_dir
@@ -210,9 +210,10 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
             dict(pgd_images=QUICK["pgd_images"]) if quick else {}
         if options.pgd_images:
             evaluation["pgd_images"] = options.pgd_images
+    budgets = sorted({t["budget"] for part in parts for t in part.trials})
     return SweepPlan(name=name, source=source, parts=parts, store=store, storage=storage,
                      max_concurrent=options.max_concurrent, checkpoint_every=options.checkpoint_every,
-                     evaluation=evaluation, compile=options.compile, budget=budget)
+                     evaluation=evaluation, compile=options.compile, budget=", ".join(budgets))
 
 
 def estimate_gpu_hours(experiments: list[Experiment], seconds_per_epoch) -> tuple[int, int, float]:

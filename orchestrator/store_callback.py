@@ -4,7 +4,8 @@ Rows come from the trial's own Tune folder through `records.trial_rows` (the one
 Tune's JSON logger has appended the epoch to result.json, so what is stored live is what `gather` would
 write. A trial's rows are rewritten whole (atomically) at most every `flush_s` seconds and whenever it
 checkpoints, finishes, is pruned or fails. The progress line counts trials by state and estimates the
-time left from the epochs reported so far.
+time left: every unfinished trial's remaining epochs at the seconds per epoch seen so far for its kind
+of variant (an SCS epoch costs several conv epochs), divided by the trials running at once.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from results.store import get_store
 
 from .records import read_trial_dir, trial_rows
 from .scheduler import METRIC
+from .tune_config import trial_spec
 
 __all__ = ["StoreAndProgress", "eta_text"]
 
@@ -41,18 +43,14 @@ class StoreAndProgress(tune.Callback):
 
     def _reset(self) -> None:
         self.last_flush, self.epochs_done, self.state = {}, {}, {}
+        self.epoch_seconds = {}          # variant kind -> seconds of each epoch reported
         self.best = (None, None)
-        self.started, self.reported = time.time(), 0
         self._last_progress = 0.0
 
     def __getstate__(self):  # Tune pickles callbacks with the experiment: keep no live state
         state = dict(self.__dict__)
-        state.update(last_flush={}, epochs_done={}, state={}, best=(None, None), reported=0)
+        state.update(last_flush={}, epochs_done={}, state={}, epoch_seconds={}, best=(None, None))
         return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self.started = time.time()
 
     def _print(self, line: str) -> None:
         print(line, flush=True)
@@ -71,7 +69,8 @@ class StoreAndProgress(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         tid = trial.trial_id
-        self.reported += 1
+        if result.get("time_this_iter_s"):
+            self.epoch_seconds.setdefault(_kind(trial), []).append(float(result["time_this_iter_s"]))
         self.epochs_done[tid] = max(self.epochs_done.get(tid, 0), int(result.get("epoch", 0)))
         self.state[tid] = "running"
         acc = result.get(METRIC)
@@ -93,17 +92,21 @@ class StoreAndProgress(tune.Callback):
         row = self.flush(trial, "ERROR")
         self._print(f"[{self.experiment}] trial {trial.trial_id} failed: {(row or {}).get('error') or '?'}")
 
-    def _eta(self) -> str:
-        """Time left at the rate epochs were reported since this driver started (an upper bound while
-        ASHA may still stop trials early)."""
-        if not self.reported:
+    def _eta(self, trials) -> str:
+        """Seconds of work left over the trials running at once (an upper bound while ASHA may still
+        stop trials early). A trial's epochs cost what epochs of its kind cost so far, else the mean."""
+        if not self.epoch_seconds:
             return ""
-        rate = self.reported / max(time.time() - self.started, 1e-9)   # trial-epochs per second
-        final = ("done", "pruned", "failed")
-        left = sum(self.epochs - done for tid, done in self.epochs_done.items()
-                   if self.state.get(tid) not in final)
-        left += max(0, self.n_trials - len(self.epochs_done)) * self.epochs
-        return f"; ETA {eta_text(left / rate)}"
+        mean = {kind: sum(s) / len(s) for kind, s in self.epoch_seconds.items()}
+        overall = sum(mean.values()) / len(mean)
+        work = 0.0
+        for t in trials:
+            if self.state.get(t.trial_id) in ("done", "pruned", "failed") or t.status in ("TERMINATED", "ERROR"):
+                continue
+            work += (self.epochs - self.epochs_done.get(t.trial_id, 0)) * mean.get(_kind(t), overall)
+        work += max(0, self.n_trials - len(trials)) * self.epochs * overall  # not created yet (a search)
+        running = max(1, sum(t.status == "RUNNING" for t in trials))
+        return f"; ETA {eta_text(work / running)}"
 
     def _progress(self, trials, force: bool = False) -> None:
         if not force and time.time() - self._last_progress < self.progress_s:
@@ -118,4 +121,14 @@ class StoreAndProgress(tune.Callback):
                                                                "pending"))
         done = sum(self.epochs_done.values())
         self._print(f"[{self.experiment}] {len(trials)}/{self.n_trials} trials: {parts}; best {METRIC} {best}; "
-                    f"{done}/{self.n_trials * self.epochs} epochs{self._eta()}")
+                    f"{done}/{self.n_trials * self.epochs} epochs{self._eta(trials)}")
+
+
+def _kind(trial) -> tuple:
+    """What sets an epoch's cost: the model and its layer, pooling and normalization."""
+    try:
+        c = trial_spec(trial.config).config
+    except (KeyError, TypeError, AttributeError):
+        return ()
+    return (c.get("arch"), c.get("layer"), c.get("pooling"), c.get("normalization"), c.get("image_dim"),
+            c.get("n_train"), c.get("batch_size"))

@@ -70,6 +70,8 @@ def budget_note(trials: pd.DataFrame, table: str) -> str:
     """'' at the paper's budget, else what this run used against the paper's."""
     if full_budget(trials, table):
         return ""
+    if trials["dataset"].isna().any():
+        return "the data set is not recorded"
     if (trials["dataset"] != "cifar10").any():
         return f"{', '.join(sorted(trials['dataset'].unique()))} data, not CIFAR-10"
     epochs = int(trials["epochs"].max())
@@ -152,8 +154,11 @@ def _judge(table: str, claim: str, effect: str, values: list[float], trials: pd.
     if side == "contradicted" and note:
         return verdict("inconclusive", f"contradicted at a budget shorter than the paper's ({note}); the "
                                        f"claim is about the full budget")
+    device = ""
+    if not accuracy and "gpu" in trials:  # times hold for the hardware they were measured on
+        device = f" (times measured on {', '.join(sorted(trials['gpu'].dropna().unique())) or 'an unrecorded device'})"
     return verdict(side, "the whole interval is on " + ("the claimed" if side == "supported" else "the other")
-                   + " side" + (f" (at a reduced budget: {note})" if note else ""))
+                   + " side" + (f" (at a reduced budget: {note})" if note else "") + device)
 
 
 def _time_ratio(rows: pd.DataFrame, column: str) -> float | None:

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow.dataset as ds  # noqa: E402
 
+from .claims import PAPER_EPOCHS  # noqa: E402
 from .stats import mean_interval  # noqa: E402
 from .tables import ARCH_LABELS, LABELS, paper_values, _labels  # noqa: E402
 
@@ -99,8 +100,9 @@ def accuracy_vs_paper(group: str, trials: pd.DataFrame) -> list[Figure]:
     ax.barh(y, means, xerr=err, color="#4c72b0", alpha=0.8, capsize=3, label="ours: mean, 95 % CI over seeds")
     papers = [(i, r[2]) for i, r in enumerate(rows) if r[2] is not None]
     if papers:
+        epochs = PAPER_EPOCHS.get(group)
         ax.scatter([p for _, p in papers], [i for i, _ in papers], marker="D", color="#dd8452", zorder=3,
-                   label="the paper")
+                   label=f"the paper ({epochs} epochs, 50,000 images)" if epochs else "the paper")
     ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("best test accuracy (fraction correct)")
@@ -176,6 +178,11 @@ def robustness_curves(group: str, trials: pd.DataFrame, robustness: pd.DataFrame
             ax.errorbar(eps, [s.estimate for s in stats], yerr=err, marker="o", ms=4, capsize=2,
                         color=colours[label], label=label)
         n_images = int(part["n_images"].max())
+        positive = sorted(e for e in part["eps"].unique() if e > 0)
+        if len(positive) == part["eps"].nunique() and len(positive) > 2:  # the paper's eps span 30x: log axis
+            ax.set_xscale("log")
+            ax.set_xticks(positive, [f"{e:g}" for e in positive])
+            ax.minorticks_off()
         ax.set(xlabel="PGD ε (L∞ radius, images in [0, 1])", ylabel="accuracy under attack (fraction)",
                title=f"{group} {ARCH_LABELS.get(arch, arch)}: accuracy under PGD ({n_images} test images)")
         ax.grid(alpha=0.3)
@@ -193,7 +200,7 @@ def saliency_grid(group: str, trials: pd.DataFrame, saliency: pd.DataFrame) -> l
     first = merged[merged["seed"] == merged["seed"].min()]
     variants = list(first.groupby("trial_id"))
     images = sorted(first["image_index"].unique())[:10]
-    fig, axes = plt.subplots(len(variants), len(images), squeeze=False,
+    fig, axes = plt.subplots(len(variants), len(images), squeeze=False, layout="constrained",
                              figsize=(1.15 * len(images) + 1.8, 1.3 * len(variants) + 0.6))
     for r, (trial_id, rows) in enumerate(variants):
         for c, index in enumerate(images):
@@ -207,7 +214,7 @@ def saliency_grid(group: str, trials: pd.DataFrame, saliency: pd.DataFrame) -> l
                 ax.imshow(sal / max(sal.max(), 1e-12), cmap="hot", vmin=0, vmax=1)
                 ax.set_title(f"Gini {hit['sparsity_gini'].iloc[0]:.2f}", fontsize=6, pad=2)
             if c == 0:
-                ax.set_ylabel(variant_label(rows.iloc[0]), fontsize=6, rotation=0, ha="right", va="center")
+                ax.set_ylabel(variant_label(rows.iloc[0]), fontsize=7, rotation=0, ha="right", va="center")
             if r == len(variants) - 1:
                 ax.set_xlabel(f"test img {index}", fontsize=6)
     fig.suptitle(f"{group}: vanilla-gradient saliency |∂ score / ∂ input| (max over channels)", fontsize=9)

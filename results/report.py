@@ -128,7 +128,11 @@ def write_report(store, out: str | Path, experiment: str = "") -> Path:
         for group, (frame, part) in build_tables(exp_trials).items():
             finished = part[part["status"].isin(FINAL)]
             parts.append(f"<h3 id='{_anchor(name, group)}'>{_e(group)}</h3>")
-            parts.append(_html_table(render(compare_paper(group, frame, part), "csv", group)))
+            compared = compare_paper(group, frame, part)
+            if compared.attrs.get("budget_note") and compared["Paper Val. Acc."].notna().any():
+                parts.append(f"<p class='meta'>Not the paper's budget ({_e(compared.attrs['budget_note'])}): "
+                             f"its values are shown for orientation, not compared.</p>")
+            parts.append(_html_table(render(compared, "csv", group)))
             parts.append(_claims_html(group, finished))
             parts.append(_effects_html(finished))
             parts += [_figure_html(f) for f in figures_for_group(group, exp_data)]

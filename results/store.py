@@ -159,13 +159,6 @@ class ParquetStore:
             expr = cond if expr is None else expr & cond
         return dataset.to_table(columns=columns, filter=expr)
 
-    def read_trial(self, experiment: str, trial_id: str) -> dict[str, list[dict]]:
-        """The stored rows of one trial, per table (without the `experiment` column)."""
-        if not self.exists():
-            return {table: [] for table in TABLES}
-        return {table: self.read_table(table, experiment, trial_id).drop_columns(["experiment"]).to_pylist()
-                for table in TABLES}
-
     def experiments(self) -> list[str]:
         self.require()
         selector = pafs.FileSelector(self._path("trials"), allow_not_found=True)

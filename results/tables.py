@@ -104,7 +104,7 @@ def compare_paper(table: str, frame: pd.DataFrame, trials: pd.DataFrame) -> pd.D
         if pd.isna(paper):
             return "-"
         if not full_budget(trials, table):
-            return f"not comparable ({note})"
+            return "not comparable: budget"
         if row["n"] == 0:
             return "no finished trial"
         if pd.isna(row["CI low"]):
@@ -113,6 +113,7 @@ def compare_paper(table: str, frame: pd.DataFrame, trials: pd.DataFrame) -> pd.D
                 "above our interval" if paper > row["CI high"] else "below our interval")
 
     merged["Paper vs ours"] = merged.apply(where, axis=1) if len(merged) else []
+    merged.attrs["budget_note"] = note  # said once above the table (render)
     return merged
 
 
@@ -141,7 +142,8 @@ def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
         def tex(v) -> str:
             return (str(v).replace("±", "$\\pm$").replace("%", "\\%").replace("_", "\\_")
                     .replace("&", "\\&"))
-        lines = [f"% {title}", f"\\begin{{tabular}}{{{'l' * len(shown.columns)}}}", "\\hline",
+        lines = [f"% {title}", *(f"% {line}" for line in _budget_line(frame) if line),
+                 f"\\begin{{tabular}}{{{'l' * len(shown.columns)}}}", "\\hline",
                  " & ".join(tex(c) for c in shown.columns) + " \\\\", "\\hline"]
         lines += [" & ".join(tex(v) for v in row) + " \\\\" for row in shown.values]
         lines += ["\\hline", "\\end{tabular}"]
@@ -149,7 +151,14 @@ def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "|".join("---" for _ in shown.columns) + "|"
     rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.values]
-    return "\n".join([f"### {title}", "", header, rule, *rows])
+    return "\n".join([f"### {title}", "", *_budget_line(frame), header, rule, *rows])
+
+
+def _budget_line(frame: pd.DataFrame) -> list[str]:
+    note = frame.attrs.get("budget_note")
+    if not note or "Paper Val. Acc." not in frame or frame["Paper Val. Acc."].isna().all():
+        return []
+    return [f"Not the paper's budget ({note}): its values are shown for orientation, not compared.", ""]
 
 
 def effect_rows(trials: pd.DataFrame) -> list[tuple[str, str, object]]:

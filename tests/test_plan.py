@@ -112,6 +112,8 @@ def test_quick_and_subsets_are_recorded_in_every_trial():
                      RunOptions(train_images=1000, test_images=500, epochs=3, data_dir="/d"))
     assert all(t["budget"] == "reduced" and (t["config"]["n_train"], t["config"]["n_test"], t["config"]["epochs"])
                == (1000, 500, 3) for t in sub.parts[0].trials)
+    fewer = plan_sweep("table1", "table1", get_preset("table1"), RunOptions(epochs=20, data_dir="/d"))
+    assert {t["budget"] for t in fewer.parts[0].trials} == {"reduced"}
     full = plan_sweep("table1", "table1", get_preset("table1"), RunOptions(data_dir="/d"))
     assert all(t["budget"] == "full" and t["config"]["n_train"] == 0 and t["config"]["epochs"] == 800
                for t in full.parts[0].trials)
@@ -125,3 +127,30 @@ def test_presets_show_prints_a_sweep_file_and_read_commands_stay_light(tmp_path)
     (tmp_path / "t1.toml").write_text(text)
     assert load_sweep_file(tmp_path / "t1.toml")[1] == get_preset("table1")
     assert Path(tmp_path / "t1.toml").read_text().count("[[grid]]") == 1
+
+
+@pytest.mark.parametrize("command", [["tables", "--compare-paper"], ["query", "SELECT count(*) FROM trials"],
+                                     ["report", "--out", "REPORT"], ["status", "--storage", "RUNS"]])
+def test_read_commands_import_neither_torch_nor_ray(command, tmp_path):
+    from results.rows import rows_for_trial
+    from results.store import ParquetStore
+
+    store = ParquetStore(str(tmp_path / "store"))
+    config = dict(arch="rohrer25k", layer="scs", activation="none", pooling="maxabs", normalization="none",
+                  image_dim=32, p_mode="learned", seed=0, epochs=1, dataset="synthetic")
+    store.write_trial("e", "t0", rows_for_trial("e", "t0", "g", "smoke", config, [
+        {"epoch": 1, "test_acc": 0.5, "train_time_s": 1.0, "eval_time_s": 0.1}], "done"))
+    args = [a.replace("REPORT", str(tmp_path / "r")).replace("RUNS", str(tmp_path / "runs")) for a in command]
+    out = cli([*args, *(["--store", str(tmp_path / "store")] if command[0] != "status" else [])])
+    assert out.returncode == 0, out.stderr
+    assert "IMPORTED False False" in out.stdout
+
+
+def test_the_readme_sweep_file_example_is_a_valid_sweep(tmp_path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "lr-sweep.toml").write_text(example)
+    name, (experiment,), _ = load_sweep_file(tmp_path / "lr-sweep.toml")
+    assert name == "lr-sweep" and len(experiment.trials()) == 18
+    plan = plan_sweep(name, "lr-sweep.toml", [experiment], RunOptions(dataset="synthetic"))
+    assert plan.parts[0].asha == {"grace_period": 5, "reduction_factor": 4}

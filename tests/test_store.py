@@ -214,7 +214,10 @@ def test_compare_paper_places_the_papers_value_against_our_interval_only_at_its_
     plant(quick, seeds=(0, 1, 2), epochs=8, budget="quick")
     frame, trials = frames(quick)["table1"]
     compared = compare_paper("table1", frame, trials)
-    assert (compared["Paper vs ours"] == "not comparable (8 of 800 epochs, 50,000 of 50,000 training images)").all()
+    assert (compared["Paper vs ours"] == "not comparable: budget").all()
+    assert render(compared, "md", "table1").splitlines()[2] == (
+        "Not the paper's budget (8 of 800 epochs, 50,000 of 50,000 training images): its values are shown for "
+        "orientation, not compared.")
 
 
 def test_a_store_given_as_a_uri_and_shared_by_two_sweeps(tmp_path):
