@@ -23,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow.dataset as ds  # noqa: E402
@@ -134,6 +135,7 @@ def learning_curves(group: str, trials: pd.DataFrame, epochs: pd.DataFrame) -> l
                 marker="o" if n_epochs <= FEW_EPOCHS else None, ms=3,
                 label=label if label not in shown else None)
         shown.add(label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers, even for one
     ax.set(xlabel="epoch", ylabel="test accuracy (fraction correct)",
            title=f"{group}: test accuracy per epoch, every trial"
                  + (f" (line style = seed, {len(seeds)} seeds)" if len(seeds) > 1 else ""))
@@ -235,6 +237,7 @@ def p_per_kernel(group: str, trials: pd.DataFrame, layers: pd.DataFrame) -> list
         values = np.stack([np.asarray(v, dtype=float) for v in first["p_values"]])  # (epochs, kernels)
         fig, ax = plt.subplots(figsize=(8, 4.5))
         ax.plot(first["epoch"], values, lw=0.6, alpha=0.7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="epoch", ylabel="learned exponent p",
                title=f"{group} {variant_label(trial)} seed {trial['seed']}: p of each of the {values.shape[1]} "
                      f"kernels of {first['layer_name'].iloc[0]}")
