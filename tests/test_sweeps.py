@@ -2,6 +2,7 @@
 trials, Optuna, kill -9 and resume, the live rows against `gather`, CLI errors."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.plan import RunOptions, plan_sweep
 from search_spaces.experiment import Experiment
+from test_plan import GOOD
 
 ray = pytest.importorskip("ray")  # the sweep tests need ray; the project's install always has it
 
@@ -73,20 +75,7 @@ def test_table1_smoke_run_reports_every_trial_and_gather_reproduces_its_rows(loc
     assert "writes its rows to" in capsys.readouterr().err
 
 
-TWO_AXES = """
-name = "two-axes"
-epochs = 2
-
-[fixed]
-arch = "rohrer25k"
-activation = "none"
-pooling = "maxabs"
-batch_size = 32
-
-[[grid]]
-layer = ["conv", "scs"]
-max_lr = [0.003, 0.01]
-"""
+TWO_AXES = GOOD  # the two-axis sweep file of test_plan.py: layer x max_lr, 4 trials of rohrer25k
 
 
 def test_a_sweep_file_from_a_folder_holding_data_trains_on_that_data(local_ray, tmp_path, monkeypatch):
@@ -99,11 +88,11 @@ def test_a_sweep_file_from_a_folder_holding_data_trains_on_that_data(local_ray, 
     assert main(["run", "two_axes.toml", "--no-evaluate", "--no-prune", "--test-images", "30"]) == 0
     trials = read(tmp_path / "scs_store", "trials")
     assert {(t["layer"], t["max_lr"]) for t in trials} == {(a, b) for a in ("conv", "scs") for b in (0.003, 0.01)}
-    assert all(t["group"] == "two-axes" and t["arch"] == "rohrer25k" and t["batch_size"] == 32 for t in trials)
+    assert all(t["group"] == "lr-axis" and t["arch"] == "rohrer25k" and t["batch_size"] == 64 for t in trials)
     assert all(t["dataset"] == "cifar10" and t["data_dir"] == str(tmp_path / "data") for t in trials)
     assert all(t["status"] == "done" and t["epochs_done"] == 2 and t["budget"] == "reduced" for t in trials)
-    assert (tmp_path / "scs_runs" / "two-axes" / "sweep.toml").read_text() == TWO_AXES
-    assert (tmp_path / "scs_store" / "_sweeps" / "two-axes.toml").read_text() == TWO_AXES
+    assert (tmp_path / "scs_runs" / "lr-axis" / "sweep.toml").read_text() == TWO_AXES
+    assert (tmp_path / "scs_store" / "_sweeps" / "lr-axis.toml").read_text() == TWO_AXES
 
 
 def test_a_sweep_whose_trials_fail_exits_nonzero_with_a_line_per_failed_trial(local_ray, tmp_path, capsys):
@@ -116,8 +105,11 @@ def test_a_sweep_whose_trials_fail_exits_nonzero_with_a_line_per_failed_trial(lo
     out = capsys.readouterr().out
     assert rc == 1
     failed = [line for line in out.splitlines() if line.startswith("scs-sweep: trial ")]
-    assert len(failed) == 2 and all("NonFiniteLossError" in line and "epoch 1" in line for line in failed)
-    assert "2 trial(s) of two-axes failed" in out
+    assert len(failed) == 2
+    for line in failed:  # the summary's epoch is the one the error names
+        at, named = re.search(r"failed at epoch (\d+): NonFiniteLossError: .* in epoch (\d+)", line).groups()
+        assert at == named, line
+    assert "2 trial(s) of lr-axis failed" in out
     assert {t["status"] for t in read(tmp_path / "store", "trials")} == {"failed"}
 
 
