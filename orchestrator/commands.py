@@ -13,7 +13,7 @@ from trainables import defaults
 
 from .errors import UsageError
 from .plan import RunOptions, SweepPlan, estimate_gpu_hours, plan_sweep
-from .records import STATUSES, gather_path, sweep_status
+from .records import STATUSES, gather_path, sweep_name_of, sweep_status
 
 SWEEP_FILE = "sweep.toml"   # the sweep file (or the preset as one) that a sweep ran, in its folder
 
@@ -68,7 +68,8 @@ def _data_dir(args, dataset: str) -> str:
 
 
 def _options(args) -> RunOptions:
-    dataset = args.dataset or ("cifar10" if args.data else ("synthetic" if args.smoke_test else "cifar10"))
+    # the dataset the plan will use, given --data as asked (the folder itself is resolved below)
+    dataset = RunOptions(dataset=args.dataset, data_dir=args.data, smoke_test=args.smoke_test).resolved_dataset
     return RunOptions(
         epochs=args.epochs, seeds=args.seeds, dataset=dataset, data_dir=_data_dir(args, dataset),
         train_images=args.train_images, test_images=args.test_images, quick=args.quick,
@@ -93,6 +94,9 @@ def run(args) -> int:
     default_name, experiments, text = _experiments(args.preset)
     storage = _storage(args)
     name = args.name or default_name
+    from results.store import check_name
+
+    check_name("sweep name", name)  # it names the store's partition and the sweep's folder
     if (storage / name / "sweep.json").exists():
         raise UsageError(f"a sweep named {name!r} exists in {storage}; continue it with "
                          f"`scs-sweep resume {name}` or pick another --name")
@@ -151,7 +155,13 @@ def status(args) -> int:
         print(f"no sweeps in {storage}")
         return 0
     for name in names:
-        plan = SweepPlan.load(storage / name / "sweep.json")
+        try:
+            plan = SweepPlan.load(storage / name / "sweep.json")
+        except UsageError as exc:
+            if args.name:
+                raise
+            print(f"{name}: {exc}")
+            continue
         rows = sweep_status(storage / name, plan)
         counts = {}
         for r in rows:
@@ -173,8 +183,7 @@ def gather(args) -> int:
     path = Path(args.experiment_dir)
     if not path.is_dir():
         raise UsageError(f"{path} is not a sweep or Tune experiment directory")
-    name = args.experiment or next((p.name for p in [path, *path.parents] if (p / "sweep.json").exists()),
-                                   path.name)
+    name = args.experiment or sweep_name_of(path.resolve()) or path.name
     store = get_store(_store_uri(args.store))
     n = gather_path(path, name, store)
     print(f"gathered {n} trials of {name} into {store.uri}")

@@ -5,28 +5,19 @@ Needs torch, and pyarrow for the store; not ray.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from .errors import UsageError
+from .records import read_trial_dir, sweep_name_of
 
 
 def _trial_id_of(checkpoint: Path) -> str:
-    """The Tune trial id of the trial directory that holds a checkpoint (from its result.json)."""
+    """The Tune trial id of the trial folder that holds a checkpoint ('' if none)."""
     for parent in checkpoint.parents:
-        result = parent / "result.json"
-        if result.exists():
-            for line in result.read_text().splitlines():
-                if line.strip():
-                    return json.loads(line)["trial_id"]
-    return ""
-
-
-def _experiment_of(path: Path) -> str:
-    for parent in [path, *path.parents]:
-        if (parent / "sweep.json").exists():
-            return parent.name
+        if (parent / "params.json").exists():
+            record = read_trial_dir(parent)
+            return record.trial_id if record else ""
     return ""
 
 
@@ -75,7 +66,7 @@ def run(args) -> int:
         settings["eps"] = [float(e) for e in args.eps.split(",")]
     settings = EvalSettings.from_dict(settings)
     store = get_store(args.store)
-    experiment = args.experiment or _experiment_of(path.resolve()) or "evaluations"
+    experiment = args.experiment or sweep_name_of(path.resolve()) or "evaluations"
     for ckpt in checkpoints:
         trial_id = (args.trial_id if path.is_file() and args.trial_id else "") or _trial_id_of(ckpt) \
             or ckpt.parent.name

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from search_spaces.experiment import GROUP_KEY, Experiment, config_keys
+from search_spaces.experiment import GROUP_KEY, Experiment, config_keys, stage_ref
 from trainables.config import COMPILE_MODES, ConfigError, TrialConfig
 
 from .errors import UsageError
@@ -55,6 +55,11 @@ class RunOptions:
     evaluate: bool = True
     pgd_images: int = 0
     compile: str = "auto"
+
+    @property
+    def resolved_dataset(self) -> str:
+        """--dataset, else cifar10 with --data, else synthetic for a smoke test, else cifar10."""
+        return self.dataset or ("cifar10" if self.data_dir else ("synthetic" if self.smoke_test else "cifar10"))
 
     def check(self) -> None:
         """One UsageError line for the first option out of range (before anything starts)."""
@@ -121,14 +126,18 @@ class SweepPlan:
 
     @classmethod
     def load(cls, path: Path) -> "SweepPlan":
-        data = json.loads(path.read_text())
-        data["parts"] = [PartPlan(**p) for p in data["parts"]]
-        return cls(**data)
+        try:
+            data = json.loads(path.read_text())
+            data["parts"] = [PartPlan(**p) for p in data["parts"]]
+            return cls(**data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"cannot read the plan {path} ({type(exc).__name__}: {exc}); it was written by "
+                             f"another version of scs-sweep: run the sweep again under a new --name") from None
 
 
 def _stages(experiment: Experiment, trials: list[dict]) -> list[tuple[str, list[dict], str]]:
     """(part name, trials, part it waits for): a trial whose init_from is "@GROUP" runs in a later part."""
-    waiting = [t for t in trials if str(t.get("init_from", "")).startswith("@")]
+    waiting = [t for t in trials if stage_ref(t)]
     first = [t for t in trials if t not in waiting]
     parts = [(experiment.name, first, "")] if first else []
     for group in dict.fromkeys(t[GROUP_KEY] for t in waiting):
@@ -142,19 +151,19 @@ def _resolve(trial: dict, overrides: dict, seed_offset: int, where: str) -> dict
     values = {k: v for k, v in trial.items() if k != GROUP_KEY}
     values.update(overrides)
     values["seed"] = values.get("seed", 0) + seed_offset  # --seeds N: offsets 0..N-1 from the trial's seed
-    stage_ref = str(values.get("init_from", ""))
-    if stage_ref.startswith("@"):
+    waits_for = stage_ref(values)
+    if waits_for:
         values["init_from"] = ""
-    elif stage_ref and not Path(stage_ref).is_file():
-        raise UsageError(f"{where}: init_from {stage_ref} is not a checkpoint file (give a trainer.pt, or "
-                         f"\"@GROUP\" for the trained run of another group of the sweep)")
+    elif values.get("init_from") and not Path(str(values["init_from"])).is_file():
+        raise UsageError(f"{where}: init_from {values['init_from']} is not a checkpoint file (give a "
+                         f"trainer.pt, or \"@GROUP\" for the trained run of another group of the sweep)")
     try:
         # plain JSON types (tuples as lists): the config travels through Tune's params.json as it is
         config = json.loads(json.dumps(TrialConfig.from_dict(values).to_dict()))
     except ConfigError as exc:
         raise UsageError(f"{where}: {exc}") from None
-    if stage_ref.startswith("@"):
-        config["init_from"] = stage_ref  # resolved to the trained checkpoint when the stage starts
+    if waits_for:
+        config["init_from"] = "@" + waits_for  # resolved to the trained checkpoint when the stage starts
     return config
 
 
@@ -164,7 +173,7 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
     options.check()
     smoke, quick = options.smoke_test, options.quick
     seeds = options.seeds or (QUICK["seeds"] if quick else 1)
-    dataset = options.dataset or ("cifar10" if options.data_dir else ("synthetic" if smoke else "cifar10"))
+    dataset = options.resolved_dataset
     parts = []
     for experiment in experiments:
         epochs = options.epochs or (SMOKE["epochs"] if smoke else

@@ -15,15 +15,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from results.rows import rows_for_trial
+from results.rows import epoch_timeline, rows_for_trial
 
 from .tune_config import TrialSpec, trial_spec
 
 __all__ = ["TrialDir", "read_trial_dir", "trial_status", "trial_rows", "tune_states", "trial_dirs",
-           "gather_part", "gather_path", "sweep_status", "trial_id_of", "STATUSES", "NO_RETRY_MARKER"]
+           "gather_part", "gather_path", "sweep_status", "sweep_name_of", "trial_id_of", "STATUSES",
+           "FAILURE_KEY"]
 
 STATUSES = ("done", "running", "pending", "pruned", "stopped", "failed")
-NO_RETRY_MARKER = "no_retry.txt"   # written by the trainable for failures a retry would only repeat
+FAILURE_KEY = "failure"   # the trainable's last report when it ended a trial as failed (trainable.py)
 
 
 @dataclass
@@ -32,11 +33,16 @@ class TrialDir:
     trial_id: str
     spec: TrialSpec
     results: list           # result.json lines, in order (a resumed trial may repeat epochs)
-    error: str              # the last error line, "" if none
+    error: str              # the failure the trial reported, else the last line of error.txt, else ""
 
     @property
     def epochs_done(self) -> int:
-        return len({int(r["epoch"]) for r in self.results if "epoch" in r})
+        return len(epoch_timeline(self.results))
+
+    @property
+    def reported_failure(self) -> bool:
+        """The trial ended itself as failed (a data or config error, a diverged loss): not retried."""
+        return bool(self.results) and FAILURE_KEY in self.results[-1]
 
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dirs: <trainable>_<hash>_<index>_...
@@ -50,19 +56,17 @@ def trial_id_of(trial_dir: Path, results: list[dict]) -> str:
     return match.group(1) if match else ""
 
 
-def _error_line(trial_dir: Path) -> str:
-    """The last line naming an error in error.txt (Tune appends one traceback per failed attempt)."""
-    for name in (NO_RETRY_MARKER, "error.txt"):
-        try:
-            lines = [line.strip() for line in (trial_dir / name).read_text().splitlines() if line.strip()]
-        except OSError:
-            continue
-        if name == NO_RETRY_MARKER and lines:
-            return lines[-1][:500]
-        named = [line for line in lines if "Error" in line or "Exception" in line]
-        if named or lines:
-            return (named or lines)[-1][:500]
-    return ""
+def _error_line(trial_dir: Path, results: list[dict]) -> str:
+    """The failure the trial reported, else the last line naming an error in error.txt (Tune appends one
+    traceback per failed attempt)."""
+    if results and FAILURE_KEY in results[-1]:
+        return str(results[-1][FAILURE_KEY])[:500]
+    try:
+        lines = [line.strip() for line in (trial_dir / "error.txt").read_text().splitlines() if line.strip()]
+    except OSError:
+        return ""
+    named = [line for line in lines if "Error" in line or "Exception" in line]
+    return (named or lines or [""])[-1][:500]
 
 
 def read_trial_dir(trial_dir: Path) -> TrialDir | None:
@@ -84,15 +88,17 @@ def read_trial_dir(trial_dir: Path) -> TrialDir | None:
             except json.JSONDecodeError:
                 break  # a line cut off by a kill: everything before it is intact
     trial_id = trial_id_of(trial_dir, results)
-    return TrialDir(trial_dir, trial_id, spec, results, _error_line(trial_dir)) if trial_id else None
+    return TrialDir(trial_dir, trial_id, spec, results, _error_line(trial_dir, results)) if trial_id else None
 
 
-def trial_status(epochs_done: int, epochs: int, error: str, tune_state: str | None) -> str:
+def trial_status(epochs_done: int, epochs: int, error: str, tune_state: str | None,
+                 reported_failure: bool = False) -> str:
     """The one status rule. tune_state: Tune's state of the trial (TERMINATED, ERROR, RUNNING, PENDING,
-    PAUSED), or None where nothing says it (a directory without experiment state)."""
+    PAUSED), or None where nothing says it (a directory without experiment state); reported_failure: the
+    trial ended itself as failed."""
     if epochs and epochs_done >= epochs:
         return "done"                      # even after an error that a retry overcame
-    if tune_state == "ERROR" or (tune_state is None and error):
+    if reported_failure or tune_state == "ERROR" or (tune_state is None and error):
         return "failed"
     if tune_state == "TERMINATED":
         return "pruned"                    # ended early without an error: the scheduler stopped it
@@ -109,7 +115,8 @@ def _iso(timestamp: float | None) -> str:
 
 def trial_rows(trial: TrialDir, experiment: str, tune_state: str | None) -> dict[str, list[dict]]:
     """The store rows of one trial, from what its directory holds and its Tune state."""
-    status = trial_status(trial.epochs_done, trial.spec.config.get("epochs", 0), trial.error, tune_state)
+    status = trial_status(trial.epochs_done, trial.spec.config.get("epochs", 0), trial.error, tune_state,
+                          trial.reported_failure)
     first = trial.results[0] if trial.results else {}
     last = trial.results[-1] if trial.results else {}
     # the first epoch's report, minus that epoch's wall time: when the trial's training began
@@ -153,6 +160,11 @@ def gather_part(part_dir: Path, experiment: str, store) -> list[tuple[TrialDir, 
     return written
 
 
+def sweep_name_of(path: Path) -> str:
+    """The name of the sweep whose folder holds path (the folder with sweep.json), '' if none."""
+    return next((p.name for p in [path, *path.parents] if (p / "sweep.json").exists()), "")
+
+
 def gather_path(path: Path, experiment: str, store) -> int:
     """gather: a sweep folder (every part), or one part's folder; returns the number of trials."""
     parts = [p.parent for p in path.rglob("tuner.pkl")] or [path]
@@ -176,7 +188,7 @@ def sweep_status(sweep_dir: Path, plan) -> list[dict]:
         found = trial_dirs(part_dir) if part_dir.is_dir() else []
         for trial in found:
             state = trial_status(trial.epochs_done, trial.spec.config.get("epochs", 0), trial.error,
-                                 states.get(trial.trial_id))
+                                 states.get(trial.trial_id), trial.reported_failure)
             accs = [r["test_acc"] for r in trial.results if r.get("test_acc") is not None]
             rows.append({"part": part.part, "trial_id": trial.trial_id, "state": state,
                          "epoch": trial.epochs_done, "epochs": trial.spec.config.get("epochs", 0),

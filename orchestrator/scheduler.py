@@ -3,8 +3,9 @@
 Tune restores a sweep's scheduler as it was built, with empty rungs, so a resumed sweep would compare
 later trials against fewer (or no) records than the uninterrupted one and let through trials the
 uninterrupted run would have stopped. ResumableASHA refills its rungs itself: the first time Tune adds a
-trial, it reads every trial's recorded results (result.json) in the trial's experiment folder and
-replays them. On a new sweep that folder holds no results, and nothing happens.
+trial, it reads every trial's recorded results (result.json) in the experiment's storage folder (not
+the driver's staging copy, which a new driver has not filled yet) and replays them. On a new sweep that
+folder holds no results, and nothing happens.
 """
 from __future__ import annotations
 
@@ -37,9 +38,11 @@ class ResumableASHA(ASHAScheduler):
     def on_trial_add(self, tune_controller, trial):
         if not self._history_loaded:
             self._history_loaded = True
-            folder = getattr(trial, "local_experiment_path", None)
-            if folder:
-                self.seed_history(history_from_experiment(Path(folder)))
+            folder = getattr(trial, "remote_experiment_path", None)  # --storage is a path every node sees
+            history = history_from_experiment(Path(folder)) if folder else {}
+            if history:
+                self.seed_history(history)
+                print(f"ASHA: rungs refilled from the recorded results of {len(history)} trial(s)", flush=True)
         super().on_trial_add(tune_controller, trial)
 
     def seed_history(self, history: dict) -> None:

@@ -74,7 +74,7 @@ class StoreAndProgress(tune.Callback):
         self.epochs_done[tid] = max(self.epochs_done.get(tid, 0), int(result.get("epoch", 0)))
         self.state[tid] = "running"
         acc = result.get(METRIC)
-        if acc is not None and (self.best[0] is None or acc > self.best[0]):
+        if acc is not None and acc == acc and (self.best[0] is None or acc > self.best[0]):  # NaN: a failure
             self.best = (acc, tid)
         if result.get("should_checkpoint") or time.time() - self.last_flush.get(tid, 0) > self.flush_s:
             self.flush(trial, "RUNNING")
@@ -84,13 +84,17 @@ class StoreAndProgress(tune.Callback):
         self.flush(trial, "RUNNING")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        # after a resume, a trial restored from its final checkpoint completes without reporting
-        self.flush(trial, "TERMINATED")
+        # after a resume, a trial restored from its final checkpoint completes without reporting; a trial
+        # that reported its own failure (not retried) completes too, and its row says failed
+        self._say_if_failed(trial, self.flush(trial, "TERMINATED"))
         self._progress(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        row = self.flush(trial, "ERROR")
-        self._print(f"[{self.experiment}] trial {trial.trial_id} failed: {(row or {}).get('error') or '?'}")
+        self._say_if_failed(trial, self.flush(trial, "ERROR"))
+
+    def _say_if_failed(self, trial, row: dict | None) -> None:
+        if row and row["status"] == "failed":
+            self._print(f"[{self.experiment}] trial {trial.trial_id} failed: {row.get('error') or '?'}")
 
     def _eta(self, trials) -> str:
         """Seconds of work left over the trials running at once (an upper bound while ASHA may still

@@ -2,8 +2,10 @@
 
 A thin adapter: it reads the trial's resolved config (planned and validated on the driver; see
 tune_config.py), restores a checkpoint if Tune hands one over, runs `Trainer.train_epoch()` and reports
-each epoch (`_report`). Failures a retry would only repeat (a config or data error, a diverged loss) leave
-a marker in the trial's folder, so Tune's retries end at once with the same message.
+each epoch (`_report`). A failure that a retry would only repeat (a data or config error, a loss that
+became NaN) is reported as the trial's last result (`failure`) and ends the trial, so Tune does not
+retry it, on this node or another; records.py marks such a trial failed. Anything else raises, and Tune
+retries the trial from its last checkpoint.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from .records import NO_RETRY_MARKER
+from .records import FAILURE_KEY
+from .scheduler import METRIC
 from .tune_config import RUN_KEY, trial_spec
 
 __all__ = ["train_scs", "CHECKPOINT_FILE"]
@@ -34,22 +37,26 @@ def _report(metrics: dict, trainer=None) -> None:
 
 def train_scs(params: dict) -> None:
     """Function trainable: one trial of any sweep."""
-    import torch
-
-    from trainables import NonFiniteLossError, Trainer, TrialConfig
+    from trainables import NonFiniteLossError
     from trainables.errors import ScsSweepError
 
-    run = params[RUN_KEY]
-    marker = Path(tune.get_context().get_trial_dir()) / NO_RETRY_MARKER
-    if marker.exists():
-        raise RuntimeError(marker.read_text())
     try:
-        cfg = TrialConfig.from_dict(trial_spec(params).config)
-        torch.set_num_threads(max(1, int(run.get("cpus_per_trial", 1))))
-        trainer = Trainer(cfg, compile=run.get("compile", "auto"))
-    except ScsSweepError as exc:
-        marker.write_text(f"{type(exc).__name__}: {exc}")
-        raise
+        _train(params)
+    except (ScsSweepError, NonFiniteLossError) as exc:
+        # Tune requires the metric in every result; NaN is what ASHA's cutoffs (nanpercentile) ignore
+        # and what makes Optuna record the trial as failed
+        _report({FAILURE_KEY: f"{type(exc).__name__}: {exc}", METRIC: float("nan")})
+
+
+def _train(params: dict) -> None:
+    import torch
+
+    from trainables import Trainer, TrialConfig
+
+    run = params[RUN_KEY]
+    cfg = TrialConfig.from_dict(trial_spec(params).config)
+    torch.set_num_threads(max(1, int(run.get("cpus_per_trial", 1))))
+    trainer = Trainer(cfg, compile=run.get("compile", "auto"))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -64,11 +71,7 @@ def train_scs(params: dict) -> None:
     }
     every = max(1, int(run.get("checkpoint_every", 10)))
     while not trainer.done:
-        try:
-            result = trainer.train_epoch()
-        except NonFiniteLossError as exc:
-            marker.write_text(f"NonFiniteLossError: {exc}")
-            raise
+        result = trainer.train_epoch()
         metrics = result.metrics()
         metrics["layers"] = [vars(layer) for layer in result.layers]
         metrics.update(provenance)

@@ -18,6 +18,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCall
 from ray.tune.schedulers import FIFOScheduler
 
 from results.store import get_store
+from search_spaces.experiment import stage_ref
 
 from .errors import UsageError
 from .plan import PartPlan, SweepPlan
@@ -108,7 +109,7 @@ def _init_from_for(part: PartPlan, sweep_dir: Path) -> str:
     """The newest checkpoint of the finished trial whose group a later stage's "@group" names."""
     if not part.depends_on:
         return ""
-    group = part.trials[0]["config"]["init_from"].lstrip("@")
+    group = stage_ref(part.trials[0]["config"])
     for trial in trial_dirs(sweep_dir / part.depends_on):
         if trial.spec.group == group:
             found = sorted(trial.path.rglob(CHECKPOINT_FILE), key=lambda p: p.stat().st_mtime)

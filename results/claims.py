@@ -15,9 +15,11 @@ Thresholds, and why:
   gains average 0.027, below DELTA, while it describes them as "3-4 points".
 - Time ratios are tested against 1 (any slowdown or speed-up), as the paper states them.
 
-A verdict is "inconclusive" when there is no interval (one seed), when the interval spans the threshold
-(with the number of seeds that would likely settle it), when the data are not CIFAR-10, or when the
-data contradict the claim at a budget shorter than the paper's (the claim is about the full budget).
+A verdict is "inconclusive" when there is no interval (one seed, or no spread across seeds), when the
+interval spans the threshold (with the number of seeds that would settle it), when the data are not
+CIFAR-10, or when the budget is shorter than the paper's: the claims are about the paper's budget, so a
+reduced run says only which side its interval lies on at its own budget. Time claims do not depend on
+the budget (seconds per epoch), but hold only for the device they were measured on, which they name.
 """
 from __future__ import annotations
 
@@ -58,12 +60,20 @@ class Verdict:
                 f"{self.threshold}, {self.interval.n} seed(s)): {self.verdict.upper()}: {self.reason}")
 
 
+PAPER_TEST_IMAGES = 10_000
+
+
+def _images(trials: pd.DataFrame, column: str) -> pd.Series:
+    return trials[column].fillna(0) if column in trials else pd.Series(0, index=trials.index)
+
+
 def full_budget(trials: pd.DataFrame, table: str) -> bool:
     """Whether every trial ran the paper's budget: all CIFAR-10 images for the paper's epochs."""
     epochs = PAPER_EPOCHS.get(table)
-    n_train = trials["n_train"].fillna(0) if "n_train" in trials else pd.Series(0, index=trials.index)
+    n_train, n_test = _images(trials, "n_train"), _images(trials, "n_test")
     return bool(epochs and (trials["dataset"] == "cifar10").all() and (trials["epochs"] >= epochs).all()
-                and ((n_train == 0) | (n_train >= PAPER_TRAIN_IMAGES)).all())
+                and ((n_train == 0) | (n_train >= PAPER_TRAIN_IMAGES)).all()
+                and ((n_test == 0) | (n_test >= PAPER_TEST_IMAGES)).all())
 
 
 def budget_note(trials: pd.DataFrame, table: str) -> str:
@@ -75,10 +85,10 @@ def budget_note(trials: pd.DataFrame, table: str) -> str:
     if (trials["dataset"] != "cifar10").any():
         return f"{', '.join(sorted(trials['dataset'].unique()))} data, not CIFAR-10"
     epochs = int(trials["epochs"].max())
-    n_train = int(trials["n_train"].fillna(0).max()) if "n_train" in trials else 0
-    images = f"{n_train:,}" if n_train else "50,000"
+    n_train, n_test = int(_images(trials, "n_train").max()), int(_images(trials, "n_test").max())
     paper = PAPER_EPOCHS.get(table)
-    return f"{epochs}{f' of {paper}' if paper else ''} epochs, {images} of 50,000 training images"
+    return (f"{epochs}{f' of {paper}' if paper else ''} epochs, {n_train or PAPER_TRAIN_IMAGES:,} of 50,000 "
+            f"training and {n_test or PAPER_TEST_IMAGES:,} of 10,000 test images")
 
 
 def _per_seed(trials: pd.DataFrame, stat) -> list[float]:
@@ -103,25 +113,29 @@ def _diff(a, b):
     return None if a is None or b is None else a - b
 
 
-def _seeds_to_settle(values: list[float], threshold: float) -> str:
-    """Seeds after which a t-interval of this spread would likely exclude the threshold."""
+def _seeds_to_settle(values: list[float], threshold: float, show) -> str:
+    """The number of seeds after which a t-interval would exclude the threshold with 80 % probability,
+    if the mean effect and the spread across seeds stay as measured (a t-test's sample size)."""
     from scipy import stats
 
     sd, gap = float(np.std(values, ddof=1)), abs(float(np.mean(values)) - threshold)
     if gap == 0 or sd == 0:
         return ""
     for n in range(len(values) + 1, 1001):
-        if stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) < gap:
-            return f"; about {n} seeds would likely settle it if the effect stays {np.mean(values):+.3f}"
+        if (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.80, n - 1)) * sd / math.sqrt(n) < gap:
+            return (f"; about {n} seeds would settle it (80 % chance) if the effect ({show(np.mean(values))}) "
+                    f"and its spread across seeds stay as measured")
     return "; the effect is too close to the threshold to settle with any practical number of seeds"
 
 
 def _judge(table: str, claim: str, effect: str, values: list[float], trials: pd.DataFrame, *,
            above: float | None = None, below: float | None = None, within: float | None = None,
-           accuracy: bool = True, log_ratio: bool = False) -> Verdict:
+           accuracy: bool = True, log_ratio: bool = False, left_out: int = 0) -> Verdict:
     """Verdict for `values` (one per seed) against one threshold: the interval wholly on the claimed
-    side supports, wholly on the other side contradicts, across it is inconclusive."""
+    side supports, wholly on the other side contradicts, across it is inconclusive. left_out: trials of
+    the table that did not run their whole budget (not in `trials`)."""
     interval = mean_interval(values)
+    show = (lambda v: f"x{math.exp(v):.3f}") if log_ratio else (lambda v: f"{v:+.3f}")
     shown = interval
     if log_ratio:  # times: the interval of the mean log-ratio, shown as a ratio
         shown = Interval(*(math.exp(v) if not math.isnan(v) else v
@@ -136,29 +150,31 @@ def _judge(table: str, claim: str, effect: str, values: list[float], trials: pd.
         threshold, t = f"within +/-{within:g}", within
         side = ("supported" if -t < interval.low and interval.high < t else
                 "contradicted" if interval.low > t or interval.high < -t else "")
-    note = budget_note(trials, table) if accuracy else ""
+    note = budget_note(trials, table) if accuracy and len(trials) else ""
 
     def verdict(kind: str, reason: str) -> Verdict:
         return Verdict(table, claim, effect, shown, threshold, kind, reason, ratio=log_ratio)
 
     if interval.n == 0:
-        return verdict("inconclusive", "no finished trials to compare")
+        return verdict("inconclusive", "no finished trials to compare" + (
+            f" ({left_out} pruned, failed or unfinished trial(s) left out; --no-prune runs every trial to its "
+            f"budget)" if left_out else ""))
     if not interval.has_interval:
-        return verdict("inconclusive", "one seed: no interval (run with --seeds 3 or more)")
+        return verdict("inconclusive", "one seed: no interval (run with --seeds 3 or more)" if interval.n == 1
+                       else "every seed gave the same value: no spread to build an interval from")
     if accuracy and (trials["dataset"] != "cifar10").any():
         return verdict("inconclusive", note)
+    edge = t if within is None else (t if interval.estimate > 0 else -t)
+    where = ("the interval spans the threshold" + _seeds_to_settle(values, edge, show) if not side else
+             "the whole interval is on " + ("the claimed" if side == "supported" else "the other") + " side")
+    if note:  # the claim is about the paper's budget: a shorter run can only say where it stands itself
+        return verdict("inconclusive", f"budget shorter than the paper's ({note}); at this budget {where}")
     if not side:
-        edge = t if within is None else (t if interval.estimate > 0 else -t)
-        return verdict("inconclusive", "the interval spans the threshold" + _seeds_to_settle(values, edge)
-                       + (f" ({note})" if note else ""))
-    if side == "contradicted" and note:
-        return verdict("inconclusive", f"contradicted at a budget shorter than the paper's ({note}); the "
-                                       f"claim is about the full budget")
+        return verdict("inconclusive", where)
     device = ""
     if not accuracy and "gpu" in trials:  # times hold for the hardware they were measured on
         device = f" (times measured on {', '.join(sorted(trials['gpu'].dropna().unique())) or 'an unrecorded device'})"
-    return verdict(side, "the whole interval is on " + ("the claimed" if side == "supported" else "the other")
-                   + " side" + (f" (at a reduced budget: {note})" if note else "") + device)
+    return verdict(side, where + device)
 
 
 def _time_ratio(rows: pd.DataFrame, column: str) -> float | None:
@@ -185,50 +201,52 @@ def _bn_gain(rows: pd.DataFrame) -> float | None:
     return float(np.mean(gains)) if gains else None
 
 
-def check_claims(table: str, trials: pd.DataFrame) -> list[Verdict]:
-    """Every claim of the paper that this table's finished trials (one row per trial) can speak to."""
+def check_claims(table: str, all_trials: pd.DataFrame) -> list[Verdict]:
+    """Every claim of the paper that this table's trials (one row per trial) can speak to, judged on the
+    trials that ran their whole budget."""
+    trials = all_trials[all_trials["status"] == "done"]
+
+    def judge(claim: str, effect: str, values: list[float], **kw) -> Verdict:
+        return _judge(table, claim, effect, values, trials, left_out=len(all_trials) - len(trials), **kw)
+
     out = []
-    layers, acts = set(trials["layer"]), set(trials["activation"])
-    rohrer = trials["arch"].str.startswith("rohrer").all()
-    resnet18 = (trials["arch"] == "resnet18").all()
-    if {"conv", "scs"} <= layers and "relu" in acts and "none" in acts:
-        values = _per_seed(trials, lambda r: _diff(_acc(r, layer="scs", activation="none"),
-                                                   _acc(r, layer="conv", activation="relu")))
-        out.append(_judge(table, "SCS without ReLU is as accurate as Conv2d with ReLU",
-                          "best SCS/None minus best Conv2d/ReLU", values, trials, above=-DELTA))
+    layers, acts = set(all_trials["layer"]), set(all_trials["activation"])
+    rohrer = all_trials["arch"].str.startswith("rohrer").all()
+    resnet18 = (all_trials["arch"] == "resnet18").all()
+    if {"conv", "scs"} <= layers and {"relu", "none"} <= acts:
+        out.append(judge("SCS without ReLU is as accurate as Conv2d with ReLU", "best SCS/None minus best "
+                         "Conv2d/ReLU", _per_seed(trials, lambda r: _diff(_acc(r, layer="scs", activation="none"),
+                                                                       _acc(r, layer="conv", activation="relu"))),
+                         above=-DELTA))
     if "conv" in layers and {"relu", "none"} <= acts:
-        values = _per_seed(trials, lambda r: _diff(_acc(r, layer="conv", activation="relu"),
-                                                   _acc(r, layer="conv", activation="none")))
-        out.append(_judge(table, "Conv2d needs ReLU", "best Conv2d/ReLU minus best Conv2d/None", values,
-                          trials, above=DELTA))
-    if {"max", "maxabs"} <= set(trials["pooling"]) and "relu" in acts and (rohrer or resnet18):
-        values = _per_seed(trials, _maxabs_dip)
-        effect = "ReLU+MaxPool2d minus ReLU+MaxAbsPool2d, mean over layers"
+        out.append(judge("Conv2d needs ReLU", "best Conv2d/ReLU minus best Conv2d/None",
+                         _per_seed(trials, lambda r: _diff(_acc(r, layer="conv", activation="relu"),
+                                                           _acc(r, layer="conv", activation="none"))),
+                         above=DELTA))
+    if {"max", "maxabs"} <= set(all_trials["pooling"]) and "relu" in acts and (rohrer or resnet18):
+        effect, values = "ReLU+MaxPool2d minus ReLU+MaxAbsPool2d, mean over layers", _per_seed(trials, _maxabs_dip)
         if rohrer:
-            out.append(_judge(table, "ReLU + MaxAbsPool2d trains worst in the Rohrer nets", effect, values,
-                              trials, above=DELTA))
+            out.append(judge("ReLU + MaxAbsPool2d trains worst in the Rohrer nets", effect, values, above=DELTA))
         else:
-            out.append(_judge(table, "ResNet18 shows no ReLU + MaxAbsPool2d dip", effect, values, trials,
-                              within=DELTA))
-    if (trials["p_mode"] == "fixed").all() and (trials["p_value"] == 1.0).all() and layers == {"scs"} \
+            out.append(judge("ResNet18 shows no ReLU + MaxAbsPool2d dip", effect, values, within=DELTA))
+    if (all_trials["p_mode"] == "fixed").all() and (all_trials["p_value"] == 1.0).all() and layers == {"scs"} \
             and {"relu", "none"} <= acts:
-        values = _per_seed(trials, lambda r: _diff(_acc(r, activation="relu"), _acc(r, activation="none")))
-        out.append(_judge(table, "cosine similarity (p = 1) needs ReLU", "best ReLU minus best None", values,
-                          trials, above=DELTA))
+        out.append(judge("cosine similarity (p = 1) needs ReLU", "best ReLU minus best None",
+                         _per_seed(trials, lambda r: _diff(_acc(r, activation="relu"), _acc(r, activation="none"))),
+                         above=DELTA))
     if "sdp" in layers and {"relu", "none"} <= acts:
-        values = _per_seed(trials, lambda r: _diff(_acc(r, layer="sdp", activation="none"),
-                                                   _acc(r, layer="sdp", activation="relu")))
-        out.append(_judge(table, "SharpenedSDP needs no activation", "best SDP/None minus best SDP/ReLU",
-                          values, trials, above=-DELTA))
-    if {"batchnorm", "none"} <= set(trials["normalization"]) and (trials["image_dim"] == 224).all():
-        out.append(_judge(table, "BatchNorm2d adds 3-4 points at 224x224",
-                          "BatchNorm2d minus none, mean over variants", _per_seed(trials, _bn_gain), trials,
-                          above=0.0))
+        out.append(judge("SharpenedSDP needs no activation", "best SDP/None minus best SDP/ReLU",
+                         _per_seed(trials, lambda r: _diff(_acc(r, layer="sdp", activation="none"),
+                                                           _acc(r, layer="sdp", activation="relu"))),
+                         above=-DELTA))
+    if {"batchnorm", "none"} <= set(all_trials["normalization"]) and (all_trials["image_dim"] == 224).all():
+        out.append(judge("BatchNorm2d adds 3-4 points at 224x224", "BatchNorm2d minus none, mean over variants",
+                         _per_seed(trials, _bn_gain), above=0.0))
     if {"conv", "scs"} <= layers:
-        out.append(_judge(table, "SCS trains slower than Conv2d", "train time SCS / Conv2d",
-                          _per_seed(trials, lambda r: _time_ratio(r, "train_time_s")), trials, above=0.0,
-                          accuracy=False, log_ratio=True))
-        out.append(_judge(table, "SCS evaluates faster than Conv2d", "eval time SCS / Conv2d",
-                          _per_seed(trials, lambda r: _time_ratio(r, "eval_time_s")), trials, below=0.0,
-                          accuracy=False, log_ratio=True))
+        out.append(judge("SCS trains slower than Conv2d", "train time SCS / Conv2d",
+                         _per_seed(trials, lambda r: _time_ratio(r, "train_time_s")), above=0.0, accuracy=False,
+                         log_ratio=True))
+        out.append(judge("SCS evaluates faster than Conv2d", "eval time SCS / Conv2d",
+                         _per_seed(trials, lambda r: _time_ratio(r, "eval_time_s")), below=0.0, accuracy=False,
+                         log_ratio=True))
     return out

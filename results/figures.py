@@ -30,7 +30,7 @@ import pyarrow.dataset as ds  # noqa: E402
 
 from .claims import PAPER_EPOCHS  # noqa: E402
 from .stats import mean_interval  # noqa: E402
-from .tables import ARCH_LABELS, LABELS, paper_values, _labels  # noqa: E402
+from .tables import ARCH_LABELS, LABELS, _labels, compare_paper, table_rows, with_settings  # noqa: E402
 
 __all__ = ["Figure", "figures_for_group", "load_figure_data", "write_figures", "variant_label", "KINDS"]
 
@@ -82,34 +82,40 @@ def _colours(labels: list[str]) -> dict[str, tuple]:
 # ---------------------------------------------------------------------------------------------
 # Per-table figures
 # ---------------------------------------------------------------------------------------------
+def _row_label(row) -> str:
+    """A table row's variant as the figures spell it: "SCS / None / MaxAbsPool2d [/ BN] [/ setting]"."""
+    parts = [row["Layer"], row["Activation"], row["Pooling"]]
+    if row["Normalization"] == "BatchNorm2d":
+        parts.append("BN")
+    if row.get("Setting"):
+        parts.append(row["Setting"])
+    return " / ".join(parts)
+
+
 def accuracy_vs_paper(group: str, trials: pd.DataFrame) -> list[Figure]:
-    done = trials[trials["status"] == "done"].dropna(subset=["val_acc"])
-    if done.empty:
+    """The table's rows (trials that ran their budget) as bars with their intervals, the paper's beside."""
+    frame = compare_paper(group, table_rows(trials), trials)
+    frame = frame[frame["n"] > 0]
+    if frame.empty:
         return []
-    paper = paper_values(group)
-    rows = []
-    for labels, part in done.groupby(done.apply(_labels, axis=1), sort=True):
-        interval = mean_interval(part["val_acc"].tolist())
-        match = paper[(paper[["Architecture", "Layer", "Activation", "Pooling", "Dropout", "Normalization",
-                              "Image Dim."]].apply(tuple, axis=1) == labels)] if len(paper) else paper
-        rows.append((variant_label(part.iloc[0]), interval, match["Paper Val. Acc."].iloc[0] if len(match) else None))
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4))
-    y = np.arange(len(rows))
-    means = [r[1].estimate for r in rows]
-    err = [[r[1].estimate - r[1].low if r[1].has_interval else 0 for r in rows],
-           [r[1].high - r[1].estimate if r[1].has_interval else 0 for r in rows]]
-    ax.barh(y, means, xerr=err, color="#4c72b0", alpha=0.8, capsize=3, label="ours: mean, 95 % CI over seeds")
-    papers = [(i, r[2]) for i, r in enumerate(rows) if r[2] is not None]
-    if papers:
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(frame) + 1.4))
+    y = np.arange(len(frame))
+    means = frame["Val. Acc."].to_numpy(float)
+    low = np.nan_to_num(means - frame["CI low"].to_numpy(float))
+    high = np.nan_to_num(frame["CI high"].to_numpy(float) - means)
+    ax.barh(y, means, xerr=[low, high], color="#4c72b0", alpha=0.8, capsize=3,
+            label="ours: mean, 95 % CI over seeds")
+    paper = frame["Paper Val. Acc."].to_numpy(float)
+    if np.isfinite(paper).any():
         epochs = PAPER_EPOCHS.get(group)
-        ax.scatter([p for _, p in papers], [i for i, _ in papers], marker="D", color="#dd8452", zorder=3,
+        ax.scatter(paper, y, marker="D", color="#dd8452", zorder=3,
                    label=f"the paper ({epochs} epochs, 50,000 images)" if epochs else "the paper")
-    ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    ax.set_yticks(y, [_row_label(r) for _, r in frame.iterrows()], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("best test accuracy (fraction correct)")
     ax.set_xlim(0, 1)
-    n = done.groupby("seed").ngroups
-    ax.set_title(f"{group}: accuracy per variant ({n} seed{'s' if n > 1 else ''})", fontsize=10)
+    n = int(frame["n"].max())
+    ax.set_title(f"{group}: accuracy per variant (up to {n} seed{'s' if n > 1 else ''})", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     _legend_outside(ax)
     return [Figure("accuracy", group, f"{_safe(group)}_accuracy", f"{group}: accuracy per variant", fig)]
@@ -145,12 +151,13 @@ def learning_curves(group: str, trials: pd.DataFrame, epochs: pd.DataFrame) -> l
 
 
 def time_bars(group: str, trials: pd.DataFrame) -> list[Figure]:
-    done = trials.dropna(subset=["train_time_s"])
-    if done.empty:
+    """Seconds per epoch do not depend on how long a trial ran, so pruned trials count here too."""
+    timed = with_settings(trials.dropna(subset=["train_time_s"]))
+    if timed.empty:
         return []
-    per_variant = [(variant_label(part.iloc[0]), mean_interval(part["train_time_s"].tolist()),
-                    mean_interval(part["eval_time_s"].tolist()))
-                   for _, part in done.groupby(done.apply(_labels, axis=1), sort=True)]
+    per_variant = [(variant_label(part.iloc[0]) + (f" / {part['setting'].iloc[0]}" if part["setting"].iloc[0] else ""),
+                    mean_interval(part["train_time_s"].tolist()), mean_interval(part["eval_time_s"].tolist()))
+                   for _, part in timed.groupby(timed.apply(_labels, axis=1), sort=True)]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(per_variant) + 1.4))
     y = np.arange(len(per_variant))
     for offset, index, name, colour in ((-0.2, 1, "train", "#4c72b0"), (0.2, 2, "eval", "#55a868")):

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .claims import check_claims
 from .figures import figures_for_group, load_figure_data
-from .tables import FINAL, build_tables, compare_paper, effect_rows, render
+from .tables import FINAL, build_tables, compare_paper, effect_rows, read_trials, render
 
 __all__ = ["write_report", "REPORT_FILE"]
 
@@ -80,8 +80,8 @@ def _provenance(store, experiment: str, trials: pd.DataFrame) -> str:
     return f"<h3>Provenance</h3><table>{body}</table>{sweep_html}"
 
 
-def _claims_html(group: str, finished: pd.DataFrame) -> str:
-    verdicts = check_claims(group, finished)
+def _claims_html(group: str, trials: pd.DataFrame) -> str:
+    verdicts = check_claims(group, trials)
     if not verdicts:
         return ""
     items = "".join(
@@ -112,20 +112,16 @@ def _figure_html(figure) -> str:
 
 def write_report(store, out: str | Path, experiment: str = "") -> Path:
     """Write OUT/report.html for the store (or one experiment); returns its path."""
-    from .store import StoreError
-
+    read_trials(store, experiment, ["trial_id"])  # one clear line when there is nothing to report
     data = load_figure_data(store, experiment)
     trials = data["trials"]
-    if trials.empty:
-        raise StoreError(f"no trials in {store.uri}" + (f" for experiment {experiment!r}" if experiment else "")
-                         + "; run a sweep or `scs-sweep gather` first")
     sections, contents = [], []
     for name, exp_trials in trials.groupby("experiment", sort=True):
         exp_data = {k: (v[v["experiment"] == name] if "experiment" in v else v) for k, v in data.items()}
         anchor = _anchor("exp", name)
         contents.append(f"<li><a href='#{anchor}'>{_e(name)}</a></li>")
         parts = [f"<h2 id='{anchor}'>Experiment {_e(name)}</h2>", _provenance(store, name, exp_trials)]
-        for group, (frame, part) in build_tables(exp_trials).items():
+        for (_, group), (frame, part) in build_tables(exp_trials).items():
             finished = part[part["status"].isin(FINAL)]
             parts.append(f"<h3 id='{_anchor(name, group)}'>{_e(group)}</h3>")
             compared = compare_paper(group, frame, part)
@@ -133,7 +129,7 @@ def write_report(store, out: str | Path, experiment: str = "") -> Path:
                 parts.append(f"<p class='meta'>Not the paper's budget ({_e(compared.attrs['budget_note'])}): "
                              f"its values are shown for orientation, not compared.</p>")
             parts.append(_html_table(render(compared, "csv", group)))
-            parts.append(_claims_html(group, finished))
+            parts.append(_claims_html(group, part))
             parts.append(_effects_html(finished))
             parts += [_figure_html(f) for f in figures_for_group(group, exp_data)]
         sections.append("\n".join(p for p in parts if p))

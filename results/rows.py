@@ -12,18 +12,26 @@ import statistics
 
 from .schema import columns
 
-__all__ = ["rows_for_trial", "evaluation_rows"]
+__all__ = ["rows_for_trial", "evaluation_rows", "epoch_timeline"]
 
 # Provenance the trainable reports with every epoch; the trial's row keeps the last epoch's values.
 _PROVENANCE = ("params", "gpu", "host", "code_version", "torch_version", "ray_version", "config_hash",
                "compile_s")
 
 
-def _latest_per_epoch(results: list[dict]) -> list[dict]:
+def epoch_timeline(results: list[dict]) -> list[dict]:
+    """One report per epoch, in order, as the trial's final history has it.
+
+    A trial restored from a checkpoint at epoch k reports k+1, k+2, ... again: the reports after k from
+    before the restore belong to a run that was abandoned, so they are dropped even if the restored
+    run ends (fails) before reaching them again."""
     by_epoch = {}
     for r in results:
         if "epoch" in r:
-            by_epoch[int(r["epoch"])] = r
+            epoch = int(r["epoch"])
+            for later in [e for e in by_epoch if e >= epoch]:
+                del by_epoch[later]
+            by_epoch[epoch] = r
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
@@ -32,7 +40,7 @@ def rows_for_trial(experiment: str, trial_id: str, group: str, budget: str, conf
                    ended_at: str = "") -> dict[str, list[dict]]:
     """The trials, epochs and layers rows of one trial, and its robustness and saliency rows when its
     final report carries the end-of-trial evaluation."""
-    epochs = _latest_per_epoch(results)
+    epochs = epoch_timeline(results)
     epoch_cols = columns("epochs")
     epoch_rows = [{c: (trial_id if c == "trial_id" else r.get(c)) for c in epoch_cols} for r in epochs]
     layer_cols = [c for c in columns("layers") if c not in ("trial_id", "epoch")]

@@ -54,30 +54,31 @@ def mean_interval(values) -> Interval:
     x = np.asarray([v for v in values if v is not None and not pd.isna(v)], dtype=float)
     if len(x) == 0:
         return Interval(math.nan, math.nan, math.nan, 0)
-    if len(x) == 1 or np.ptp(x) == 0:
-        low = high = (x[0] if len(x) > 1 else math.nan)  # identical values: a zero-width interval
-        return Interval(float(x.mean()), low, high, len(x))
+    if len(x) == 1 or np.ptp(x) == 0:  # one value, or no spread to build an interval from
+        return Interval(float(x.mean()), math.nan, math.nan, len(x))
     ci = stats.ttest_1samp(x, 0.0).confidence_interval(LEVEL)
     return Interval(float(x.mean()), float(ci.low), float(ci.high), len(x))
 
 
-def _contrasts(cells: list[tuple], factors: list[str]) -> list[tuple[str, dict]]:
-    """(name, {cell: weight}) for every main effect and two-factor interaction the cells support."""
+def _contrasts(cells: list[tuple], keys: list[str], factors: list[str]) -> list[tuple[str, dict]]:
+    """(name, {cell: weight}) for every main effect and two-factor interaction of `factors` the cells
+    support. Cells are tuples over `keys` (the factors, then any other setting that varies); a contrast
+    only compares cells that agree on every key but the factors it is about."""
     present = set(cells)
 
     def cell(values: dict):
-        key = tuple(values[f] for f in factors)
+        key = tuple(values[k] for k in keys)
         return key if key in present else None
 
     out = []
-    levels = {f: sorted({c[i] for c in cells}, key=lambda v: (v != REFERENCE_LEVEL[f], v))
-              for i, f in enumerate(factors)}
-    for i, f in enumerate(factors):
+    levels = {f: sorted({c[keys.index(f)] for c in cells}, key=lambda v: (v != REFERENCE_LEVEL[f], v))
+              for f in factors}
+    for f in factors:
         ref = levels[f][0]
         for level in levels[f][1:]:
             weights, pairs = {}, 0
             for c in cells:
-                base = dict(zip(factors, c))
+                base = dict(zip(keys, c))
                 if base[f] != ref:
                     continue
                 other = cell({**base, f: level})
@@ -92,7 +93,7 @@ def _contrasts(cells: list[tuple], factors: list[str]) -> list[tuple[str, dict]]
         for lf, lg in itertools.product(levels[f][1:], levels[g][1:]):
             weights, quads = {}, 0
             for c in cells:
-                base = dict(zip(factors, c))
+                base = dict(zip(keys, c))
                 if base[f] != levels[f][0] or base[g] != levels[g][0]:
                     continue
                 corners = [cell({**base, f: a, g: b}) for a, b in
@@ -107,23 +108,25 @@ def _contrasts(cells: list[tuple], factors: list[str]) -> list[tuple[str, dict]]
     return out
 
 
-def effects(trials: pd.DataFrame, value: str = "val_acc") -> list[tuple[str, Interval]]:
+def effects(trials: pd.DataFrame, value: str = "val_acc", extra: tuple = ()) -> list[tuple[str, Interval]]:
     """Main effects and two-factor interactions of the factors that vary in `trials` (one table of one
-    architecture, one row per trial), each with its 95 % interval."""
+    architecture, one row per trial), each with its 95 % interval. `extra`: columns of further settings
+    (e.g. a learning-rate axis) that tell variants apart without being factors of their own."""
     import statsmodels.formula.api as smf
 
     data = trials.dropna(subset=[value]).copy()
     factors = [f for f in FACTORS if data[f].nunique() > 1]
     if not factors or len(data) < 2:
         return []
-    data["cell"] = [" | ".join(str(r[f]) for f in factors) for _, r in data.iterrows()]
+    keys = factors + [e for e in extra if e in data and data[e].nunique() > 1]
+    data["cell"] = [" | ".join(str(r[k]) for k in keys) for _, r in data.iterrows()]
     data["y"] = data[value].astype(float)
     blocked = data["seed"].nunique() > 1
     fit = smf.ols("y ~ C(cell)" + (" + C(seed)" if blocked else ""), data=data).fit()
     names = list(fit.params.index)
-    cells = sorted({tuple(str(r[f]) for f in factors) for _, r in data.iterrows()})
+    cells = sorted({tuple(str(r[k]) for k in keys) for _, r in data.iterrows()})
     out = []
-    for name, weights in _contrasts(cells, factors):
+    for name, weights in _contrasts(cells, keys, factors):
         vector = np.zeros(len(names))
         for c, w in weights.items():
             key = f"C(cell)[T.{' | '.join(c)}]"

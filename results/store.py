@@ -32,7 +32,7 @@ from trainables.errors import ScsSweepError
 
 from .schema import SCHEMA_VERSION, TABLES, table_schema
 
-__all__ = ["ParquetStore", "StoreError", "get_store"]
+__all__ = ["ParquetStore", "StoreError", "get_store", "check_name"]
 
 
 class StoreError(ScsSweepError):
@@ -42,7 +42,7 @@ class StoreError(ScsSweepError):
 _SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-def _check_name(kind: str, value: str) -> str:
+def check_name(kind: str, value: str) -> str:
     if not _SAFE.match(value) or value.startswith((".", "_")):
         raise StoreError(f"{kind} {value!r} may only contain letters, digits, '.', '_' and '-'")
     return value
@@ -96,8 +96,8 @@ class ParquetStore:
     # -- writing -------------------------------------------------------------------------------
     def write_trial(self, experiment: str, trial_id: str, tables: dict[str, list[dict]]) -> None:
         """Replace all rows of one trial in the given tables (atomic per table file)."""
-        _check_name("experiment", experiment)
-        _check_name("trial_id", trial_id)
+        check_name("experiment", experiment)
+        check_name("trial_id", trial_id)
         self.ensure()
         for table, rows in tables.items():
             if table not in TABLES:
@@ -113,7 +113,7 @@ class ParquetStore:
 
     def write_sweep(self, experiment: str, text: str) -> None:
         """Keep the sweep file a sweep ran (STORE/_sweeps/<experiment>.toml), for provenance."""
-        _check_name("experiment", experiment)
+        check_name("experiment", experiment)
         self.ensure()
         self.fs.create_dir(self._path("_sweeps"), recursive=True)
         self._write_bytes(self._path("_sweeps", f"{experiment}.toml"), text.encode())

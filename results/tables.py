@@ -9,6 +9,7 @@ table its claims (claims.py) and factor effects (stats.py).
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -34,15 +35,33 @@ PAPER_CSV = Path(__file__).parent / "reference" / "paper_tables.csv"
 # The trials columns tables, claims and effects read (the store is scanned for these only).
 TRIAL_COLUMNS = ["experiment", "trial_id", "group", "arch", "layer", "activation", "pooling", "normalization",
                  "image_dim", "p_mode", "p_value", "seed", "epochs", "epochs_done", "dataset", "n_train",
-                 "n_test", "budget", "status", "val_acc", "train_time_s", "eval_time_s"]
+                 "n_test", "budget", "status", "val_acc", "train_time_s", "eval_time_s", "gpu", "config_json"]
 FINAL = ("done",)
+# Config keys that never tell variants apart: the label columns, and what seeds and data placement change.
+_NOT_SETTINGS = {"arch", "layer", "activation", "pooling", "normalization", "image_dim", "dropout", "seed",
+                 "data_dir"}
 
 
 def _labels(row) -> tuple:
     return (ARCH_LABELS.get(row["arch"], row["arch"]), LABELS["layer"][row["layer"]],
             LABELS["activation"][row["activation"]], LABELS["pooling"][row["pooling"]], "None",
             LABELS["normalization"].get(row["normalization"], row["normalization"]),
-            f"{row['image_dim']}x{row['image_dim']}")
+            f"{row['image_dim']}x{row['image_dim']}", row.get("setting", ""))
+
+
+def with_settings(trials: pd.DataFrame) -> pd.DataFrame:
+    """trials + a `setting` column: the config keys beyond the paper's label columns that differ between
+    the trials (a learning-rate axis, the searched p, ...), as "max_lr=0.01, p_value=0.5". Trials that
+    differ only by seed share a setting, so a row's interval is over seeds, never over another axis."""
+    trials = trials.copy()
+    if "config_json" not in trials or trials.empty:
+        trials["setting"] = ""
+        return trials
+    configs = pd.DataFrame([json.loads(c) if isinstance(c, str) else {} for c in trials["config_json"]],
+                           index=trials.index)
+    varying = [k for k in configs.columns if k not in _NOT_SETTINGS and configs[k].astype(str).nunique() > 1]
+    trials["setting"] = [", ".join(f"{k}={configs.at[i, k]}" for k in varying) for i in trials.index]
+    return trials
 
 
 def _what_happened(part: pd.DataFrame) -> str:
@@ -58,13 +77,14 @@ def _what_happened(part: pd.DataFrame) -> str:
 def table_rows(trials: pd.DataFrame, include_partial: bool = False) -> pd.DataFrame:
     """One row per variant of one table: labels, the interval of Val. Acc. over seeds, times, n, epochs."""
     rows = []
+    trials = with_settings(trials)
     for labels, part in trials.groupby(trials.apply(_labels, axis=1), sort=True):
         finished = part[part["status"].isin(FINAL)]
         used = part if include_partial else finished
         unfinished = part[~part["status"].isin(FINAL)]
         acc = mean_interval(used["val_acc"].tolist())
         ran = used["epochs_done"].astype(int) if len(used) else pd.Series(dtype=int)
-        rows.append(dict(zip(LABEL_COLUMNS, labels), **{
+        rows.append(dict(zip(LABEL_COLUMNS + ["Setting"], labels), **{
             "Val. Acc.": acc.estimate, "Val. Acc. std": used["val_acc"].std(ddof=1) if len(used) > 1 else math.nan,
             "CI low": acc.low, "CI high": acc.high, "n": len(used),
             "Epochs": "-" if ran.empty else (f"{ran.min()}" if ran.min() == ran.max() else f"{ran.min()}-{ran.max()}")
@@ -76,9 +96,22 @@ def table_rows(trials: pd.DataFrame, include_partial: bool = False) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def build_tables(trials: pd.DataFrame, include_partial: bool = False) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """{table: (its variant rows, its trials)} for every group in the store's trials."""
-    return {group: (table_rows(part, include_partial), part) for group, part in trials.groupby("group", sort=True)}
+def build_tables(trials: pd.DataFrame, include_partial: bool = False) -> dict[tuple, tuple[pd.DataFrame, pd.DataFrame]]:
+    """{(experiment, table): (its variant rows, its trials)}: one table per sweep and group, so a smoke
+    run and a real run of the same table never share a row."""
+    return {key: (table_rows(part, include_partial), part)
+            for key, part in trials.groupby(["experiment", "group"], sort=True)}
+
+
+def read_trials(store, experiment: str = "", columns: list[str] | None = None) -> pd.DataFrame:
+    """The store's trials rows (of one experiment), or one StoreError line when there are none."""
+    from .store import StoreError
+
+    trials = store.read_table("trials", experiment or None, columns=columns).to_pandas()
+    if trials.empty:
+        raise StoreError(f"no trials in {store.uri}" + (f" for experiment {experiment!r}" if experiment else "")
+                         + "; run a sweep or `scs-sweep gather` first")
+    return trials
 
 
 def paper_values(table: str) -> pd.DataFrame:
@@ -124,6 +157,8 @@ def _cell(value, digits: int) -> str:
 def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
     """Markdown, CSV or LaTeX text of one table, in the paper's column order."""
     shown = frame[LABEL_COLUMNS].copy()
+    if "Setting" in frame and frame["Setting"].astype(bool).any():  # an axis beyond the paper's columns
+        shown["Setting"] = frame["Setting"]
     shown["Val. Acc."] = [("-" if n == 0 else _cell(v, 4) + (f" ± {s:.4f}" if n > 1 and not pd.isna(s) else ""))
                           for v, s, n in zip(frame["Val. Acc."], frame["Val. Acc. std"], frame["n"])]
     shown["95% CI"] = ["-" if pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]"
@@ -164,31 +199,25 @@ def _budget_line(frame: pd.DataFrame) -> list[str]:
 def effect_rows(trials: pd.DataFrame) -> list[tuple[str, str, object]]:
     """(architecture, effect name, Interval) of every finished trial's factor effects, per architecture."""
     out = []
-    for arch, part in trials.groupby("arch", sort=True):
-        for name, interval in effects(part):
+    for arch, part in with_settings(trials).groupby("arch", sort=True):
+        for name, interval in effects(part, extra=("setting",)):
             out.append((ARCH_LABELS.get(arch, arch), name, interval))
     return out
 
 
 def render_all(store, experiment: str, fmt: str, compare: bool, include_partial: bool) -> str:
-    """Every table of the store (or of one experiment), with claims and effects when comparing."""
-    from .store import StoreError
-
-    trials = store.read_table("trials", experiment or None, columns=TRIAL_COLUMNS).to_pandas()
-    if trials.empty:
-        raise StoreError(f"no trials in {store.uri}" + (f" for experiment {experiment!r}" if experiment else "")
-                         + "; run a sweep or `scs-sweep gather` first")
+    """Every table of the store (or of one experiment), with claims and effects when comparing (md)."""
+    trials = read_trials(store, experiment, TRIAL_COLUMNS)
     out = []
-    for name, (frame, part) in build_tables(trials, include_partial).items():
+    for (sweep, name), (frame, part) in build_tables(trials, include_partial).items():
         if compare:
             frame = compare_paper(name, frame, part)
-        out.append(render(frame, fmt, name))
+        out.append(render(frame, fmt, f"{name} ({sweep})"))
         if compare and fmt == "md":
-            finished = part[part["status"].isin(FINAL)]
-            verdicts = check_claims(name, finished)
+            verdicts = check_claims(name, part)
             if verdicts:
                 out.append("Claims (95 % intervals over seeds):\n" + "\n".join(f"- {v.line()}" for v in verdicts))
-            rows = effect_rows(finished)
+            rows = effect_rows(part[part["status"].isin(FINAL)])
             if rows:
                 out.append("Factor effects on Val. Acc. (95 % intervals):\n"
                            + "\n".join(f"- {arch}: {name} {i.text()}" for arch, name, i in rows))

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from trainables.config import ConfigError, TrialConfig
 from trainables.errors import ScsSweepError
 
-__all__ = ["Experiment", "Search", "Asha", "SpecError", "GROUP_KEY", "RUN_OPTION_KEYS", "config_keys"]
+__all__ = ["Experiment", "Search", "Asha", "SpecError", "GROUP_KEY", "RUN_OPTION_KEYS", "config_keys",
+           "stage_ref"]
 
 GROUP_KEY = "group"
 # Settings that belong to the run, not to the experiment: set by `run` options (--epochs, --data, ...).
@@ -26,6 +27,12 @@ RUN_OPTION_KEYS = ("epochs", "dataset", "data_dir", "n_train", "n_test")
 
 class SpecError(ScsSweepError):
     """A preset name or sweep file that cannot run; the message names the key or value."""
+
+
+def stage_ref(trial: dict) -> str:
+    """The group named by an init_from of "@GROUP" (the trained run this trial starts from), else ''."""
+    value = trial.get("init_from", "")
+    return value[1:] if isinstance(value, str) and value.startswith("@") else ""
 
 
 def config_keys() -> dict[str, type]:
@@ -111,7 +118,7 @@ class Experiment:
         if not isinstance(trial.get(GROUP_KEY), str) or not trial[GROUP_KEY]:
             raise SpecError(f"{where}: 'group' must be a non-empty string, got {trial.get(GROUP_KEY)!r}")
         values = {k: v for k, v in trial.items() if k != GROUP_KEY}
-        if str(values.get("init_from", "")).startswith("@"):
+        if stage_ref(values):
             values["init_from"] = ""  # a stage reference, resolved to a checkpoint when the stage starts
         if self.search is not None:
             values[self.search.key] = self.search.low
@@ -122,7 +129,11 @@ class Experiment:
 
     def _check_search(self, where: str, keys: dict) -> None:
         s = self.search
-        if keys.get(s.key) not in (int, float):
+        if len(self.trials()) > 1:
+            raise SpecError(f"{where}: a [search] samples the settings of one trial, but the grid makes "
+                            f"{len(self.trials())}; put the settings in [fixed], or make each grid point "
+                            f"an experiment of its own")
+        if not isinstance(s.key, str) or keys.get(s.key) not in (int, float):
             numeric = sorted(k for k, t in keys.items() if t in (int, float))
             raise SpecError(f"{where}: search key '{s.key}' is not a numeric config key; choose one of: "
                             f"{', '.join(numeric)}")
@@ -130,6 +141,8 @@ class Experiment:
             value = getattr(s, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise SpecError(f"{where}: search {name} must be a number, got {value!r}")
+        if not isinstance(s.log, bool):
+            raise SpecError(f"{where}: search log must be true or false, got {s.log!r}")
         if not s.low < s.high:
             raise SpecError(f"{where}: search range needs low < high, got low {s.low} and high {s.high}")
         if s.log and s.low <= 0:

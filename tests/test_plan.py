@@ -27,6 +27,7 @@ batch_size = 64
 layer = ["conv", "scs"]
 max_lr = [0.003, 0.01]
 """
+GRID = "[[grid]]\nlayer = [\"conv\", \"scs\"]\nmax_lr = [0.003, 0.01]"
 
 
 def cli(args, cwd=None):
@@ -53,10 +54,13 @@ def test_a_two_axis_sweep_file_expands_to_its_product(tmp_path):
     (("layer = [\"conv\", \"scs\"]", "layer = [\"conv\", \"transformer\"]"), "config key 'layer' is 'transformer'"),
     (("epochs = 2", "epochs = -3"), "epochs must be a whole number >= 1, got -3"),
     (("[fixed]", "[fixed]\nepochs = 3"), "'epochs' in [fixed] is a run setting"),
-    (("[[grid]]", "[search]\nkey = \"p_value\"\nlow = 5.0\nhigh = 0.5\n\n[[grid]]"), "search range needs low < high"),
-    (("[[grid]]", "[search]\nkey = \"p_value\"\nlow = 0.0\nhigh = 2.0\nlog = true\n\n[[grid]]"), "a log search needs low > 0"),
-    (("[[grid]]", "[search]\nkey = \"widht\"\nlow = 1.0\nhigh = 2.0\n\n[[grid]]"), "search key 'widht' is not a numeric config key"),
+    ((GRID, "[search]\nkey = \"p_value\"\nlow = 5.0\nhigh = 0.5"), "search range needs low < high"),
+    ((GRID, "[search]\nkey = \"p_value\"\nlow = 0.0\nhigh = 2.0\nlog = true"), "a log search needs low > 0"),
+    ((GRID, "[search]\nkey = \"widht\"\nlow = 1.0\nhigh = 2.0"), "search key 'widht' is not a numeric config key"),
     (("name = ", "nme = "), "unknown key 'nme' in the experiment"),
+    (("[[grid]]", "[search]\nkey = \"p_value\"\nlow = 0.5\nhigh = 2.0\n\n[[grid]]"),
+     "a [search] samples the settings of one trial, but the grid makes 4"),
+    ((GRID, "[search]\nkey = [\"p_value\"]\nlow = 0.5\nhigh = 2.0"), "is not a numeric config key"),
     (("[fixed]", "[fixed"), "not valid TOML"),
 ])
 def test_a_bad_sweep_file_is_one_line_naming_the_problem_and_nothing_starts(edit, message, tmp_path):
@@ -154,3 +158,24 @@ def test_the_readme_sweep_file_example_is_a_valid_sweep(tmp_path):
     assert name == "lr-sweep" and len(experiment.trials()) == 18
     plan = plan_sweep(name, "lr-sweep.toml", [experiment], RunOptions(dataset="synthetic"))
     assert plan.parts[0].asha == {"grace_period": 5, "reduction_factor": 4}
+
+
+def test_a_search_log_must_be_a_boolean(tmp_path):
+    (tmp_path / "s.toml").write_text('name = "s"\nepochs = 2\n[fixed]\nlayer = "scs"\np_mode = "fixed"\n'
+                                     '[search]\nkey = "p_value"\nlow = 0.5\nhigh = 2.0\nlog = "no"\n')
+    with pytest.raises(SpecError, match="search log must be true or false, got 'no'"):
+        load_sweep_file(tmp_path / "s.toml")
+
+
+def test_a_bad_sweep_name_and_an_unreadable_plan_are_one_line(tmp_path):
+    out = cli(["run", "table1", "--smoke-test", "--name", "a b", "--storage", str(tmp_path / "runs")])
+    assert out.returncode == 2 and "sweep name 'a b' may only contain" in out.stderr
+    assert "IMPORTED False False" in out.stdout
+    old = tmp_path / "runs" / "old"
+    old.mkdir(parents=True)
+    (old / "sweep.json").write_text('{"name": "old", "preset": "table1", "runs": []}')  # an older plan
+    out = cli(["status", "old", "--storage", str(tmp_path / "runs")])
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1 and "another version of scs-sweep" in lines[0]
+    listing = cli(["status", "--storage", str(tmp_path / "runs")])
+    assert listing.returncode == 0 and "old: cannot read the plan" in listing.stdout

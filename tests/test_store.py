@@ -158,8 +158,9 @@ def test_query_scans_in_place_by_table_name_with_clear_errors(tmp_path):
         store.read_table("nosuch")
 
 
-def frames(store, **kw):
-    return build_tables(store.read_table("trials").to_pandas(), **kw)
+def frames(store, experiment="exp", **kw):
+    return {group: value for (sweep, group), value in build_tables(store.read_table("trials").to_pandas(), **kw).items()
+            if sweep == experiment}
 
 
 def test_tables_from_planted_rows_in_all_three_formats_show_epochs_and_intervals(tmp_path):
@@ -216,8 +217,8 @@ def test_compare_paper_places_the_papers_value_against_our_interval_only_at_its_
     compared = compare_paper("table1", frame, trials)
     assert (compared["Paper vs ours"] == "not comparable: budget").all()
     assert render(compared, "md", "table1").splitlines()[2] == (
-        "Not the paper's budget (8 of 800 epochs, 50,000 of 50,000 training images): its values are shown for "
-        "orientation, not compared.")
+        "Not the paper's budget (8 of 800 epochs, 50,000 of 50,000 training and 10,000 of 10,000 test images): "
+        "its values are shown for orientation, not compared.")
 
 
 def test_a_store_given_as_a_uri_and_shared_by_two_sweeps(tmp_path):
@@ -261,3 +262,29 @@ def test_trial_ids_come_from_results_or_from_tunes_directory_names(tmp_path):
     assert trial_id_of(tmp_path / name, []) == "023ea_00004"
     assert trial_id_of(tmp_path / name, [{"trial_id": "abcde_00001"}]) == "abcde_00001"
     assert trial_id_of(tmp_path / "something_else_2026-11-22", []) == ""
+
+
+def test_a_trials_history_after_a_restore_drops_the_abandoned_epochs():
+    from results.rows import epoch_timeline
+
+    run = planted_results(4, 0.5)
+    restored = [dict(r, test_acc=0.9) for r in planted_results(4, 0.5)[2:3]]  # back to the epoch-2 checkpoint
+    timeline = epoch_timeline(run + restored)  # ... then it failed in epoch 4 again
+    assert [r["epoch"] for r in timeline] == [1, 2, 3] and timeline[-1]["test_acc"] == 0.9
+    row = rows_for_trial("e", "t", "g", "full", config(epochs=4), run + restored, "failed")["trials"][0]
+    assert row["epochs_done"] == 3 and row["final_acc"] == 0.9
+
+
+def test_an_axis_beyond_the_papers_columns_gets_rows_of_its_own(tmp_path):
+    store = ParquetStore(str(tmp_path / "store"))
+    for lr in (0.003, 0.01):
+        for seed in (0, 1):
+            cfg = config(layer="scs", activation="none", pooling="max", seed=seed, max_lr=lr)
+            cfg_json = dict(cfg)
+            tid = f"lr{lr}_{seed}"
+            store.write_trial("exp", tid, rows_for_trial("exp", tid, "lr", "full", cfg_json,
+                                                         planted_results(2, 0.5 + 10 * lr + 0.01 * seed), "done"))
+    frame, _ = frames(store)["lr"]
+    assert list(frame["Setting"]) == ["max_lr=0.003", "max_lr=0.01"] and list(frame["n"]) == [2, 2]
+    assert frame["Val. Acc."].tolist() == pytest.approx([0.535, 0.605])
+    assert "| Setting |" in render(frame, "md", "lr").splitlines()[2]

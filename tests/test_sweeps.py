@@ -73,6 +73,10 @@ def test_table1_smoke_run_reports_every_trial_and_gather_reproduces_its_rows(loc
     # resume refuses to split one sweep's rows across two stores
     assert main(["resume", "table1", "--storage", str(runs), "--store", str(tmp_path / "other")]) == 2
     assert "writes its rows to" in capsys.readouterr().err
+    # resuming the finished sweep refills ASHA's rungs from the trials' records and changes no row
+    assert main(["resume", "table1", "--storage", str(runs), "--store", str(store)]) == 0
+    assert "ASHA: rungs refilled from the recorded results of 8 trial(s)" in capsys.readouterr().out
+    assert rows_by_key(store) == live
 
 
 TWO_AXES = GOOD  # the two-axis sweep file of test_plan.py: layer x max_lr, 4 trials of rohrer25k
@@ -263,26 +267,24 @@ def test_the_store_callback_writes_rows_from_the_trials_folder_even_without_a_re
     assert sorted(r["epoch"] for r in store.read_table("epochs").to_pylist()) == [1, 2, 3, 4]
 
 
-def test_a_data_error_in_a_worker_is_not_retried(tmp_path, monkeypatch):
-    """The trainable leaves a marker, so Tune's retries end at once instead of repeating the failure."""
+def test_a_data_error_in_a_worker_ends_the_trial_as_failed_without_a_retry(tmp_path, monkeypatch):
+    """The trainable reports the failure as the trial's last result and returns: Tune has nothing to
+    retry (on this node or another), and the trial's rows say failed with the error."""
     import orchestrator.trainable as trainable
     from orchestrator.plan import _resolve
+    from orchestrator.records import read_trial_dir, trial_rows
     from trainables.data import DataError
 
-    built = []
-
-    class FakeTune:
-        @staticmethod
-        def get_context():
-            return SimpleNamespace(get_trial_dir=lambda: str(tmp_path))
-
-    monkeypatch.setattr(trainable, "tune", FakeTune)
-    monkeypatch.setattr("trainables.data.load_cifar10", lambda root: built.append(root) or (_ for _ in ()).throw(
+    reported = []
+    monkeypatch.setattr(trainable, "tune", SimpleNamespace(report=reported.append))
+    monkeypatch.setattr("trainables.data.load_cifar10", lambda root: (_ for _ in ()).throw(
         DataError(f"no CIFAR-10 in {root}")))
     config = _resolve(_good(), {"epochs": 2, "dataset": "cifar10", "data_dir": "/nowhere"}, 0, "test")
     params = {"trial": {"group": "g", "budget": "full", "config": config}, "run": {}}
-    with pytest.raises(DataError, match="no CIFAR-10 in /nowhere"):
-        trainable.train_scs(params)
-    with pytest.raises(RuntimeError, match="DataError: no CIFAR-10 in /nowhere"):
-        trainable.train_scs(params)  # Tune's retry: ends at once
-    assert built == ["/nowhere"]
+    trainable.train_scs(params)  # returns: no exception for Tune to retry
+    ((failure, acc),) = [(r["failure"], r["test_acc"]) for r in reported]
+    assert failure == "DataError: no CIFAR-10 in /nowhere" and acc != acc  # NaN: no score for the scheduler
+    trial_dir, _ = _trial_dir(tmp_path, 0)
+    (trial_dir / "result.json").write_text(json.dumps(dict(reported[0], trial_id="ab123_00000")) + "\n")
+    (row,) = trial_rows(read_trial_dir(trial_dir), "s", "TERMINATED")["trials"]
+    assert row["status"] == "failed" and row["error"] == "DataError: no CIFAR-10 in /nowhere"
