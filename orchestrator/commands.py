@@ -121,6 +121,10 @@ def run(args) -> int:
     get_store(store).write_sweep(name, text)
     print(f"sweep {name}: {sweep.n_trials} trials in {len(sweep.parts)} part(s), budget {sweep.budget}; "
           f"runs in {storage / name}, rows in {store}")
+    searches = [p.part for p in sweep.parts if p.search]
+    if searches and (options.seeds or 1) > 1:
+        print(f"note: --seeds repeats grid trials; the search part(s) {', '.join(searches)} draw their "
+              f"trials from the first seed")
     start = time.time()
     failed = tuner.execute(sweep)
     print(f"sweep {name} finished in {time.time() - start:.1f} s; `scs-sweep status {name}` for details")

@@ -213,12 +213,23 @@ def render_all(store, experiment: str, fmt: str, compare: bool, include_partial:
         if compare:
             frame = compare_paper(name, frame, part)
         out.append(render(frame, fmt, f"{name} ({sweep})"))
-        if compare and fmt == "md":
-            verdicts = check_claims(name, part)
-            if verdicts:
-                out.append("Claims (95 % intervals over seeds):\n" + "\n".join(f"- {v.line()}" for v in verdicts))
-            rows = effect_rows(part[part["status"].isin(FINAL)])
-            if rows:
-                out.append("Factor effects on Val. Acc. (95 % intervals):\n"
-                           + "\n".join(f"- {arch}: {name} {i.text()}" for arch, name, i in rows))
+        if compare and fmt != "csv":  # CSV stays one table a reader can parse; md and LaTeX get lists
+            claims = [v.line() for v in check_claims(name, part)]
+            effects = [f"{arch}: {effect} {i.text()}" for arch, effect, i in effect_rows(part[part["status"].isin(FINAL)])]
+            for heading, items in (("Claims (95 % intervals over seeds)", claims),
+                                   ("Factor effects on Val. Acc. (95 % intervals)", effects)):
+                if items:
+                    out.append(_item_list(heading, items, fmt))
     return "\n\n".join(out)
+
+
+def _item_list(heading: str, items: list[str], fmt: str) -> str:
+    if fmt == "md":
+        return heading + ":\n" + "\n".join(f"- {item}" for item in items)
+    escape = {"%": "\\%", "_": "\\_", "&": "\\&", "#": "\\#", "+/-": "$\\pm$", ">": "$>$", "<": "$<$"}
+    tex = items
+    for old, new in escape.items():
+        tex = [t.replace(old, new) for t in tex]
+    heading = heading.replace("%", "\\%")
+    return "\n".join([f"\\paragraph{{{heading}}}", "\\begin{itemize}", *(f"\\item {t}" for t in tex),
+                      "\\end{itemize}"])

@@ -288,3 +288,17 @@ def test_an_axis_beyond_the_papers_columns_gets_rows_of_its_own(tmp_path):
     assert list(frame["Setting"]) == ["max_lr=0.003", "max_lr=0.01"] and list(frame["n"]) == [2, 2]
     assert frame["Val. Acc."].tolist() == pytest.approx([0.535, 0.605])
     assert "| Setting |" in render(frame, "md", "lr").splitlines()[2]
+
+
+def test_compare_paper_in_latex_lists_claims_and_effects_and_csv_stays_one_table(tmp_path):
+    from results.tables import render_all
+
+    store = ParquetStore(str(tmp_path / "store"))
+    plant(store, seeds=(0, 1, 2))
+    latex = render_all(store, "exp", "latex", True, False)
+    assert "\\paragraph{Claims (95 \\% intervals over seeds)}" in latex and "\\item table1: Conv2d needs ReLU" in latex
+    assert latex.count("\\begin{itemize}") == 2
+    import csv
+
+    rows = list(csv.reader(render_all(store, "exp", "csv", True, False).splitlines()))
+    assert len(rows) == 5 and {len(r) for r in rows} == {len(rows[0])} and "Paper vs ours" in rows[0]
