@@ -136,6 +136,9 @@ def connect(address: str = "") -> None:
     """Join a cluster (auto | HOST:PORT), or start Ray embedded on this machine."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # we add the loggers ourselves
+    # Tune's own console output: our progress line says what it would, and its start-up banner points
+    # TensorBoard at the driver's temporary staging folder instead of the sweep's folder
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
     if address:

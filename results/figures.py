@@ -220,7 +220,7 @@ def saliency_grid(group: str, trials: pd.DataFrame, saliency: pd.DataFrame) -> l
             if not hit.empty:
                 h, w = int(hit["height"].iloc[0]), int(hit["width"].iloc[0])
                 sal = np.asarray(hit["map"].iloc[0], dtype=float).reshape(h, w)
-                ax.imshow(sal / max(sal.max(), 1e-12), cmap="hot", vmin=0, vmax=1)
+                ax.imshow(sal / max(sal.max(), 1e-12), cmap="hot", vmin=0, vmax=1, interpolation="nearest")
                 ax.set_title(f"Gini {hit['sparsity_gini'].iloc[0]:.2f}", fontsize=6, pad=2)
             if c == 0:
                 ax.set_ylabel(variant_label(rows.iloc[0]), fontsize=7, rotation=0, ha="right", va="center")
