@@ -39,9 +39,6 @@ class StoreAndProgress(tune.Callback):
         self.experiment, self.store_uri = experiment, store
         self.n_trials, self.epochs = n_trials, epochs
         self.flush_s, self.progress_s = flush_s, progress_s
-        self._reset()
-
-    def _reset(self) -> None:
         self.last_flush, self.epochs_done, self.state = {}, {}, {}
         self.epoch_seconds = {}          # variant kind -> seconds of each epoch reported
         self.best = (None, None)

@@ -1,6 +1,7 @@
 """Plans validate before Ray starts: bad options and bad sweep files are one line and exit code 2;
 --quick and the image subsets are recorded in every planned trial."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ def test_a_two_axis_sweep_file_expands_to_its_product(tmp_path):
     assert all(t["group"] == "lr-axis" and t["arch"] == "rohrer25k" for t in trials)
 
 
-@pytest.mark.parametrize("edit,message", [
+BAD_FILES = [
     (("max_lr = [0.003, 0.01]", "lr = [0.003, 0.01]"), "unknown key 'lr' in [grid]"),
     (("batch_size = 64", "batch_size = \"big\""), "config key 'batch_size' must be int, got str 'big'"),
     (("layer = [\"conv\", \"scs\"]", "layer = []"), "grid axis 'layer' must be a non-empty list"),
@@ -62,34 +63,63 @@ def test_a_two_axis_sweep_file_expands_to_its_product(tmp_path):
      "a [search] samples the settings of one trial, but the grid makes 4"),
     ((GRID, "[search]\nkey = [\"p_value\"]\nlow = 0.5\nhigh = 2.0"), "is not a numeric config key"),
     (("[fixed]", "[fixed"), "not valid TOML"),
-])
-def test_a_bad_sweep_file_is_one_line_naming_the_problem_and_nothing_starts(edit, message, tmp_path):
-    path = tmp_path / "bad.toml"
-    path.write_text(GOOD.replace(*edit))
-    with pytest.raises(SpecError, match="bad.toml: .*" + __import__("re").escape(message)):
-        load_sweep_file(path)
-    out = cli(["run", str(path), "--storage", str(tmp_path / "runs"), "--store", str(tmp_path / "store")])
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert out.returncode == 2 and len(lines) == 1, out.stderr
-    assert lines[0].startswith("scs-sweep run: error: bad.toml") and message in lines[0]
-    assert "IMPORTED False False" in out.stdout  # decided before Ray (or even torch) was imported
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "store").exists()
+]
 
-
-@pytest.mark.parametrize("args,message", [
+BAD_OPTIONS = [
     (["--epochs", "-3"], "--epochs must be >= 0, got -3"),
     (["--seeds", "0"], "--seeds must be >= 1, got 0"),
     (["--train-images", "-1"], "--train-images must be >= 0"),
     (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
     (["--quick", "--smoke-test"], "--quick and --smoke-test exclude each other"),
     (["--data", "/no/such/folder"], "--data /no/such/folder is not a folder"),
-])
-def test_bad_run_options_are_one_line_before_ray_starts(args, message, tmp_path):
-    out = cli(["run", "table1", "--dataset", "synthetic" if "--data" not in args else "",
-               "--storage", str(tmp_path / "runs"), *args])
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
-    assert "IMPORTED False False" in out.stdout
+]
+
+
+def cli_many(commands: list[list[str]]):
+    """Run CLI commands in one fresh interpreter: [(exit code, stderr lines)], and whether ray or torch
+    was ever imported (one interpreter for all: each start costs most of a second)."""
+    code = """
+import contextlib, io, json, sys
+from orchestrator.cli import main
+out = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(argv)
+    out.append([rc, [line for line in err.getvalue().splitlines() if line.strip()]])
+print(json.dumps({"results": out, "ray": "ray" in sys.modules, "torch": "torch" in sys.modules}))
+"""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(commands)], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return report["results"], report["ray"], report["torch"]
+
+
+def test_a_bad_sweep_file_is_one_line_naming_the_problem_and_nothing_starts(tmp_path):
+    commands = []
+    for i, (edit, message) in enumerate(BAD_FILES):
+        path = tmp_path / f"bad{i}.toml"
+        path.write_text(GOOD.replace(*edit))
+        with pytest.raises(SpecError, match=f"bad{i}.toml: .*" + re.escape(message)):
+            load_sweep_file(path)
+        commands.append(["run", str(path), "--storage", str(tmp_path / "runs"), "--store", str(tmp_path / "store")])
+    results, imported_ray, imported_torch = cli_many(commands)
+    for i, ((rc, lines), (_, message)) in enumerate(zip(results, BAD_FILES)):
+        assert rc == 2 and len(lines) == 1, (message, lines)
+        assert lines[0].startswith(f"scs-sweep run: error: bad{i}.toml") and message in lines[0]
+    assert not imported_ray and not imported_torch  # decided before Ray (or even torch) was imported
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "store").exists()
+
+
+def test_bad_run_options_are_one_line_before_ray_starts(tmp_path):
+    results, imported_ray, imported_torch = cli_many(
+        [["run", "table1", "--dataset", "synthetic" if "--data" not in args else "", "--storage",
+          str(tmp_path / "runs"), *args] for args, _ in BAD_OPTIONS])
+    for (rc, lines), (_, message) in zip(results, BAD_OPTIONS):
+        assert rc == 2 and len(lines) == 1 and message in lines[0], (message, lines)
+    assert not imported_ray and not imported_torch
 
 
 def test_plan_rejects_a_preset_key_that_trial_config_does_not_know():
