@@ -44,6 +44,11 @@ class TrialDir:
         """The trial ended itself as failed (a data or config error, a diverged loss): not retried."""
         return bool(self.results) and FAILURE_KEY in self.results[-1]
 
+    def status(self, tune_state: str | None) -> str:
+        """This trial's status by the one rule, given Tune's state of it (None where nothing says it)."""
+        return trial_status(self.epochs_done, self.spec.config.get("epochs", 0), self.error, tune_state,
+                            self.reported_failure)
+
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dirs: <trainable>_<hash>_<index>_...
 
@@ -115,8 +120,7 @@ def _iso(timestamp: float | None) -> str:
 
 def trial_rows(trial: TrialDir, experiment: str, tune_state: str | None) -> dict[str, list[dict]]:
     """The store rows of one trial, from what its directory holds and its Tune state."""
-    status = trial_status(trial.epochs_done, trial.spec.config.get("epochs", 0), trial.error, tune_state,
-                          trial.reported_failure)
+    status = trial.status(tune_state)
     first = trial.results[0] if trial.results else {}
     last = trial.results[-1] if trial.results else {}
     # the first epoch's report, minus that epoch's wall time: when the trial's training began
@@ -187,8 +191,7 @@ def sweep_status(sweep_dir: Path, plan) -> list[dict]:
         states = tune_states(part_dir)
         found = trial_dirs(part_dir) if part_dir.is_dir() else []
         for trial in found:
-            state = trial_status(trial.epochs_done, trial.spec.config.get("epochs", 0), trial.error,
-                                 states.get(trial.trial_id), trial.reported_failure)
+            state = trial.status(states.get(trial.trial_id))
             accs = [r["test_acc"] for r in trial.results if r.get("test_acc") is not None]
             rows.append({"part": part.part, "trial_id": trial.trial_id, "state": state,
                          "epoch": trial.epochs_done, "epochs": trial.spec.config.get("epochs", 0),

@@ -174,19 +174,27 @@ def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
     if fmt == "csv":
         return shown.to_csv(index=False).rstrip("\n")
     if fmt == "latex":
-        def tex(v) -> str:
-            return (str(v).replace("±", "$\\pm$").replace("%", "\\%").replace("_", "\\_")
-                    .replace("&", "\\&"))
         lines = [f"% {title}", *(f"% {line}" for line in _budget_line(frame) if line),
                  f"\\begin{{tabular}}{{{'l' * len(shown.columns)}}}", "\\hline",
-                 " & ".join(tex(c) for c in shown.columns) + " \\\\", "\\hline"]
-        lines += [" & ".join(tex(v) for v in row) + " \\\\" for row in shown.values]
+                 " & ".join(_tex(c) for c in shown.columns) + " \\\\", "\\hline"]
+        lines += [" & ".join(_tex(v) for v in row) + " \\\\" for row in shown.values]
         lines += ["\\hline", "\\end{tabular}"]
         return "\n".join(lines)
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "|".join("---" for _ in shown.columns) + "|"
     rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.values]
     return "\n".join([f"### {title}", "", *_budget_line(frame), header, rule, *rows])
+
+
+_TEX = {"±": "$\\pm$", "+/-": "$\\pm$", "%": "\\%", "_": "\\_", "&": "\\&", "#": "\\#", ">": "$>$", "<": "$<$"}
+
+
+def _tex(value) -> str:
+    """Text set in LaTeX as it reads in md: its special characters escaped, ± and < > as math."""
+    text = str(value)
+    for old, new in _TEX.items():
+        text = text.replace(old, new)
+    return text
 
 
 def _budget_line(frame: pd.DataFrame) -> list[str]:
@@ -214,10 +222,11 @@ def render_all(store, experiment: str, fmt: str, compare: bool, include_partial:
             frame = compare_paper(name, frame, part)
         out.append(render(frame, fmt, f"{name} ({sweep})"))
         if compare and fmt != "csv":  # CSV stays one table a reader can parse; md and LaTeX get lists
-            claims = [v.line() for v in check_claims(name, part)]
-            effects = [f"{arch}: {effect} {i.text()}" for arch, effect, i in effect_rows(part[part["status"].isin(FINAL)])]
-            for heading, items in (("Claims (95 % intervals over seeds)", claims),
-                                   ("Factor effects on Val. Acc. (95 % intervals)", effects)):
+            claim_lines = [v.line() for v in check_claims(name, part)]
+            effect_lines = [f"{arch}: {effect} {i.text()}"
+                            for arch, effect, i in effect_rows(part[part["status"].isin(FINAL)])]
+            for heading, items in (("Claims (95 % intervals over seeds)", claim_lines),
+                                   ("Factor effects on Val. Acc. (95 % intervals)", effect_lines)):
                 if items:
                     out.append(_item_list(heading, items, fmt))
     return "\n\n".join(out)
@@ -226,10 +235,5 @@ def render_all(store, experiment: str, fmt: str, compare: bool, include_partial:
 def _item_list(heading: str, items: list[str], fmt: str) -> str:
     if fmt == "md":
         return heading + ":\n" + "\n".join(f"- {item}" for item in items)
-    escape = {"%": "\\%", "_": "\\_", "&": "\\&", "#": "\\#", "+/-": "$\\pm$", ">": "$>$", "<": "$<$"}
-    tex = items
-    for old, new in escape.items():
-        tex = [t.replace(old, new) for t in tex]
-    heading = heading.replace("%", "\\%")
-    return "\n".join([f"\\paragraph{{{heading}}}", "\\begin{itemize}", *(f"\\item {t}" for t in tex),
-                      "\\end{itemize}"])
+    return "\n".join([f"\\paragraph{{{_tex(heading)}}}", "\\begin{itemize}",
+                      *(f"\\item {_tex(item)}" for item in items), "\\end{itemize}"])
