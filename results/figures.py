@@ -82,6 +82,15 @@ def _colours(labels: list[str]) -> dict[str, tuple]:
 # ---------------------------------------------------------------------------------------------
 # Per-table figures
 # ---------------------------------------------------------------------------------------------
+def _labelled(trials: pd.DataFrame) -> pd.DataFrame:
+    """trials + `label`: the variant as the legends spell it, with any setting beyond the paper's columns
+    (an lr axis, a searched p), so that trials differing in it never share a curve, colour or bar."""
+    trials = with_settings(trials)
+    trials["label"] = [variant_label(r) + (f" / {r['setting']}" if r["setting"] else "")
+                       for _, r in trials.iterrows()]
+    return trials
+
+
 def _row_label(row) -> str:
     """A table row's variant as the figures spell it: "SCS / None / MaxAbsPool2d [/ BN] [/ setting]"."""
     parts = [row["Layer"], row["Activation"], row["Pooling"]]
@@ -122,10 +131,11 @@ def accuracy_vs_paper(group: str, trials: pd.DataFrame) -> list[Figure]:
 
 
 def learning_curves(group: str, trials: pd.DataFrame, epochs: pd.DataFrame) -> list[Figure]:
+    trials = _labelled(trials)
     merged = epochs.merge(trials, on=["experiment", "trial_id"], suffixes=("", "_trial"))
     if merged.empty:
         return []
-    labels = sorted({variant_label(r) for _, r in trials.iterrows()})
+    labels = sorted(set(trials["label"]))
     colours = _colours(labels)
     styles = ["-", "--", ":", "-."]
     seeds = sorted(trials["seed"].unique())
@@ -134,8 +144,7 @@ def learning_curves(group: str, trials: pd.DataFrame, epochs: pd.DataFrame) -> l
     shown = set()
     for (trial_id, _), rows in merged.groupby(["trial_id", "experiment"]):
         rows = rows.sort_values("epoch")
-        label = variant_label(rows.iloc[0])
-        seed = rows["seed"].iloc[0]
+        label, seed = rows["label"].iloc[0], rows["seed"].iloc[0]
         ax.plot(rows["epoch"], rows["test_acc"], color=colours[label],
                 linestyle=styles[seeds.index(seed) % len(styles)], lw=1.2,
                 marker="o" if n_epochs <= FEW_EPOCHS else None, ms=3,
@@ -152,17 +161,15 @@ def learning_curves(group: str, trials: pd.DataFrame, epochs: pd.DataFrame) -> l
 
 def time_bars(group: str, trials: pd.DataFrame) -> list[Figure]:
     """Seconds per epoch do not depend on how long a trial ran, so pruned trials count here too."""
-    timed = with_settings(trials.dropna(subset=["train_time_s"]))
+    timed = _labelled(trials.dropna(subset=["train_time_s"]))
     if timed.empty:
         return []
-    per_variant = [(variant_label(part.iloc[0]) + (f" / {part['setting'].iloc[0]}" if part["setting"].iloc[0] else ""),
-                    mean_interval(part["train_time_s"].tolist()), mean_interval(part["eval_time_s"].tolist()))
+    per_variant = [(part["label"].iloc[0], part["train_time_s"].mean(), part["eval_time_s"].mean())
                    for _, part in timed.groupby(timed.apply(_labels, axis=1), sort=True)]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(per_variant) + 1.4))
     y = np.arange(len(per_variant))
     for offset, index, name, colour in ((-0.2, 1, "train", "#4c72b0"), (0.2, 2, "eval", "#55a868")):
-        values = [v[index].estimate for v in per_variant]
-        ax.barh(y + offset, values, 0.4, color=colour, label=f"{name} s/epoch")
+        ax.barh(y + offset, [v[index] for v in per_variant], 0.4, color=colour, label=f"{name} s/epoch")
     ax.set_yticks(y, [v[0] for v in per_variant], fontsize=8)
     ax.invert_yaxis()
     ax.set(xlabel="seconds per epoch (mean over trials)", title=f"{group}: train and eval time per epoch")
@@ -172,14 +179,13 @@ def time_bars(group: str, trials: pd.DataFrame) -> list[Figure]:
 
 
 def robustness_curves(group: str, trials: pd.DataFrame, robustness: pd.DataFrame) -> list[Figure]:
-    merged = robustness.merge(trials, on=["experiment", "trial_id"])
+    merged = robustness.merge(_labelled(trials), on=["experiment", "trial_id"])
     out = []
     for arch, part in merged.groupby("arch"):
-        labels = sorted({variant_label(r) for _, r in part.iterrows()})
+        labels = sorted(set(part["label"]))
         colours = _colours(labels)
         fig, ax = plt.subplots(figsize=(8, 4.5))
-        for label in labels:
-            rows = part[part.apply(variant_label, axis=1) == label]
+        for label, rows in part.groupby("label", sort=True):
             eps = sorted(rows["eps"].unique())
             stats = [mean_interval(rows[rows["eps"] == e]["accuracy"].tolist()) for e in eps]
             err = [[s.estimate - s.low if s.has_interval else 0 for s in stats],

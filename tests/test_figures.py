@@ -100,3 +100,22 @@ def test_the_report_is_one_self_contained_file_with_every_kind(store, tmp_path):
                    "The paper's claims", "Factor effects", "MaxAbsPool2d vs MaxPool2d", "the sweep file it ran"):
         assert needle in page, needle
     assert re.search(r"class='v-(supported|contradicted|inconclusive)'", page)
+
+
+def test_a_setting_beyond_the_papers_columns_gets_its_own_curves(tmp_path):
+    """Two learning rates of one variant are two curves, not one averaged over them."""
+    from results.figures import figures_for_group, load_figure_data
+
+    store = ParquetStore(str(tmp_path / "store"))
+    for i, lr in enumerate((0.003, 0.01)):
+        config = dict(arch="rohrer25k", layer="scs", activation="none", pooling="max", normalization="none",
+                      image_dim=32, p_mode="learned", epochs=1, seed=0, dataset="synthetic", max_lr=lr)
+        result = {"epoch": 1, "test_acc": 0.5, "train_time_s": 1.0, "eval_time_s": 0.1}
+        store.write_trial("e", f"t{i}", rows_for_trial("e", f"t{i}", "lr", "smoke", config, [result], "done"))
+        store.write_trial("e", f"t{i}", evaluation_rows(f"t{i}", {"robustness": [
+            {"attack": "pgd_linf", "eps": eps, "steps": 2, "step_size": eps, "accuracy": 0.4 - i / 10,
+             "n_images": 10} for eps in (0.01, 0.03)]}))
+    figures = {f.kind: f for f in figures_for_group("lr", load_figure_data(store))}
+    for kind in ("pgd", "curves"):
+        _, labels = figures[kind].fig.axes[0].get_legend_handles_labels()
+        assert labels == ["SCS / None / MaxPool2d / max_lr=0.003", "SCS / None / MaxPool2d / max_lr=0.01"], kind
