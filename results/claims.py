@@ -184,21 +184,23 @@ def _time_ratio(rows: pd.DataFrame, column: str) -> float | None:
     return math.log(scs.mean() / conv.mean())
 
 
+def _mean_difference(rows: pd.DataFrame, within: list[str], a: dict, b: dict) -> float | None:
+    """Mean over the groups of `within` of best(a) minus best(b), where both exist."""
+    diffs = [_diff(_acc(part, **a), _acc(part, **b)) for _, part in rows.groupby(within)]
+    diffs = [d for d in diffs if d is not None]
+    return float(np.mean(diffs)) if diffs else None
+
+
 def _maxabs_dip(rows: pd.DataFrame) -> float | None:
     """Mean over layers (and normalizations) of ReLU+MaxPool2d minus ReLU+MaxAbsPool2d."""
-    dips = []
-    for (_, _), part in rows.groupby(["layer", "normalization"]):
-        dip = _diff(_acc(part, activation="relu", pooling="max"), _acc(part, activation="relu", pooling="maxabs"))
-        if dip is not None:
-            dips.append(dip)
-    return float(np.mean(dips)) if dips else None
+    return _mean_difference(rows, ["layer", "normalization"], dict(activation="relu", pooling="max"),
+                            dict(activation="relu", pooling="maxabs"))
 
 
 def _bn_gain(rows: pd.DataFrame) -> float | None:
-    gains = [_diff(_acc(part, normalization="batchnorm"), _acc(part, normalization="none"))
-             for _, part in rows.groupby(["layer", "activation", "pooling"])]
-    gains = [g for g in gains if g is not None]
-    return float(np.mean(gains)) if gains else None
+    """Mean over the other variants of BatchNorm2d minus none."""
+    return _mean_difference(rows, ["layer", "activation", "pooling"], dict(normalization="batchnorm"),
+                            dict(normalization="none"))
 
 
 def check_claims(table: str, all_trials: pd.DataFrame) -> list[Verdict]:
