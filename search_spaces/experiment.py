@@ -35,6 +35,11 @@ def stage_ref(trial: dict) -> str:
     return value[1:] if isinstance(value, str) and value.startswith("@") else ""
 
 
+def _whole(value, least: int) -> bool:
+    """A whole number (not a bool, which Python counts as one) of at least `least`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 def config_keys() -> dict[str, type]:
     """Every key an experiment may set, with the type TrialConfig expects."""
     keys = {f.name: type(f.default) for f in dataclasses.fields(TrialConfig)}
@@ -92,7 +97,7 @@ class Experiment:
         """Raise SpecError naming the first problem: an unknown key, an empty axis, a wrong type or value,
         or a bad search range. `where` names the source in the message ("preset table1", "my.toml")."""
         keys = config_keys()
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+        if not _whole(self.epochs, 1):
             raise SpecError(f"{where}: epochs must be a whole number >= 1, got {self.epochs!r}")
         for section, mapping in [("fixed", self.fixed)] + [("grid", g) for g in self.grids]:
             for key, value in mapping.items():
@@ -111,7 +116,7 @@ class Experiment:
             self._check_config(where, trial)
         for name, least in (("grace_period", 0), ("reduction_factor", 2)):
             value = getattr(self.asha, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            if not _whole(value, least):
                 raise SpecError(f"{where}: asha {name} must be a whole number >= {least}, got {value!r}")
 
     def _check_config(self, where: str, trial: dict) -> None:
@@ -129,9 +134,10 @@ class Experiment:
 
     def _check_search(self, where: str, keys: dict) -> None:
         s = self.search
-        if len(self.trials()) > 1:
+        trials = self.trials()
+        if len(trials) > 1:
             raise SpecError(f"{where}: a [search] samples the settings of one trial, but the grid makes "
-                            f"{len(self.trials())}; put the settings in [fixed], or make each grid point "
+                            f"{len(trials)}; put the settings in [fixed], or make each grid point "
                             f"an experiment of its own")
         if not isinstance(s.key, str) or keys.get(s.key) not in (int, float):
             numeric = sorted(k for k, t in keys.items() if t in (int, float))
@@ -147,9 +153,9 @@ class Experiment:
             raise SpecError(f"{where}: search range needs low < high, got low {s.low} and high {s.high}")
         if s.log and s.low <= 0:
             raise SpecError(f"{where}: a log search needs low > 0, got {s.low}")
-        if not isinstance(s.samples, int) or isinstance(s.samples, bool) or s.samples < 1:
+        if not _whole(s.samples, 1):
             raise SpecError(f"{where}: search samples must be a whole number >= 1, got {s.samples!r}")
-        base = {k: v for k, v in self.trials()[0].items() if k != GROUP_KEY}
+        base = {k: v for k, v in trials[0].items() if k != GROUP_KEY}
         for end in (s.low, s.high):  # both ends must make a valid trial (e.g. p_value >= 0.1)
             try:
                 TrialConfig.from_dict({**base, s.key: end, "epochs": self.epochs})
