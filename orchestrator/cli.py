@@ -10,7 +10,26 @@ from __future__ import annotations
 import argparse
 import sys
 
+from trainables import defaults
 from trainables.errors import ScsSweepError
+from trainables.vocabulary import COMPILE_MODES, DATASETS
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (naming the command and where to look) and exit code 2,
+    like every other error of scs-sweep, instead of the usage block followed by the error."""
+
+    commands: dict = {}   # the top-level parser's subcommand parsers, by name
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:  # name the subcommand they were given to, not the top-level program
+            self.commands.get(getattr(parsed, "command", None), self).error(
+                f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
 
 
 def _store(parser) -> None:
@@ -23,9 +42,12 @@ def _storage(parser) -> None:
                         "(default $SCS_RUNS or ./scs_runs)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scs-sweep", description="Sharpened Cosine Similarity sweeps.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
+    """The whole CLI; bench's options come from trainables.bench (which also runs without this CLI, with
+    only torch), so they are added only when asked for: building them imports torch."""
+    p = OneLineParser(prog="scs-sweep", description="Sharpened Cosine Similarity sweeps.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+    p.commands = sub.choices
 
     m = sub.add_parser("models", help="every arch x variant with parameter counts")
     m.add_argument("--json", action="store_true")
@@ -40,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", default="", help="sweep name (default: the preset, or the file's name)")
     r.add_argument("--data", default="", help="folder holding cifar-10-batches-py (or -bin) "
                    "(default $SCS_DATA or ./data)")
-    r.add_argument("--dataset", default="", choices=["", "cifar10", "synthetic"])
+    r.add_argument("--dataset", default="", choices=["", *DATASETS])
     _store(r)
     _storage(r)
     r.add_argument("--epochs", type=int, default=0, help="every trial's epochs (default: the preset's)")
@@ -55,13 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", default="", help="Ray cluster: auto or HOST:PORT (default: embedded)")
     r.add_argument("--gpus-per-trial", type=float, default=None)
     r.add_argument("--max-concurrent", type=int, default=0)
-    r.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
-    r.add_argument("--num-samples", type=int, default=0, help="trials of an Optuna search")
+    r.add_argument("--checkpoint-every", type=int, default=defaults.CHECKPOINT_EVERY,
+                   help="epochs between checkpoints")
+    r.add_argument("--num-samples", type=int, default=0, help="trials of an Optuna search ([search] only)")
     r.add_argument("--no-prune", action="store_true", help="no ASHA: every trial runs every epoch")
     r.add_argument("--smoke-test", action="store_true", help="1 epoch, 256 images, CPU")
     r.add_argument("--no-evaluate", action="store_true", help="skip the end-of-trial PGD and saliency")
     r.add_argument("--pgd-images", type=int, default=0, help="test images attacked per trial (default 1000)")
-    r.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+    r.add_argument("--compile", default="auto", choices=COMPILE_MODES,
                    help="auto: torch.compile + CUDA graphs on GPUs, eager on CPUs; on: compile on CPUs too")
     r.set_defaults(handler="orchestrator.commands:run")
 
@@ -123,9 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="report", help="folder to write report.html into")
     rp.set_defaults(handler="orchestrator.commands:report")
 
-    b = sub.add_parser("bench", add_help=False,
-                       help="training-core speed: epoch times, SCS vs conv (no Ray; `bench --help`)")
-    b.add_argument("bench_args", nargs=argparse.REMAINDER)  # main() hands them to trainables.bench
+    b = sub.add_parser("bench", help="training-core speed: epoch times, SCS vs conv (no Ray needed)",
+                       description="Training-core speed: seconds per epoch of any arch x variant, and one SCS "
+                                   "layer vs one Conv2d.")
+    b.set_defaults(handler="trainables.bench:run")
+    if bench_options:
+        from trainables import bench
+
+        bench.add_arguments(b)
     return p
 
 
@@ -138,15 +166,18 @@ def _call(handler: str, args) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # bench parses its own options (trainables/bench.py: torch only)
-        from trainables import bench
-
-        return bench.main(argv[1:], prog="scs-sweep bench")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser(bench_options=argv[:1] == ["bench"]).parse_args(argv)
+    except SystemExit as exc:  # a bad argument (one line, printed) or --help
+        return int(exc.code or 0)
     try:
         return _call(args.handler, args)
     except ScsSweepError as exc:
         print(f"scs-sweep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder or file the command was pointed at: one line, as for bad input
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"scs-sweep {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `scs-sweep models | head`
         return 0

@@ -90,6 +90,27 @@ def _report_failures(name: str, failed: list[dict]) -> int:
     return 1
 
 
+def _check_local_gpu(gpus: float) -> None:
+    """GPUs asked of an embedded Ray on a machine without one would be ignored: refuse before Ray starts."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError(f"--gpus-per-trial {gpus:g}, but this machine has no GPU that torch can use; drop it "
+                         f"to train on the CPU, or give --address of a cluster with GPUs")
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            out.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(out)
+
+
 def run(args) -> int:
     default_name, experiments, text = _experiments(args.preset)
     storage = _storage(args)
@@ -104,6 +125,8 @@ def run(args) -> int:
     store = _store_uri(args.store)
     # every trial validated before Ray starts: a bad value is one line, nothing launched
     sweep = plan_sweep(name, args.preset, experiments, options, store=store, storage=str(storage))
+    if options.gpus_per_trial and not args.address:
+        _check_local_gpu(options.gpus_per_trial)
     if options.dataset == "cifar10":
         from trainables.data import load_cifar10  # read (or download) once, before any trial starts
 
@@ -114,13 +137,20 @@ def run(args) -> int:
     if tuner.has_gpu() and not args.smoke_test:
         options.has_gpu = True
         sweep = plan_sweep(name, args.preset, experiments, options, store=store, storage=str(storage))
+    elif options.gpus_per_trial:
+        print(f"note: the cluster at {args.address} has no GPU now; trials asking for --gpus-per-trial "
+              f"{options.gpus_per_trial:g} wait until a node with GPUs joins (an autoscaling cluster starts "
+              f"one); Ctrl-C and drop --gpus-per-trial to train on CPUs")
     (storage / name).mkdir(parents=True, exist_ok=True)
     (storage / name / SWEEP_FILE).write_text(text)
     from results.store import get_store
 
     get_store(store).write_sweep(name, text)
-    print(f"sweep {name}: {sweep.n_trials} trials in {len(sweep.parts)} part(s), budget {sweep.budget}; "
-          f"runs in {storage / name}, rows in {store}")
+    seeds = sorted({t["config"]["seed"] for part in sweep.parts for t in part.trials})
+    print(f"sweep {name}: {sweep.n_trials} trials in {len(sweep.parts)} part(s), seeds {_ranges(seeds)}, "
+          f"budget {sweep.budget}; runs in {storage / name}, rows in {store}")
+    if sweep.dropped:
+        print(f"note: {sweep.dropped} planned trial(s) repeated another's resolved config and seed; each runs once")
     searches = [p.part for p in sweep.parts if p.search]
     if searches and (options.seeds or 1) > 1:
         print(f"note: --seeds repeats grid trials; the search part(s) {', '.join(searches)} draw their "
@@ -166,7 +196,9 @@ def status(args) -> int:
                 raise
             print(f"{name}: {exc}")
             continue
-        rows = sweep_status(storage / name, plan)
+        rows, problems = sweep_status(storage / name, plan)
+        for line in problems:
+            print(f"{name}: warning: {line}")
         counts = {}
         for r in rows:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
@@ -189,7 +221,7 @@ def gather(args) -> int:
         raise UsageError(f"{path} is not a sweep or Tune experiment directory")
     name = args.experiment or sweep_name_of(path.resolve()) or path.name
     store = get_store(_store_uri(args.store))
-    n = gather_path(path, name, store)
+    n = gather_path(path, name, store, warn=lambda line: print(f"warning: {line}"))
     print(f"gathered {n} trials of {name} into {store.uri}")
     return 0
 

@@ -5,6 +5,7 @@ Needs torch, and pyarrow for the store; not ray.
 """
 from __future__ import annotations
 
+import pickle
 import time
 from pathlib import Path
 
@@ -31,42 +32,87 @@ def _newest_checkpoints(folder: Path) -> list[Path]:
 
 
 def evaluate_checkpoint(path: Path, settings, data: str = "", device: str = "") -> tuple[dict, dict]:
+    """PGD and saliency of the model a trainer checkpoint holds, on its trial's own test images (or
+    CIFAR-10 from `data`). Only the model's weights are loaded: nothing is resumed, and a later stage's
+    `init_from` (the first-stage checkpoint it started from, maybe gone by now) is not read again."""
     import torch
 
-    from trainables.config import TrialConfig
+    from trainables.config import ConfigError, TrialConfig
     from trainables.evaluation import evaluate_model
     from trainables.train import Trainer
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = TrialConfig.from_dict(state["config"])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = TrialConfig.from_dict(state["config"])
+    except ConfigError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise UsageError(f"{path} is not a readable trainer checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if data:
         cfg = cfg.replace(dataset="cifar10", data_dir=str(Path(data).resolve()))
-    cfg = cfg.replace(init_from="")
-    trainer = Trainer(cfg, device=device)
-    trainer.load_state_dict(state)
+    trainer = Trainer(cfg, device=device, load_init=False)
+    trainer.model.load_state_dict(state["model"])
     start = time.perf_counter()
     result = evaluate_model(trainer.model, trainer.test_set, cfg.image_dim, settings)
     return result, {"arch": cfg.arch, "layer": cfg.layer, "image_dim": cfg.image_dim,
                     "seconds": time.perf_counter() - start, "device": str(trainer.device)}
 
 
+def _settings(args):
+    """EvalSettings from the command line, every bad value one UsageError line."""
+    from trainables.evaluation import EvalSettings
+
+    for flag, value, least in (("--steps", args.steps, 1), ("--pgd-images", args.pgd_images, 1),
+                               ("--saliency-per-class", args.saliency_per_class, 0)):
+        if value < least:
+            raise UsageError(f"{flag} must be >= {least}, got {value}")
+    settings = dict(steps=args.steps, pgd_images=args.pgd_images, saliency_per_class=args.saliency_per_class)
+    if args.eps:
+        try:
+            eps = [float(e) for e in args.eps.split(",")]
+        except ValueError:
+            raise UsageError(f"--eps {args.eps!r} is not a comma-separated list of numbers "
+                             f"(e.g. 0,0.001,0.01)") from None
+        if any(not 0 <= e <= 1 for e in eps):
+            raise UsageError(f"--eps values are L-inf radii of images in [0, 1]: each must be in [0, 1], "
+                             f"got {args.eps}")
+        settings["eps"] = eps
+    return EvalSettings.from_dict(settings)
+
+
+def _check_device(device: str) -> None:
+    if not device:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a device; give cpu or cuda (or cuda:N)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: this machine has no GPU that torch can use; give cpu")
+    if parsed.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device!r}: give cpu or cuda (or cuda:N)")
+
+
 def run(args) -> int:
     from results.rows import evaluation_rows
-    from results.store import get_store
-    from trainables.evaluation import EvalSettings
+    from results.store import check_name, get_store
 
     path = Path(args.path)
     if not path.exists():
         raise UsageError(f"{path} does not exist; give a trainer.pt checkpoint or a sweep directory")
+    settings = _settings(args)
+    _check_device(args.device)
+    if args.data and not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data} is not a folder; point it at the folder that holds "
+                         f"cifar-10-batches-py (or -bin)")
     checkpoints = [path] if path.is_file() else _newest_checkpoints(path)
     if not checkpoints:
         raise UsageError(f"no trainer.pt checkpoints under {path}")
-    settings = dict(steps=args.steps, pgd_images=args.pgd_images, saliency_per_class=args.saliency_per_class)
-    if args.eps:
-        settings["eps"] = [float(e) for e in args.eps.split(",")]
-    settings = EvalSettings.from_dict(settings)
     store = get_store(args.store)
-    experiment = args.experiment or sweep_name_of(path.resolve()) or "evaluations"
+    experiment = check_name("experiment", args.experiment or sweep_name_of(path.resolve()) or "evaluations")
     for ckpt in checkpoints:
         trial_id = (args.trial_id if path.is_file() and args.trial_id else "") or _trial_id_of(ckpt) \
             or ckpt.parent.name

@@ -2,9 +2,17 @@
 
 Every trial is built into a TrialConfig here, before Ray starts: a bad option or key ends as one line,
 and the resolved config (arch defaults filled in, data folder absolute) is what travels to the worker.
-A sweep is named (NAME, default the preset or file) and lives at STORAGE/NAME; each experiment (or stage
-of a two-stage one such as weight-norms) is one Tune experiment, a "part", at STORAGE/NAME/<part>. The
-plan is saved as STORAGE/NAME/sweep.json, so that `resume NAME` needs nothing else.
+The plan is also the one place where trials become unique: no two trials of a sweep have the same
+resolved config (seed included). A sweep is named (NAME, default the preset or file) and lives at
+STORAGE/NAME; each experiment (or stage of a two-stage one such as weight-norms) is one Tune experiment,
+a "part", at STORAGE/NAME/<part>. The plan is saved as STORAGE/NAME/sweep.json, so that `resume NAME`
+needs nothing else.
+
+Seeds: a trial's seed s (its experiment's, 0 unless set) with `--seeds N` stands for the N seeds
+s*N ... s*N+N-1. So `--seeds 1` changes nothing, and experiments that fix different seeds (table6's
+"new initial weights" is seed 1) never share one: `paper --seeds 3` trains table1 on seeds 0-2 and
+table6 on 3-5. An experiment whose grid lists several seeds chooses them itself: `--seeds` is refused
+with it, and `--quick` keeps its list.
 """
 from __future__ import annotations
 
@@ -13,12 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from search_spaces.experiment import GROUP_KEY, Experiment, config_keys, stage_ref
+from trainables import defaults
 from trainables.config import COMPILE_MODES, ConfigError, TrialConfig
+from trainables.vocabulary import FULL_BUDGET, PAPER_EPOCHS, PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES
 
 from .errors import UsageError
 
 __all__ = ["PartPlan", "SweepPlan", "RunOptions", "plan_sweep", "default_gpus_per_trial",
-           "estimate_gpu_hours", "SMOKE", "QUICK"]
+           "estimate_gpu_hours", "SMOKE", "QUICK", "IMAGES"]
 
 # --smoke-test: one epoch on a few hundred synthetic images, on the CPU; PGD on 32 images with 2 steps.
 SMOKE = dict(epochs=1, n_train=256, n_test=128, batch_size=64, pgd_images=32, steps=2, samples=4)
@@ -26,6 +36,8 @@ SMOKE = dict(epochs=1, n_train=256, n_test=128, batch_size=64, pgd_images=32, st
 # `run table1 --quick` on real CIFAR-10 (8 variants x 3 seeds, 2 trials at a time) ends within 30 minutes
 # on this project's 2-core dev machine, evaluation included (see the README's figures).
 QUICK = dict(epochs=8, n_train=5000, n_test=2000, seeds=3, pgd_images=100, samples=8)
+# The images a data set has: a subset cannot be larger (synthetic data is drawn to any size).
+IMAGES = {"cifar10": {"n_train": PAPER_TRAIN_IMAGES, "n_test": PAPER_TEST_IMAGES}}
 
 
 def default_gpus_per_trial(arch: str, image_dim: int = 32) -> float:
@@ -51,7 +63,7 @@ class RunOptions:
     gpus_per_trial: float | None = None
     has_gpu: bool = False
     max_concurrent: int = 0
-    checkpoint_every: int = 10
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY
     evaluate: bool = True
     pgd_images: int = 0
     compile: str = "auto"
@@ -70,32 +82,47 @@ class RunOptions:
             if value is not None and value < low:
                 flag = "--" + name.replace("_", "-")
                 raise UsageError(f"{flag} must be >= {low}, got {value}")
-        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
-            raise UsageError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
+        limits = IMAGES.get(self.resolved_dataset, {})
+        for flag, given, key in (("--train-images", self.train_images, "n_train"),
+                                 ("--test-images", self.test_images, "n_test")):
+            if given and key in limits and given > limits[key]:
+                raise UsageError(f"{flag} {given:,} is more than {self.resolved_dataset} has "
+                                 f"({limits[key]:,}); give at most {limits[key]:,}, or leave it out for all")
+        gpus = self.gpus_per_trial
+        if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
+            raise UsageError(f"--gpus-per-trial must be a fraction of one GPU or a whole number of GPUs, "
+                             f"got {gpus:g}")
+        if gpus and self.smoke_test:
+            raise UsageError("--smoke-test runs on the CPU; drop --gpus-per-trial (or use --epochs 1 "
+                             "--train-images 256 to try the GPU)")
         if self.quick and self.smoke_test:
             raise UsageError("--quick and --smoke-test exclude each other; pick one")
         if self.compile not in COMPILE_MODES:
             raise UsageError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
 
-    def budget(self, epochs: int, experiment_epochs: int) -> str:
-        """The label every trial row carries: smoke | quick | reduced (fewer epochs than the experiment
-        or a subset of the images) | full."""
+    def budget(self, epochs: int, target_epochs: int, n_train: int, n_test: int) -> str:
+        """The label every trial row carries: smoke | quick | full (CIFAR-10, all its images, at least
+        `target_epochs`: the paper's epochs for an experiment linked to the paper, else the
+        experiment's own) | reduced (anything less, or other data). Tables and claims read it as the
+        one rule for "ran the paper's budget"."""
         if self.smoke_test:
             return "smoke"
         if self.quick:
             return "quick"
-        return "reduced" if (self.train_images or self.test_images or epochs < experiment_epochs) else "full"
+        all_images = all(n in (0, IMAGES["cifar10"][k]) for n, k in ((n_train, "n_train"), (n_test, "n_test")))
+        full = self.resolved_dataset == "cifar10" and all_images and epochs >= target_epochs
+        return FULL_BUDGET if full else "reduced"
 
 
 @dataclass
 class PartPlan:
     """One Tune experiment: its trials, fully resolved, and how they are scheduled."""
     part: str
-    trials: list                     # [{"group", "budget", "config": TrialConfig dict}]; a search: its base
+    trials: list                     # [{"group", "budget", "paper_table", "config"}]; a search: its base
     epochs: int
     search: dict | None = None       # {key, low, high, log, integer, samples}
     asha: dict | None = None         # {grace_period, reduction_factor}; None: no pruning
-    depends_on: str = ""             # the part whose trained checkpoint an "@group" init_from refers to
+    depends_on: str = ""             # the part whose trained checkpoints an "@group" init_from refers to
     gpus_per_trial: float = 0.0
 
     @property
@@ -111,11 +138,12 @@ class SweepPlan:
     store: str = ""
     storage: str = ""
     max_concurrent: int = 0
-    checkpoint_every: int = 10
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY
     max_failures: int = 2
     evaluation: dict | None = None   # EvalSettings fields for the end-of-trial PGD/saliency; None: off
     compile: str = "auto"            # Trainer's compile mode: auto (compiled + CUDA graphs on GPUs) | on | off
     budget: str = "full"
+    dropped: int = 0                 # planned trials that repeated another's resolved config (not run)
 
     @property
     def n_trials(self) -> int:
@@ -146,11 +174,16 @@ def _stages(experiment: Experiment, trials: list[dict]) -> list[tuple[str, list[
     return parts
 
 
-def _resolve(trial: dict, overrides: dict, seed_offset: int, where: str) -> dict:
+def _seed_axis(experiment: Experiment) -> list:
+    """The seeds an experiment's grid lists, when some axis lists more than one ([] otherwise)."""
+    axes = [g["seed"] for g in experiment.grids if isinstance(g.get("seed"), list) and len(g["seed"]) > 1]
+    return sorted({s for axis in axes for s in axis})
+
+
+def _resolve(trial: dict, overrides: dict, where: str) -> dict:
     """The trial's TrialConfig as a dict: validated, with the arch's defaults filled in."""
     values = {k: v for k, v in trial.items() if k != GROUP_KEY}
     values.update(overrides)
-    values["seed"] = values.get("seed", 0) + seed_offset  # --seeds N: offsets 0..N-1 from the trial's seed
     waits_for = stage_ref(values)
     if waits_for:
         values["init_from"] = ""
@@ -163,22 +196,51 @@ def _resolve(trial: dict, overrides: dict, seed_offset: int, where: str) -> dict
     except ConfigError as exc:
         raise UsageError(f"{where}: {exc}") from None
     if waits_for:
-        config["init_from"] = "@" + waits_for  # resolved to the trained checkpoint when the stage starts
+        config["init_from"] = "@" + waits_for  # resolved per seed to a trained checkpoint when the stage starts
     return config
+
+
+def _unique(planned: list[dict], seen: dict[str, str], where: str) -> tuple[list[dict], int]:
+    """planned without repeats of a resolved config already planned in the same group (returns how many
+    were dropped); a config planned by another group or experiment too is a UsageError: two tables
+    would train the very same trial twice."""
+    kept, dropped = [], 0
+    for trial in planned:
+        key = json.dumps(trial["config"], sort_keys=True)
+        owner = f"{where} group {trial[GROUP_KEY]!r}"
+        if key in seen:
+            if seen[key] != owner:
+                c = trial["config"]
+                raise UsageError(f"{owner} plans the same trial as {seen[key]} ({c['arch']} {c['layer']}/"
+                                 f"{c['activation']}/{c['pooling']}, seed {c['seed']}); give one of them other "
+                                 f"seeds or settings, or drop it")
+            dropped += 1
+            continue
+        seen[key] = owner
+        kept.append(trial)
+    return kept, dropped
 
 
 def plan_sweep(name: str, source: str, experiments: list[Experiment], options: RunOptions, *,
                store: str = "", storage: str = "") -> SweepPlan:
-    """Every experiment x trial x seed as a validated, resolved trial config, in parts to run in order."""
+    """Every experiment x trial x seed as a validated, resolved, unique trial config, in parts to run in
+    order."""
     options.check()
     smoke, quick = options.smoke_test, options.quick
-    seeds = options.seeds or (QUICK["seeds"] if quick else 1)
     dataset = options.resolved_dataset
-    parts = []
+    if options.num_samples and not any(e.search for e in experiments):
+        raise UsageError(f"--num-samples sets the number of trials of an Optuna search, and {source} has no "
+                         f"[search]; drop it (--seeds repeats grid trials)")
+    parts, seen, dropped = [], {}, 0
     for experiment in experiments:
+        where = f"{source} ({experiment.name})"
+        listed = _seed_axis(experiment)
+        if listed and options.seeds:
+            raise UsageError(f"{where} lists its seeds ({', '.join(map(str, listed))}); --seeds would repeat "
+                             f"them: drop --seeds, or the seed axis")
+        seeds = 1 if listed else options.seeds or (QUICK["seeds"] if quick else 1)
         epochs = options.epochs or (SMOKE["epochs"] if smoke else
                                     min(experiment.epochs, QUICK["epochs"]) if quick else experiment.epochs)
-        budget = options.budget(epochs, experiment.epochs)
         overrides = {"epochs": epochs, "dataset": dataset}
         if dataset == "cifar10":
             overrides["data_dir"] = options.data_dir
@@ -189,6 +251,8 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
                 overrides[key] = value
         if smoke:
             overrides["batch_size"] = SMOKE["batch_size"]
+        target = PAPER_EPOCHS.get(experiment.paper_table, experiment.epochs)
+        budget = options.budget(epochs, target, overrides.get("n_train", 0), overrides.get("n_test", 0))
         search = None
         if experiment.search:
             s = experiment.search
@@ -196,23 +260,32 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
                                               min(s.samples, QUICK["samples"]) if quick else s.samples)
             search = dict(key=s.key, low=s.low, high=s.high, log=s.log, samples=samples,
                           integer=config_keys()[s.key] is int)
-        for part, trials, depends_on in _stages(experiment, experiment.trials()):
+        stages = _stages(experiment, experiment.trials())
+        depended_on = {depends_on for _, _, depends_on in stages}
+        for part, trials, depends_on in stages:
             planned = []
-            # a search draws its trials from the first seed; a grid runs every trial x seed
-            for offset in range(1 if search else seeds):
-                for trial in trials:
+            for trial in trials:
+                base = trial.get("seed", 0)
+                # a search draws its trials from the first seed of the block; a grid runs every seed of it
+                for seed in range(base * seeds, base * seeds + (1 if search else seeds)):
                     extra = {search["key"]: search["low"]} if search else {}
-                    config = _resolve({**trial, **extra}, overrides, offset, f"{source} ({experiment.name})")
-                    planned.append({GROUP_KEY: trial[GROUP_KEY], "budget": budget, "config": config})
+                    config = _resolve({**trial, **extra}, {**overrides, "seed": seed}, where)
+                    planned.append({GROUP_KEY: trial[GROUP_KEY], "budget": budget,
+                                    "paper_table": experiment.paper_table, "config": config})
+            if not search:
+                planned, n = _unique(planned, seen, where)
+                dropped += n
             first = planned[0]["config"]
             gpus = options.gpus_per_trial if options.gpus_per_trial is not None else \
-                default_gpus_per_trial(first["arch"], first["image_dim"])
+                default_gpus_per_trial(first["arch"], first["image_dim"]) if options.has_gpu else 0.0
             asha = None
-            if options.prune and not quick:  # a quick run is too short to prune; every trial counts
+            # a quick run is too short to prune (every trial counts), and a part a later stage starts from
+            # must finish its trials
+            if options.prune and not quick and part not in depended_on:
                 asha = dict(grace_period=experiment.asha.grace(epochs),
                             reduction_factor=experiment.asha.reduction_factor)
             parts.append(PartPlan(part=part, trials=planned, epochs=epochs, search=search, asha=asha,
-                                  depends_on=depends_on, gpus_per_trial=gpus if options.has_gpu else 0.0))
+                                  depends_on=depends_on, gpus_per_trial=gpus))
     evaluation = None
     if options.evaluate:
         evaluation = dict(pgd_images=SMOKE["pgd_images"], steps=SMOKE["steps"]) if smoke else \
@@ -222,7 +295,7 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
     budgets = sorted({t["budget"] for part in parts for t in part.trials})
     return SweepPlan(name=name, source=source, parts=parts, store=store, storage=storage,
                      max_concurrent=options.max_concurrent, checkpoint_every=options.checkpoint_every,
-                     evaluation=evaluation, compile=options.compile, budget=", ".join(budgets))
+                     evaluation=evaluation, compile=options.compile, budget=", ".join(budgets), dropped=dropped)
 
 
 def estimate_gpu_hours(experiments: list[Experiment], seconds_per_epoch) -> tuple[int, int, float]:

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from results.rows import epoch_timeline, rows_for_trial
+from trainables.vocabulary import FINISHED, STATUSES
 
 from .tune_config import TrialSpec, trial_spec
 
-__all__ = ["TrialDir", "read_trial_dir", "trial_status", "trial_rows", "tune_states", "trial_dirs",
+__all__ = ["TrialDir", "read_trial_dir", "trial_status", "trial_rows", "tune_states", "trial_dirs", "scan_part",
            "gather_part", "gather_path", "sweep_status", "sweep_name_of", "trial_id_of", "STATUSES",
            "FAILURE_KEY"]
 
-STATUSES = ("done", "running", "pending", "pruned", "stopped", "failed")
 FAILURE_KEY = "failure"   # the trainable's last report when it ended a trial as failed (trainable.py)
 
 
@@ -74,13 +73,24 @@ def _error_line(trial_dir: Path, results: list[dict]) -> str:
     return (named or lines or [""])[-1][:500]
 
 
+class UnreadableTrial(ValueError):
+    """A trial folder whose params.json cannot be read or is not one of ours; the message says why."""
+
+
 def read_trial_dir(trial_dir: Path) -> TrialDir | None:
-    """What Tune recorded of one trial, or None if the directory holds no trial of ours."""
+    """What Tune recorded of one trial, or None if the directory holds no readable trial of ours."""
+    try:
+        return _read_trial_dir(trial_dir)
+    except UnreadableTrial:
+        return None
+
+
+def _read_trial_dir(trial_dir: Path) -> TrialDir | None:
     try:
         params = json.loads((trial_dir / "params.json").read_text())
         spec = trial_spec(params)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnreadableTrial(f"{trial_dir / 'params.json'}: {type(exc).__name__}: {exc}") from None
     results = []
     try:
         lines = (trial_dir / "result.json").read_text().splitlines()
@@ -102,7 +112,7 @@ def trial_status(epochs_done: int, epochs: int, error: str, tune_state: str | No
     PAUSED), or None where nothing says it (a directory without experiment state); reported_failure: the
     trial ended itself as failed."""
     if epochs and epochs_done >= epochs:
-        return "done"                      # even after an error that a retry overcame
+        return FINISHED                    # even after an error that a retry overcame
     if reported_failure or tune_state == "ERROR" or (tune_state is None and error):
         return "failed"
     if tune_state == "TERMINATED":
@@ -114,48 +124,61 @@ def trial_status(epochs_done: int, epochs: int, error: str, tune_state: str | No
     return "stopped"                       # ended early, and nothing says why
 
 
-def _iso(timestamp: float | None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(timestamp)) if timestamp else ""
-
-
 def trial_rows(trial: TrialDir, experiment: str, tune_state: str | None) -> dict[str, list[dict]]:
     """The store rows of one trial, from what its directory holds and its Tune state."""
     status = trial.status(tune_state)
-    first = trial.results[0] if trial.results else {}
-    last = trial.results[-1] if trial.results else {}
-    # the first epoch's report, minus that epoch's wall time: when the trial's training began
-    started = first.get("timestamp", 0) - first.get("time_this_iter_s", 0) if first else None
-    ended = last.get("timestamp") if status in ("done", "pruned", "failed", "stopped") else None
-    return rows_for_trial(experiment, trial.trial_id, trial.spec.group, trial.spec.budget, trial.spec.config,
-                          trial.results, status, trial.error if status == "failed" else "",
-                          _iso(started), _iso(ended))
+    spec = trial.spec
+    return rows_for_trial(experiment, trial.trial_id, spec.group, spec.budget, spec.config, trial.results,
+                          status, trial.error if status == "failed" else "", spec.paper_table, spec.init_from_trial)
 
 
-def tune_states(part_dir: Path) -> dict[str, str]:
-    """trial_id -> Tune's state, from the part's newest experiment_state-*.json ({} if none)."""
+def tune_states(part_dir: Path) -> tuple[dict[str, str], str]:
+    """(trial_id -> Tune's state, a problem) from the part's newest experiment_state-*.json: ({}, "") when
+    the part has none yet, ({}, why) when it cannot be read (trials that ended early then read as
+    'stopped', not 'pruned' or 'failed', and the caller says so)."""
     states = sorted(part_dir.glob("experiment_state-*.json"))
     if not states:
-        return {}
+        return {}, ""
     try:
         data = json.loads(states[-1].read_text())
         out = {}
         for trial_json, _ in data["trial_data"]:
             trial = json.loads(trial_json)
             out[trial["trial_id"]] = trial["status"]
-        return out
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        return out, ""
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {}, (f"{states[-1]} cannot be read ({type(exc).__name__}: {exc}); trials that ended early show "
+                    f"as 'stopped' instead of pruned or failed")
+
+
+def scan_part(part_dir: Path) -> tuple[list[TrialDir], list[str]]:
+    """Every trial folder of one part, and one line for each folder that cannot be read."""
+    trials, problems = [], []
+    for params in sorted(part_dir.rglob("params.json")):
+        try:
+            trial = _read_trial_dir(params.parent)
+        except UnreadableTrial as exc:
+            problems.append(f"unreadable trial folder {exc}")
+            continue
+        if trial:
+            trials.append(trial)
+    return trials, problems
 
 
 def trial_dirs(part_dir: Path) -> list[TrialDir]:
-    return [t for t in (read_trial_dir(p.parent) for p in sorted(part_dir.rglob("params.json"))) if t]
+    return scan_part(part_dir)[0]
 
 
-def gather_part(part_dir: Path, experiment: str, store) -> list[tuple[TrialDir, dict]]:
-    """(Re)write the rows of every started trial of one part; returns (trial, its trials row)."""
-    states = tune_states(part_dir)
+def gather_part(part_dir: Path, experiment: str, store, warn=None) -> list[tuple[TrialDir, dict]]:
+    """(Re)write the rows of every started trial of one part; returns (trial, its trials row). `warn`
+    receives one line per problem found (an unreadable Tune state or trial folder)."""
+    states, problem = tune_states(part_dir)
+    trials, problems = scan_part(part_dir)
+    for line in ([problem] if problem else []) + problems:
+        if warn:
+            warn(line)
     written = []
-    for trial in trial_dirs(part_dir):
+    for trial in trials:
         if not trial.results and not trial.error:
             continue  # never started: nothing to store
         rows = trial_rows(trial, experiment, states.get(trial.trial_id))
@@ -169,10 +192,10 @@ def sweep_name_of(path: Path) -> str:
     return next((p.name for p in [path, *path.parents] if (p / "sweep.json").exists()), "")
 
 
-def gather_path(path: Path, experiment: str, store) -> int:
+def gather_path(path: Path, experiment: str, store, warn=None) -> int:
     """gather: a sweep folder (every part), or one part's folder; returns the number of trials."""
     parts = [p.parent for p in path.rglob("tuner.pkl")] or [path]
-    return sum(len(gather_part(part, experiment, store)) for part in sorted(set(parts)))
+    return sum(len(gather_part(part, experiment, store, warn)) for part in sorted(set(parts)))
 
 
 def _label(spec: TrialSpec) -> str:
@@ -182,21 +205,22 @@ def _label(spec: TrialSpec) -> str:
     return f"{spec.group} {variant}{p} seed {c.get('seed')}"
 
 
-def sweep_status(sweep_dir: Path, plan) -> list[dict]:
-    """One row per planned trial of every part: its state by the status rule, epochs and accuracy.
-    Trials Tune has not created yet are 'pending'."""
-    rows = []
+def sweep_status(sweep_dir: Path, plan) -> tuple[list[dict], list[str]]:
+    """(One row per planned trial of every part: its state by the status rule, epochs and accuracy;
+    one line per problem that makes a state uncertain). Trials Tune has not created yet are 'pending'."""
+    rows, problems = [], []
     for part in plan.parts:
         part_dir = sweep_dir / part.part
-        states = tune_states(part_dir)
-        found = trial_dirs(part_dir) if part_dir.is_dir() else []
+        states, problem = tune_states(part_dir)
+        found, unreadable = scan_part(part_dir) if part_dir.is_dir() else ([], [])
+        problems += ([problem] if problem else []) + unreadable
         for trial in found:
             state = trial.status(states.get(trial.trial_id))
             accs = [r["test_acc"] for r in trial.results if r.get("test_acc") is not None]
             rows.append({"part": part.part, "trial_id": trial.trial_id, "state": state,
                          "epoch": trial.epochs_done, "epochs": trial.spec.config.get("epochs", 0),
                          "test_acc": accs[-1] if accs else None, "label": _label(trial.spec)})
-        for _ in range(max(0, part.n_trials - len(found))):
+        for _ in range(max(0, part.n_trials - len(found) - len(unreadable))):
             rows.append({"part": part.part, "trial_id": "", "state": "pending", "epoch": 0,
                          "epochs": part.epochs, "test_acc": None, "label": ""})
-    return rows
+    return rows, problems

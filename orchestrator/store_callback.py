@@ -3,9 +3,10 @@
 Rows come from the trial's own Tune folder through `records.trial_rows` (the one record function), after
 Tune's JSON logger has appended the epoch to result.json, so what is stored live is what `gather` would
 write. A trial's rows are rewritten whole (atomically) at most every `flush_s` seconds and whenever it
-checkpoints, finishes, is pruned or fails. The progress line counts trials by state and estimates the
-time left: every unfinished trial's remaining epochs at the seconds per epoch seen so far for its kind
-of variant (an SCS epoch costs several conv epochs), divided by the trials running at once.
+checkpoints, finishes, is pruned or fails. The progress line names the part, counts trials by state (a
+trial counts as running from the moment it starts, before its first report) and estimates the time left:
+every unfinished trial's remaining epochs at the seconds per epoch seen so far for its kind of variant
+(an SCS epoch costs several conv epochs), divided by the trials running at once.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from ray import tune
 
 from results.store import get_store
+
+from trainables.vocabulary import ENDED, STATUSES
 
 from .records import read_trial_dir, trial_rows
 from .scheduler import METRIC
@@ -35,18 +38,19 @@ class StoreAndProgress(tune.Callback):
     """Writes each trial's rows as results arrive and prints a one-line progress view with an ETA."""
 
     def __init__(self, experiment: str, store: str, n_trials: int, epochs: int, flush_s: float = 20.0,
-                 progress_s: float = 10.0):
-        self.experiment, self.store_uri = experiment, store
+                 progress_s: float = 10.0, part: str = ""):
+        self.experiment, self.store_uri, self.part = experiment, store, part or experiment
         self.n_trials, self.epochs = n_trials, epochs
         self.flush_s, self.progress_s = flush_s, progress_s
         self.last_flush, self.epochs_done, self.state = {}, {}, {}
         self.epoch_seconds = {}          # variant kind -> seconds of each epoch reported
         self.best = (None, None)
+        self.warned = set()              # trials whose compile fallback was already printed
         self._last_progress = 0.0
 
     def __getstate__(self):  # Tune pickles callbacks with the experiment: keep no live state
         state = dict(self.__dict__)
-        state.update(last_flush={}, epochs_done={}, state={}, epoch_seconds={}, best=(None, None))
+        state.update(last_flush={}, epochs_done={}, state={}, epoch_seconds={}, best=(None, None), warned=set())
         return state
 
     def _print(self, line: str) -> None:
@@ -64,8 +68,15 @@ class StoreAndProgress(tune.Callback):
         self.state[trial.trial_id] = rows["trials"][0]["status"]
         return rows["trials"][0]
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.state[trial.trial_id] = "running"
+        self._progress(trials)
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         tid = trial.trial_id
+        if result.get("compile_error") and tid not in self.warned:
+            self.warned.add(tid)
+            self._print(f"[{self.experiment}] trial {tid}: {result['compile_error']}")
         if result.get("time_this_iter_s"):
             self.epoch_seconds.setdefault(_kind(trial), []).append(float(result["time_this_iter_s"]))
         self.epochs_done[tid] = max(self.epochs_done.get(tid, 0), int(result.get("epoch", 0)))
@@ -102,7 +113,7 @@ class StoreAndProgress(tune.Callback):
         overall = sum(mean.values()) / len(mean)
         work = 0.0
         for t in trials:
-            if self.state.get(t.trial_id) in ("done", "pruned", "failed") or t.status in ("TERMINATED", "ERROR"):
+            if self.state.get(t.trial_id) in ENDED or t.status in ("TERMINATED", "ERROR"):
                 continue
             work += (self.epochs - self.epochs_done.get(t.trial_id, 0)) * mean.get(_kind(t), overall)
         work += max(0, self.n_trials - len(trials)) * self.epochs * overall  # not created yet (a search)
@@ -118,10 +129,11 @@ class StoreAndProgress(tune.Callback):
             state = self.state.get(t.trial_id) or t.status.lower()
             counts[state] = counts.get(state, 0) + 1
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best[0] is not None else "-"
-        parts = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("running", "done", "pruned", "failed",
-                                                               "pending"))
+        parts = ", ".join(f"{counts.get(k, 0)} {k}" for k in STATUSES
+                          if counts.get(k) or k in ("done", "running", "pending"))
         done = sum(self.epochs_done.values())
-        self._print(f"[{self.experiment}] {len(trials)}/{self.n_trials} trials: {parts}; best {METRIC} {best}; "
+        where = self.experiment if self.part == self.experiment else f"{self.experiment}/{self.part}"
+        self._print(f"[{where}] {len(trials)}/{self.n_trials} trials: {parts}; best {METRIC} {best}; "
                     f"{done}/{self.n_trials * self.epochs} epochs{self._eta(trials)}")
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from trainables import defaults
+
 from .records import FAILURE_KEY
 from .scheduler import METRIC
 from .tune_config import RUN_KEY, trial_spec
@@ -53,8 +55,14 @@ def _train(params: dict) -> None:
 
     from trainables import Trainer, TrialConfig
 
+    from trainables.config import ConfigError
+    from trainables.fused import compile_failures
+
     run = params[RUN_KEY]
-    cfg = TrialConfig.from_dict(trial_spec(params).config)
+    spec = trial_spec(params)
+    if spec.init_error:  # a later stage whose first-stage trial of this seed did not finish (tuner.py)
+        raise ConfigError(spec.init_error)
+    cfg = TrialConfig.from_dict(spec.config)
     torch.set_num_threads(max(1, int(run.get("cpus_per_trial", 1))))
     trainer = Trainer(cfg, compile=run.get("compile", "auto"))
     checkpoint = tune.get_checkpoint()
@@ -69,12 +77,16 @@ def _train(params: dict) -> None:
         "node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran this epoch
         "compile_s": trainer.warm_up(),  # compile + CUDA-graph capture before epoch 1 (0 when eager)
     }
-    every = max(1, int(run.get("checkpoint_every", 10)))
+    every = max(1, int(run.get("checkpoint_every", defaults.CHECKPOINT_EVERY)))
     while not trainer.done:
         result = trainer.train_epoch()
         metrics = result.metrics()
         metrics["layers"] = [vars(layer) for layer in result.layers]
         metrics.update(provenance)
+        # whether the model ran compiled, and why not where compiling failed (the worker's log is not
+        # forwarded to the driver, so the trial's rows say it)
+        metrics["compiled"] = trainer.compiled
+        metrics["compile_error"] = "; ".join(filter(None, [trainer.compile_error, *compile_failures()])) or None
         if trainer.done and run.get("evaluation") is not None:  # PGD and saliency on the final model
             from trainables.evaluation import EvalSettings, evaluate_model
 

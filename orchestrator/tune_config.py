@@ -1,6 +1,7 @@
 """How a planned trial travels to Tune and back: the param_space encoder and its decoder, side by side.
 
-    {"trial": {"group", "budget", "config"}, "run": {sweep-wide settings}, <search key>: <sampled value>}
+    {"trial": {"group", "budget", "paper_table", "config"[, "init_from_trial" | "init_error"]},
+     "run": {sweep-wide settings}, <search key>: <sampled value>}
 
 A grid part grid-searches over its planned trials; a search part holds its one base trial and lets
 Optuna sample the searched key at the top level (so the Optuna study names the parameter plainly,
@@ -21,10 +22,13 @@ class TrialSpec:
     group: str          # the label of the trial's rows (the paper's table)
     budget: str         # full | reduced | quick | smoke
     config: dict        # the resolved TrialConfig keys
+    paper_table: str = ""       # the paper's experiment the trial's table is compared with ("" if none)
+    init_from_trial: str = ""   # a later stage: the trial whose trained weights this one starts from
+    init_error: str = ""        # a later stage: why no such trial exists (the trial then fails alone)
 
 
 def param_space(trials: list[dict], run: dict, search: dict | None = None) -> dict:
-    """Tune's param_space for one part. trials: the planned {"group", "budget", "config"} dicts."""
+    """Tune's param_space for one part. trials: the planned {"group", "budget", "config", ...} dicts."""
     from ray import tune
 
     if not search:
@@ -41,4 +45,6 @@ def trial_spec(params: dict) -> TrialSpec:
     """The trial a Tune config (a trial's params.json, or what the trainable receives) stands for."""
     trial = params[TRIAL_KEY]
     sampled = {k: v for k, v in params.items() if k not in (TRIAL_KEY, RUN_KEY)}
-    return TrialSpec(group=trial["group"], budget=trial.get("budget", ""), config={**trial["config"], **sampled})
+    return TrialSpec(group=trial["group"], budget=trial.get("budget", ""), config={**trial["config"], **sampled},
+                     paper_table=trial.get("paper_table") or "", init_from_trial=trial.get("init_from_trial", ""),
+                     init_error=trial.get("init_error", ""))

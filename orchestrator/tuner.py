@@ -19,10 +19,11 @@ from ray.tune.schedulers import FIFOScheduler
 
 from results.store import get_store
 from search_spaces.experiment import stage_ref
+from trainables.vocabulary import FINISHED
 
 from .errors import UsageError
 from .plan import PartPlan, SweepPlan
-from .records import gather_part, trial_dirs
+from .records import gather_part, trial_dirs, tune_states
 from .scheduler import METRIC, MODE, ResumableASHA
 from .store_callback import StoreAndProgress
 from .trainable import CHECKPOINT_FILE, train_scs
@@ -83,10 +84,10 @@ def _run_settings(sweep: SweepPlan) -> dict:
             "code_version": code_version(), "evaluation": sweep.evaluation, "compile": sweep.compile}
 
 
-def build_tuner(part: PartPlan, sweep: SweepPlan, sweep_dir: Path, init_from: str = "") -> tune.Tuner:
-    trials = part.trials
-    if init_from:  # a later stage: "@group" becomes the trained checkpoint it names
-        trials = [dict(t, config=dict(t["config"], init_from=init_from)) for t in trials]
+def build_tuner(part: PartPlan, sweep: SweepPlan, sweep_dir: Path, trials: list[dict] | None = None) -> tune.Tuner:
+    """The Tuner of one part; `trials` replaces the part's planned trials (a later stage's, with the
+    checkpoints they start from filled in)."""
+    trials = part.trials if trials is None else trials
     tune_config = tune.TuneConfig(metric=METRIC, mode=MODE, scheduler=_scheduler(part),
                                   search_alg=_search_alg(part, sweep_dir), num_samples=1 if not part.search
                                   else part.search["samples"],
@@ -100,23 +101,35 @@ def build_tuner(part: PartPlan, sweep: SweepPlan, sweep_dir: Path, init_from: st
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         # result.json first: the store callback builds rows from it
         callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), ScalarTBXLogger(),
-                   StoreAndProgress(sweep.name, sweep.store, part.n_trials, part.epochs)])
+                   StoreAndProgress(sweep.name, sweep.store, part.n_trials, part.epochs, part=part.part)])
     return tune.Tuner(_trainable(part), param_space=param_space(trials, _run_settings(sweep), part.search),
                       tune_config=tune_config, run_config=run_config)
 
 
-def _init_from_for(part: PartPlan, sweep_dir: Path) -> str:
-    """The newest checkpoint of the finished trial whose group a later stage's "@group" names."""
+def stage_trials(part: PartPlan, sweep_dir: Path) -> list[dict]:
+    """A later stage's trials, each starting from the final checkpoint of the finished (done) trial of
+    the group its "@group" names with its own seed, and saying which trial that was. A trial with no
+    such source carries `init_error` instead and fails alone when it starts (trainable.py)."""
     if not part.depends_on:
-        return ""
-    group = stage_ref(part.trials[0]["config"])
-    for trial in trial_dirs(sweep_dir / part.depends_on):
-        if trial.spec.group == group:
-            found = sorted(trial.path.rglob(CHECKPOINT_FILE), key=lambda p: p.stat().st_mtime)
-            if found:
-                return str(found[-1])
-    raise UsageError(f"stage {part.part} needs the trained {group} run, which has no checkpoint; "
-                     f"`scs-sweep resume` once {part.depends_on} has finished")
+        return part.trials
+    source_dir = sweep_dir / part.depends_on
+    states, _ = tune_states(source_dir)
+    finished = {}
+    for trial in trial_dirs(source_dir):
+        checkpoints = sorted(trial.path.rglob(CHECKPOINT_FILE), key=lambda p: p.parent.name)  # checkpoint_000NNN
+        if trial.status(states.get(trial.trial_id)) == FINISHED and checkpoints:
+            finished[(trial.spec.group, trial.spec.config.get("seed"))] = (trial.trial_id, str(checkpoints[-1]))
+    out = []
+    for planned in part.trials:
+        group, seed = stage_ref(planned["config"]), planned["config"]["seed"]
+        if (group, seed) in finished:
+            trial_id, checkpoint = finished[(group, seed)]
+            out.append(dict(planned, init_from_trial=trial_id, config=dict(planned["config"], init_from=checkpoint)))
+        else:
+            out.append(dict(planned, init_error=f"init_from \"@{group}\": no {group} trial with seed {seed} finished "
+                                                f"its budget in {part.depends_on}, so there are no trained weights "
+                                                f"to start from"))
+    return out
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -170,14 +183,17 @@ def execute(sweep: SweepPlan, resume: bool = False) -> list[dict]:
     sweep.save(sweep_dir / "sweep.json")
     store = get_store(sweep.store)
     failed = []
-    for part in sweep.parts:
+    for index, part in enumerate(sweep.parts, 1):
         part_dir = sweep_dir / part.part
+        print(f"[{sweep.name}] part {index}/{len(sweep.parts)}: {part.part}, {part.n_trials} trial(s) of "
+              f"{part.epochs} epoch(s)" + (", resumed" if resume and part_dir.is_dir() else ""), flush=True)
         if resume and tune.Tuner.can_restore(str(part_dir)):
             # the scheduler refills its rungs from result.json (scheduler.py); finished trials stay done
             tuner = tune.Tuner.restore(str(part_dir), trainable=_trainable(part), resume_unfinished=True,
                                        resume_errored=False)
         else:
-            tuner = build_tuner(part, sweep, sweep_dir, _init_from_for(part, sweep_dir))
+            tuner = build_tuner(part, sweep, sweep_dir, stage_trials(part, sweep_dir))
         tuner.fit()
-        failed += [row for _, row in gather_part(part_dir, sweep.name, store) if row["status"] == "failed"]
+        rows = gather_part(part_dir, sweep.name, store, warn=lambda line: print(f"[{sweep.name}] {line}"))
+        failed += [row for _, row in rows if row["status"] == "failed"]
     return failed

@@ -23,21 +23,21 @@ the budget (seconds per epoch), but hold only for the device they were measured 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from trainables.vocabulary import (FINISHED, FULL_BUDGET, PAPER_EPOCHS, PAPER_TEST_IMAGES,
+                                   PAPER_TRAIN_IMAGES)
+
 from .stats import Interval, mean_interval
 
-__all__ = ["Verdict", "check_claims", "DELTA", "PAPER_EPOCHS", "budget_note", "full_budget"]
+__all__ = ["Verdict", "check_claims", "DELTA", "budget_note", "full_budget"]
 
 DELTA = 0.03
-# The paper's epoch budget per table (paper_facts.md, Appendix A): 800 for the Rohrer nets, 200 for ResNet18.
-PAPER_EPOCHS = {"table1": 800, "table2": 200, "table3": 800, "table4": 800, "table5": 800, "table6": 800,
-                "table7": 800, "table8": 200, "cosine": 800}
-PAPER_TRAIN_IMAGES = 50_000
 
 
 @dataclass(frozen=True)
@@ -60,35 +60,31 @@ class Verdict:
                 f"{self.threshold}, {self.interval.n} seed(s)): {self.verdict.upper()}: {self.reason}")
 
 
-PAPER_TEST_IMAGES = 10_000
-
-
 def _images(trials: pd.DataFrame, column: str) -> pd.Series:
     return trials[column].fillna(0) if column in trials else pd.Series(0, index=trials.index)
 
 
-def full_budget(trials: pd.DataFrame, table: str) -> bool:
-    """Whether every trial ran the paper's budget: all CIFAR-10 images for the paper's epochs."""
-    epochs = PAPER_EPOCHS.get(table)
-    n_train, n_test = _images(trials, "n_train"), _images(trials, "n_test")
-    return bool(epochs and (trials["dataset"] == "cifar10").all() and (trials["epochs"] >= epochs).all()
-                and ((n_train == 0) | (n_train >= PAPER_TRAIN_IMAGES)).all()
-                and ((n_test == 0) | (n_test >= PAPER_TEST_IMAGES)).all())
+def full_budget(trials: pd.DataFrame) -> bool:
+    """Whether every trial ran the paper's budget, by the one rule the plan wrote into each row's
+    `budget` (orchestrator/plan.py: CIFAR-10, all its images, the paper's epochs)."""
+    return bool(len(trials)) and "budget" in trials and (trials["budget"] == FULL_BUDGET).all()
 
 
 def budget_note(trials: pd.DataFrame, table: str) -> str:
-    """'' at the paper's budget, else what this run used against the paper's."""
-    if full_budget(trials, table):
+    """'' at the paper's budget, else what this run used against the paper's. table: the paper's
+    experiment the trials are linked to (their `paper_table`), '' if none."""
+    if table not in PAPER_EPOCHS:
+        return "not linked to one of the paper's experiments (give the sweep a paper_table)"
+    if full_budget(trials):
         return ""
-    if trials["dataset"].isna().any():
-        return "the data set is not recorded"
+    if trials["dataset"].isna().any() or "budget" not in trials or trials["budget"].isna().any():
+        return "the budget is not recorded (rows of an older store)"
     if (trials["dataset"] != "cifar10").any():
         return f"{', '.join(sorted(trials['dataset'].unique()))} data, not CIFAR-10"
     epochs = int(trials["epochs"].max())
     n_train, n_test = int(_images(trials, "n_train").max()), int(_images(trials, "n_test").max())
-    paper = PAPER_EPOCHS.get(table)
-    return (f"{epochs}{f' of {paper}' if paper else ''} epochs, {n_train or PAPER_TRAIN_IMAGES:,} of 50,000 "
-            f"training and {n_test or PAPER_TEST_IMAGES:,} of 10,000 test images")
+    return (f"{epochs} of {PAPER_EPOCHS[table]} epochs, {n_train or PAPER_TRAIN_IMAGES:,} of "
+            f"{PAPER_TRAIN_IMAGES:,} training and {n_test or PAPER_TEST_IMAGES:,} of {PAPER_TEST_IMAGES:,} test images")
 
 
 def _per_seed(trials: pd.DataFrame, stat) -> list[float]:
@@ -203,13 +199,15 @@ def _bn_gain(rows: pd.DataFrame) -> float | None:
                             dict(normalization="none"))
 
 
-def check_claims(table: str, all_trials: pd.DataFrame) -> list[Verdict]:
+def check_claims(table: str, all_trials: pd.DataFrame, name: str = "") -> list[Verdict]:
     """Every claim of the paper that this table's trials (one row per trial) can speak to, judged on the
-    trials that ran their whole budget."""
-    trials = all_trials[all_trials["status"] == "done"]
+    trials that ran their whole budget. table: the paper's experiment they are linked to ('' if none);
+    name: what the verdicts call the table (default: table)."""
+    trials = all_trials[all_trials["status"] == FINISHED]
 
     def judge(claim: str, effect: str, values: list[float], **kw) -> Verdict:
-        return _judge(table, claim, effect, values, trials, left_out=len(all_trials) - len(trials), **kw)
+        verdict = _judge(table, claim, effect, values, trials, left_out=len(all_trials) - len(trials), **kw)
+        return dataclasses.replace(verdict, table=name or table)
 
     out = []
     layers, acts = set(all_trials["layer"]), set(all_trials["activation"])

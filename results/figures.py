@@ -28,9 +28,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow.dataset as ds  # noqa: E402
 
-from .claims import PAPER_EPOCHS  # noqa: E402
+from trainables.vocabulary import (ARCH_LABELS, FINISHED, LABELS, PAPER_EPOCHS, PAPER_TRAIN_IMAGES,  # noqa: E402
+                                   dropout_label)
+
 from .stats import mean_interval  # noqa: E402
-from .tables import ARCH_LABELS, LABELS, _labels, compare_paper, table_rows, with_settings  # noqa: E402
+from .tables import _labels, compare_paper, paper_table_of, table_rows, with_settings  # noqa: E402
 
 __all__ = ["Figure", "figures_for_group", "load_figure_data", "write_figures", "variant_label", "KINDS"]
 
@@ -59,6 +61,8 @@ def variant_label(row) -> str:
              LABELS["pooling"][row["pooling"]]]
     if row.get("normalization") == "batchnorm":
         parts.append("BN")
+    if dropout_label(row.get("dropout")) != "None":
+        parts.append(f"dropout {dropout_label(row.get('dropout'))}")
     if row.get("p_mode") == "fixed" and row.get("p_value") == row.get("p_value"):
         parts.append(f"p={row['p_value']:.2g}")
     return " / ".join(parts)
@@ -96,6 +100,8 @@ def _row_label(row) -> str:
     parts = [row["Layer"], row["Activation"], row["Pooling"]]
     if row["Normalization"] == "BatchNorm2d":
         parts.append("BN")
+    if row["Dropout"] != "None":
+        parts.append(f"dropout {row['Dropout']}")
     if row.get("Setting"):
         parts.append(row["Setting"])
     return " / ".join(parts)
@@ -103,7 +109,8 @@ def _row_label(row) -> str:
 
 def accuracy_vs_paper(group: str, trials: pd.DataFrame) -> list[Figure]:
     """The table's rows (trials that ran their budget) as bars with their intervals, the paper's beside."""
-    frame = compare_paper(group, table_rows(trials), trials)
+    table = paper_table_of(group, trials)
+    frame = compare_paper(table, table_rows(trials), trials)
     frame = frame[frame["n"] > 0]
     if frame.empty:
         return []
@@ -116,9 +123,8 @@ def accuracy_vs_paper(group: str, trials: pd.DataFrame) -> list[Figure]:
             label="ours: mean, 95 % CI over seeds")
     paper = frame["Paper Val. Acc."].to_numpy(float)
     if np.isfinite(paper).any():
-        epochs = PAPER_EPOCHS.get(group)
         ax.scatter(paper, y, marker="D", color="#dd8452", zorder=3,
-                   label=f"the paper ({epochs} epochs, 50,000 images)" if epochs else "the paper")
+                   label=f"the paper ({PAPER_EPOCHS[table]} epochs, {PAPER_TRAIN_IMAGES:,} images)")
     ax.set_yticks(y, [_row_label(r) for _, r in frame.iterrows()], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("best test accuracy (fraction correct)")
@@ -308,7 +314,8 @@ def optuna_search(group: str, trials: pd.DataFrame) -> list[Figure]:
                     fontsize=7)
     left.set_title("parallel coordinates", fontsize=9)
     status = searched["status"].to_numpy()
-    for mark, which, label in (("o", status == "done", "ran its budget"), ("x", status != "done", "pruned")):
+    for mark, which, label in (("o", status == FINISHED, "ran its budget"),
+                               ("x", status != FINISHED, "ended early")):
         if which.any():
             right.scatter(p[which], acc[which], marker=mark, label=label)
     right.set_xscale("log")

@@ -32,12 +32,13 @@ def run_query(store: ParquetStore, sql: str) -> pa.Table:
 
     con = connect(store)
     try:
-        return con.sql(sql).to_arrow_table()
+        relation = con.sql(sql)
+        if relation is None:  # a statement that returns no relation (SET ..., CREATE ...)
+            raise StoreError("bad query: the statement returns no rows; give a SELECT")
+        return relation.to_arrow_table()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise StoreError(f"bad query: {first}") from None
-    except AttributeError:  # a statement that returns no relation (e.g. SET ...)
-        raise StoreError("bad query: the statement returns no rows; give a SELECT") from None
 
 
 def format_table(table: pa.Table, fmt: str) -> str:

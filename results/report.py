@@ -18,7 +18,7 @@ import pandas as pd
 
 from .claims import check_claims
 from .figures import figures_for_group, load_figure_data
-from .tables import FINAL, build_tables, compare_paper, effect_rows, read_trials, render
+from .tables import FINAL, build_tables, compare_paper, effect_rows, paper_table_of, read_trials, render
 
 __all__ = ["write_report", "REPORT_FILE"]
 
@@ -81,7 +81,7 @@ def _provenance(store, experiment: str, trials: pd.DataFrame) -> str:
 
 
 def _claims_html(group: str, trials: pd.DataFrame) -> str:
-    verdicts = check_claims(group, trials)
+    verdicts = check_claims(paper_table_of(group, trials), trials, group)
     if not verdicts:
         return ""
     items = "".join(
@@ -124,7 +124,7 @@ def write_report(store, out: str | Path, experiment: str = "") -> Path:
         for (_, group), (frame, part) in build_tables(exp_trials).items():
             finished = part[part["status"].isin(FINAL)]
             parts.append(f"<h3 id='{_anchor(name, group)}'>{_e(group)}</h3>")
-            compared = compare_paper(group, frame, part)
+            compared = compare_paper(paper_table_of(group, part), frame, part)
             if compared.attrs.get("budget_note") and compared["Paper Val. Acc."].notna().any():
                 parts.append(f"<p class='meta'>Not the paper's budget ({_e(compared.attrs['budget_note'])}): "
                              f"its values are shown for orientation, not compared.</p>")

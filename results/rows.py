@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import statistics
+from datetime import datetime, timezone
+
+from trainables.vocabulary import ENDED
 
 from .schema import columns
 
@@ -16,7 +19,12 @@ __all__ = ["rows_for_trial", "evaluation_rows", "epoch_timeline"]
 
 # Provenance the trainable reports with every epoch; the trial's row keeps the last epoch's values.
 _PROVENANCE = ("params", "gpu", "host", "code_version", "torch_version", "ray_version", "config_hash",
-               "compile_s")
+               "compile_s", "compiled", "compile_error")
+
+
+def utc(timestamp: float | None) -> datetime | None:
+    """A Unix time as the store keeps it: a timestamp in UTC without a zone (None stays None)."""
+    return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None) if timestamp else None
 
 
 def epoch_timeline(results: list[dict]) -> list[dict]:
@@ -36,17 +44,23 @@ def epoch_timeline(results: list[dict]) -> list[dict]:
 
 
 def rows_for_trial(experiment: str, trial_id: str, group: str, budget: str, config: dict,
-                   results: list[dict], status: str, error: str = "", started_at: str = "",
-                   ended_at: str = "") -> dict[str, list[dict]]:
+                   results: list[dict], status: str, error: str = "", paper_table: str = "",
+                   init_from_trial: str = "") -> dict[str, list[dict]]:
     """The trials, epochs and layers rows of one trial, and its robustness and saliency rows when its
-    final report carries the end-of-trial evaluation."""
+    final report carries the end-of-trial evaluation. `results` are the trial's reports in order, as
+    Tune recorded them (each with its `timestamp` and `time_this_iter_s` when it came through Tune)."""
     epochs = epoch_timeline(results)
-    epoch_cols = columns("epochs")
-    epoch_rows = [{c: (trial_id if c == "trial_id" else r.get(c)) for c in epoch_cols} for r in epochs]
+    epoch_cols = [c for c in columns("epochs") if c not in ("trial_id", "ended_at", "wall_s")]
+    epoch_rows = [{"trial_id": trial_id, **{c: r.get(c) for c in epoch_cols}, "ended_at": utc(r.get("timestamp")),
+                   "wall_s": r.get("time_this_iter_s")} for r in epochs]
     layer_cols = [c for c in columns("layers") if c not in ("trial_id", "epoch")]
     layer_rows = [{"trial_id": trial_id, "epoch": int(r["epoch"]), **{c: layer.get(c) for c in layer_cols}}
                   for r in epochs for layer in r.get("layers") or []]
     last = epochs[-1] if epochs else {}
+    first = results[0] if results else {}
+    # the first report minus that epoch's wall time: when the trial's training began
+    started = first.get("timestamp", 0) - first.get("time_this_iter_s", 0) if first.get("timestamp") else None
+    ended = results[-1].get("timestamp") if results and status in ENDED else None
     accs = [r["test_acc"] for r in epochs if r.get("test_acc") is not None]
     trial = {c: config.get(c) for c in columns("trials") if c in config}
     trial.update(
@@ -57,7 +71,8 @@ def rows_for_trial(experiment: str, trial_id: str, group: str, budget: str, conf
         train_time_s=statistics.mean(r["train_time_s"] for r in epochs) if epochs else None,
         eval_time_s=statistics.mean(r["eval_time_s"] for r in epochs) if epochs else None,
         config_json=json.dumps(config, sort_keys=True, default=str),
-        started_at=started_at or None, ended_at=ended_at or None,
+        started_at=utc(started), ended_at=utc(ended), paper_table=paper_table or None,
+        init_from_trial=init_from_trial or None,
     )
     trial.update({key: last[key] for key in _PROVENANCE if last.get(key) is not None})
     if trial.get("p_mode") != "fixed":

@@ -1,13 +1,17 @@
-"""Column names and Arrow types of the store's five tables (the contract in shared/design.md)."""
+"""Column names and Arrow types of the store's five tables (the contract in README.md, "The results store")."""
 from __future__ import annotations
 
 import pyarrow as pa
 
-# 2: trials gain budget, n_train, n_test and data_dir (what a reduced run used). Changes are additive: a
-# reader with this schema sees older files' missing columns as null, and `ensure` upgrades the version.
-SCHEMA_VERSION = 2
+# 2: trials gain budget, n_train, n_test and data_dir (what a reduced run used).
+# 3: trials' started_at / ended_at become timestamps (UTC, no zone: DuckDB's `ended_at - started_at` is an
+#    interval); trials gain paper_table, init_from_trial, compiled and compile_error; epochs gain ended_at,
+#    wall_s and node_id (when and where each epoch ran); saliency gains the input image.
+# A reader with this schema sees older files' missing columns as null and their ISO-text times as
+# timestamps (pyarrow casts them on read), and `ensure` upgrades the version: old stores read as they are.
+SCHEMA_VERSION = 3
 
-_F, _I, _S, _B = pa.float64(), pa.int64(), pa.string(), pa.bool_()
+_F, _I, _S, _B, _T = pa.float64(), pa.int64(), pa.string(), pa.bool_(), pa.timestamp("s")
 
 # `experiment` is not listed: it is the Hive partition key of every table.
 _COLUMNS: dict[str, list[tuple[str, pa.DataType]]] = {
@@ -18,13 +22,15 @@ _COLUMNS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("optimizer", _S), ("max_lr", _F), ("weight_decay", _F), ("dataset", _S), ("status", _S),
         ("error", _S), ("params", _I), ("val_acc", _F), ("final_acc", _F), ("train_time_s", _F),
         ("eval_time_s", _F), ("gpu", _S), ("host", _S), ("code_version", _S), ("torch_version", _S),
-        ("ray_version", _S), ("config_hash", _S), ("config_json", _S), ("started_at", _S),
-        ("ended_at", _S), ("compile_s", _F), ("budget", _S), ("n_train", _I), ("n_test", _I),
-        ("data_dir", _S),
+        ("ray_version", _S), ("config_hash", _S), ("config_json", _S), ("started_at", _T),
+        ("ended_at", _T), ("compile_s", _F), ("budget", _S), ("n_train", _I), ("n_test", _I),
+        ("data_dir", _S), ("paper_table", _S), ("init_from_trial", _S), ("compiled", _B),
+        ("compile_error", _S),
     ],
     "epochs": [
         ("trial_id", _S), ("epoch", _I), ("train_loss", _F), ("train_acc", _F), ("test_loss", _F),
-        ("test_acc", _F), ("train_time_s", _F), ("eval_time_s", _F), ("lr", _F),
+        ("test_acc", _F), ("train_time_s", _F), ("eval_time_s", _F), ("lr", _F), ("ended_at", _T),
+        ("wall_s", _F), ("node_id", _S),
     ],
     "layers": [
         ("trial_id", _S), ("epoch", _I), ("layer_index", _I), ("layer_name", _S), ("layer_type", _S),
@@ -38,7 +44,7 @@ _COLUMNS: dict[str, list[tuple[str, pa.DataType]]] = {
     "saliency": [
         ("trial_id", _S), ("image_index", _I), ("label", _I), ("predicted", _I),
         ("map", pa.list_(pa.float32())), ("height", _I), ("width", _I), ("sparsity_gini", _F),
-        ("top5_mass", _F),
+        ("top5_mass", _F), ("image", pa.list_(pa.uint8())),
     ],
 }
 TABLES = tuple(_COLUMNS)

@@ -16,14 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from trainables.vocabulary import LABELS
+
 __all__ = ["Interval", "mean_interval", "effects", "FACTORS", "REFERENCE_LEVEL", "LEVEL_LABELS"]
 
 LEVEL = 0.95
 FACTORS = ("layer", "activation", "pooling", "normalization")
 # Each effect is "level minus reference": SCS vs Conv2d, ReLU vs none, MaxAbsPool2d vs MaxPool2d, BN vs none.
 REFERENCE_LEVEL = {"layer": "conv", "activation": "none", "pooling": "max", "normalization": "none"}
-LEVEL_LABELS = {"conv": "Conv2d", "scs": "SCS", "sdp": "SharpenedSDP", "relu": "ReLU", "none": "None",
-                "max": "MaxPool2d", "maxabs": "MaxAbsPool2d", "batchnorm": "BatchNorm2d"}
+# every factor level's printed label (vocabulary.LABELS; "none" reads None for both activation and norm)
+LEVEL_LABELS = {level: label for labels in LABELS.values() for level, label in labels.items()}
 
 
 @dataclass(frozen=True)

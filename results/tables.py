@@ -3,9 +3,10 @@
 A row aggregates the trials that ran their whole budget (status done). A variant none of whose trials did
 shows what happened to them instead ("pruned at 50/800 epochs") and no number to set beside the paper's;
 `include_partial` averages them too, marked. Every row says how many trials it holds and the epochs they
-ran. With `compare_paper` each row gains the paper's value (results/reference/paper_tables.csv, copied
-from shared/reference: arXiv 2307.13855 Tables 1-8) and where it lies against our 95 % interval, and each
-table its claims (claims.py) and factor effects (stats.py).
+ran. With `compare_paper` each row gains the paper's value (results/reference/paper_tables.csv: arXiv
+2307.13855 Tables 1-8, see docs/paper_facts.md) and where it lies against our 95 % interval, and each
+table its claims (claims.py) and factor effects (stats.py). A table finds its paper values through its
+trials' `paper_table` (the sweep's link to the paper), not through its name.
 """
 from __future__ import annotations
 
@@ -15,28 +16,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from trainables.vocabulary import ARCH_LABELS, FINISHED, LABELS, PAPER_TABLES, dropout_label
+
 from .claims import budget_note, check_claims, full_budget
 from .stats import effects, mean_interval
 
 __all__ = ["LABELS", "ARCH_LABELS", "LABEL_COLUMNS", "table_rows", "build_tables", "compare_paper",
-           "render", "render_all", "paper_values", "TRIAL_COLUMNS"]
+           "render", "render_all", "paper_values", "paper_table_of", "TRIAL_COLUMNS"]
 
-LABELS = {
-    "layer": {"conv": "Conv2d", "scs": "SCS", "sdp": "SharpenedSDP"},
-    "activation": {"relu": "ReLU", "none": "None"},
-    "pooling": {"max": "MaxPool2d", "maxabs": "MaxAbsPool2d"},
-    "normalization": {"batchnorm": "BatchNorm2d", "none": "None"},
-}
-ARCH_LABELS = {"rohrer25k": "Rohrer25K", "rohrer47k": "Rohrer47K", "rohrer68k": "Rohrer68K",
-               "rohrer100k": "Rohrer100K", "rohrer583k": "Rohrer583K", "resnet18": "ResNet18",
-               "resnet20": "ResNet20"}
 LABEL_COLUMNS = ["Architecture", "Layer", "Activation", "Pooling", "Dropout", "Normalization", "Image Dim."]
 PAPER_CSV = Path(__file__).parent / "reference" / "paper_tables.csv"
 # The trials columns tables, claims and effects read (the store is scanned for these only).
-TRIAL_COLUMNS = ["experiment", "trial_id", "group", "arch", "layer", "activation", "pooling", "normalization",
-                 "image_dim", "p_mode", "p_value", "seed", "epochs", "epochs_done", "dataset", "n_train",
-                 "n_test", "budget", "status", "val_acc", "train_time_s", "eval_time_s", "gpu", "config_json"]
-FINAL = ("done",)
+TRIAL_COLUMNS = ["experiment", "trial_id", "group", "paper_table", "arch", "layer", "activation", "pooling",
+                 "normalization", "dropout", "image_dim", "p_mode", "p_value", "seed", "epochs", "epochs_done",
+                 "dataset", "n_train", "n_test", "budget", "status", "val_acc", "final_acc", "train_time_s",
+                 "eval_time_s", "gpu", "config_json"]
+FINAL = (FINISHED,)
 # Config keys that never tell variants apart: the label columns, and what seeds and data placement change.
 _NOT_SETTINGS = {"arch", "layer", "activation", "pooling", "normalization", "image_dim", "dropout", "seed",
                  "data_dir"}
@@ -44,7 +39,8 @@ _NOT_SETTINGS = {"arch", "layer", "activation", "pooling", "normalization", "ima
 
 def _labels(row) -> tuple:
     return (ARCH_LABELS.get(row["arch"], row["arch"]), LABELS["layer"][row["layer"]],
-            LABELS["activation"][row["activation"]], LABELS["pooling"][row["pooling"]], "None",
+            LABELS["activation"][row["activation"]], LABELS["pooling"][row["pooling"]],
+            dropout_label(row.get("dropout")),
             LABELS["normalization"].get(row["normalization"], row["normalization"]),
             f"{row['image_dim']}x{row['image_dim']}", row.get("setting", ""))
 
@@ -127,8 +123,18 @@ def paper_values(table: str) -> pd.DataFrame:
     return paper[LABEL_COLUMNS + ["Paper Val. Acc."]]
 
 
+def paper_table_of(group: str, trials: pd.DataFrame) -> str:
+    """The paper's experiment a table of trials is linked to: their `paper_table`, or for rows of a store
+    older than that column, the group's own name when it is one of the paper's; '' if none."""
+    linked = trials["paper_table"].dropna().unique() if "paper_table" in trials else []
+    if len(linked):
+        return str(linked[0])
+    return group if group in PAPER_TABLES else ""
+
+
 def compare_paper(table: str, frame: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    """frame + the paper's value and where it lies against our interval ("inside", "above", ...)."""
+    """frame + the paper's value and where it lies against our interval ("inside", "above", ...).
+    table: the paper's experiment (paper_table_of)."""
     merged = frame.merge(paper_values(table), on=LABEL_COLUMNS, how="left")
     note = budget_note(trials, table)
 
@@ -136,7 +142,7 @@ def compare_paper(table: str, frame: pd.DataFrame, trials: pd.DataFrame) -> pd.D
         paper = row["Paper Val. Acc."]
         if pd.isna(paper):
             return "-"
-        if not full_budget(trials, table):
+        if not full_budget(trials):
             return "not comparable: budget"
         if row["n"] == 0:
             return "no finished trial"
@@ -218,11 +224,13 @@ def render_all(store, experiment: str, fmt: str, compare: bool, include_partial:
     trials = read_trials(store, experiment, TRIAL_COLUMNS)
     out = []
     for (sweep, name), (frame, part) in build_tables(trials, include_partial).items():
+        table = paper_table_of(name, part)
         if compare:
-            frame = compare_paper(name, frame, part)
-        out.append(render(frame, fmt, f"{name} ({sweep})"))
+            frame = compare_paper(table, frame, part)
+        out.append(render(frame, fmt, f"{name} ({sweep})" + (f", compared with the paper's {table}"
+                                                              if compare and table and table != name else "")))
         if compare and fmt != "csv":  # CSV stays one table a reader can parse; md and LaTeX get lists
-            claim_lines = [v.line() for v in check_claims(name, part)]
+            claim_lines = [v.line() for v in check_claims(table, part, name)]
             effect_lines = [f"{arch}: {effect} {i.text()}"
                             for arch, effect, i in effect_rows(part[part["status"].isin(FINAL)])]
             for heading, items in (("Claims (95 % intervals over seeds)", claim_lines),

@@ -1,6 +1,6 @@
 """Seconds per epoch (train + eval) on one H200, for the GPU-hour estimates of `scs-sweep presets`.
 
-Source: the H200 speed anchors in shared/reference/paper_facts.md (GPU-resident data, eager, batch 128,
+Source: the H200 speed anchors in docs/paper_facts.md (GPU-resident data, eager, batch 128,
 unfused SCS), not yet this project's own `scs-sweep bench` figures; replace them with your GPU's:
 `scs-sweep bench --json-out times.json ...` then `SCS_EPOCH_TIMES=times.json scs-sweep presets`
 (several files separated by commas, as bench/run_h200.sh writes them; a {"family/layer": seconds} map

@@ -5,8 +5,12 @@ expansion and one validation serve both. The trials of an experiment are the uni
 grid is the product of its axes, every trial also gets the fixed settings. Keys are TrialConfig fields
 plus `group`, the label a trial's rows carry (the paper's table; default: the experiment's name).
 
-A trial whose `init_from` is "@GROUP" starts from the trained weights of the trial of that group, so it
-waits for it: the plan runs it as a later stage (weight-norms).
+A trial whose `init_from` is "@GROUP" starts from the trained weights of the trial of that group with
+the same seed, so it waits for it: the plan runs it as a later stage (weight-norms).
+
+`paper_table` links an experiment to the paper's experiment it reproduces (table1 ... table8, cosine):
+tables and claims compare with the paper's values and budget through it, whatever the experiment or
+its groups are called, so a renamed or edited copy of a preset is still judged against the paper.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 
 from trainables.config import ConfigError, TrialConfig
 from trainables.errors import ScsSweepError
+from trainables.vocabulary import PAPER_TABLES
 
 __all__ = ["Experiment", "Search", "Asha", "SpecError", "GROUP_KEY", "RUN_OPTION_KEYS", "config_keys",
            "stage_ref"]
@@ -76,7 +81,8 @@ class Experiment:
     fixed: dict = field(default_factory=dict)
     grids: tuple = ()                    # dicts of key -> list of values
     description: str = ""
-    paper: str = ""                      # where in the paper (presets only)
+    paper: str = ""                      # where in the paper, in words ("Table 1, Figs 1, 3, 5")
+    paper_table: str = ""                # the paper's experiment this one reproduces (PAPER_TABLES)
     search: Search | None = None
     asha: Asha = Asha()
 
@@ -110,14 +116,36 @@ class Experiment:
                 if section == "grid" and (not isinstance(value, list) or not value):
                     raise SpecError(f"{where}: grid axis '{key}' must be a non-empty list of values, "
                                     f"got {value!r}")
+        if self.paper_table not in ("", *PAPER_TABLES):
+            raise SpecError(f"{where}: paper_table {self.paper_table!r} is not one of the paper's experiments; "
+                            f"choose one of: {', '.join(PAPER_TABLES)} (or leave it out)")
         if self.search is not None:
             self._check_search(where, keys)
-        for trial in self.trials():
+        trials = self.trials()
+        for trial in trials:
             self._check_config(where, trial)
+        self._check_stage_refs(where, trials)
         for name, least in (("grace_period", 0), ("reduction_factor", 2)):
             value = getattr(self.asha, name)
             if not _whole(value, least):
                 raise SpecError(f"{where}: asha {name} must be a whole number >= {least}, got {value!r}")
+
+    def _check_stage_refs(self, where: str, trials: list[dict]) -> None:
+        """Every "@GROUP" names a group of this experiment whose trials start from scratch, with a trial
+        for every seed that refers to it: a typo fails here, not after the first stage has trained."""
+        first = [t for t in trials if not stage_ref(t)]
+        for trial in trials:
+            group = stage_ref(trial)
+            if not group:
+                continue
+            sources = [t for t in first if t[GROUP_KEY] == group]
+            if not sources:
+                groups = sorted({t[GROUP_KEY] for t in first})
+                raise SpecError(f"{where}: init_from \"@{group}\" names no group of trials that start from "
+                                f"scratch; groups: {', '.join(groups)}")
+            if not any(t.get("seed", 0) == trial.get("seed", 0) for t in sources):
+                raise SpecError(f"{where}: init_from \"@{group}\" has no trial with seed {trial.get('seed', 0)} "
+                                f"to start the seed-{trial.get('seed', 0)} trial of {trial[GROUP_KEY]} from")
 
     def _check_config(self, where: str, trial: dict) -> None:
         if not isinstance(trial.get(GROUP_KEY), str) or not trial[GROUP_KEY]:

@@ -1,10 +1,12 @@
 """Each experiment of the paper as plain data, in the shape of a sweep file (experiment.py).
 
-Source of every variant set and setting: shared/reference/paper_facts.md. No torch, no ray. A preset is a
+Source of every variant set and setting: docs/paper_facts.md. No torch, no ray. A preset is a
 list of Experiments (one, or several for `optuna-p` and `paper`); `scs-sweep presets --show NAME` prints
 it as the TOML sweep file that runs exactly its trials.
 """
 from __future__ import annotations
+
+from trainables.vocabulary import PAPER_EPOCHS
 
 from .experiment import Experiment, Search, SpecError
 
@@ -18,27 +20,27 @@ ADAM = dict(optimizer="adam", scheduler="onecycle", max_lr=0.01, weight_decay=0.
 
 def table1() -> Experiment:
     return Experiment(
-        "table1", 800, dict(arch="rohrer100k", **ADAM),
+        "table1", PAPER_EPOCHS["table1"], dict(arch="rohrer100k", **ADAM),
         grids=(dict(layer=["conv", "scs"], activation=BOTH_ACTS, pooling=BOTH_POOLS),),
         description="Rohrer100K: {Conv2d, SCS} x {ReLU, none} x {MaxPool, MaxAbsPool}",
-        paper="Table 1, Figs 1, 3, 5")
+        paper="Table 1, Figs 1, 3, 5", paper_table="table1")
 
 
 def table2() -> Experiment:
     return Experiment(
-        "table2", 200, dict(arch="resnet18", image_dim=32, normalization="batchnorm", **ADAM),
+        "table2", PAPER_EPOCHS["table2"], dict(arch="resnet18", image_dim=32, normalization="batchnorm", **ADAM),
         grids=(dict(layer=["conv", "scs"], activation=BOTH_ACTS, pooling=BOTH_POOLS),),
         description="ResNet18 @32: {Conv2d, SCS} x {ReLU, none} x {MaxPool, MaxAbsPool}",
-        paper="Table 2, Figs 4, 6")
+        paper="Table 2, Figs 4, 6", paper_table="table2")
 
 
 def cosine() -> Experiment:
     return Experiment(
-        "cosine", 800, dict(arch="rohrer100k", layer="scs", pooling="maxabs", p_mode="fixed", p_value=1.0,
+        "cosine", PAPER_EPOCHS["cosine"], dict(arch="rohrer100k", layer="scs", pooling="maxabs", p_mode="fixed", p_value=1.0,
                             **ADAM),
         grids=(dict(activation=BOTH_ACTS),),
         description="Rohrer100K with unsharpened cosine similarity (p fixed to 1), +/- ReLU",
-        paper="Section 4.2")
+        paper="Section 4.2", paper_table="cosine")
 
 
 def weight_norms() -> Experiment:
@@ -75,21 +77,21 @@ def _optuna(name: str, arch: str, epochs: int, extra: dict) -> Experiment:
 def _gallery_table(number: int, arch: str, seed: int = 0) -> Experiment:
     """Tables 3-7: Conv2d+ReLU x 2 pools, plus {SCS, SharpenedSDP} x {ReLU, none} x 2 pools = 10."""
     return Experiment(
-        f"table{number}", 800, dict(arch=arch, seed=seed, **ADAM),
+        f"table{number}", PAPER_EPOCHS[f"table{number}"], dict(arch=arch, seed=seed, **ADAM),
         grids=(dict(layer=["conv"], activation=["relu"], pooling=BOTH_POOLS),
                dict(layer=["scs", "sdp"], activation=BOTH_ACTS, pooling=BOTH_POOLS)),
         description=f"{arch}: Conv2d+ReLU and {{SCS, SharpenedSDP}} x {{ReLU, none}} x 2 pools",
-        paper=f"Table {number}")
+        paper=f"Table {number}", paper_table=f"table{number}")
 
 
 def table8() -> Experiment:
     norms = ["batchnorm", "none"]
     return Experiment(
-        "table8", 200, dict(arch="resnet18", image_dim=224, **ADAM),
+        "table8", PAPER_EPOCHS["table8"], dict(arch="resnet18", image_dim=224, **ADAM),
         grids=(dict(layer=["conv"], activation=["relu"], pooling=BOTH_POOLS, normalization=norms),
                dict(layer=["scs"], activation=BOTH_ACTS, pooling=BOTH_POOLS, normalization=norms)),
         description="ResNet18 @224: Conv2d+ReLU and SCS x {ReLU, none}, x 2 pools x {BN, none}",
-        paper="Table 8, Figs 14, 17")
+        paper="Table 8, Figs 14, 17", paper_table="table8")
 
 
 _BUILDERS = {

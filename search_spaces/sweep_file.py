@@ -3,6 +3,7 @@
     name = "lr-sweep"                  # the sweep's default name (else the file's stem)
     description = "SCS vs conv over the learning rate"
     epochs = 30                        # every trial's budget
+    paper_table = "table1"             # optional: the paper's experiment it reproduces, to compare with
 
     [fixed]                            # settings every trial gets (any TrialConfig key, and `group`)
     arch = "rohrer100k"
@@ -43,7 +44,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["load_sweep_file", "sweep_file_text", "is_sweep_file"]
 
-_EXPERIMENT_KEYS = ("name", "description", "paper", "epochs", "fixed", "grid", "search", "asha")
+_EXPERIMENT_KEYS = ("name", "description", "paper", "paper_table", "epochs", "fixed", "grid", "search", "asha")
 _SEARCH_KEYS = ("key", "low", "high", "log", "samples")
 _ASHA_KEYS = ("grace_period", "reduction_factor")
 
@@ -121,7 +122,15 @@ def _experiment(data: dict, where: str, default_name: str) -> Experiment:
     _known(asha, _ASHA_KEYS, where, "[asha]")
     return Experiment(name=name, epochs=data["epochs"], fixed=_table(data, "fixed", where),
                       grids=tuple(grids), description=str(data.get("description", "")),
-                      paper=str(data.get("paper", "")), search=search, asha=Asha(**asha))
+                      paper=str(data.get("paper", "")), paper_table=_text(data, "paper_table", where),
+                      search=search, asha=Asha(**asha))
+
+
+def _text(data: dict, key: str, where: str) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise SpecError(f"{where}: '{key}' must be a string, got {value!r}")
+    return value
 
 
 def _as_toml(experiment: Experiment) -> dict:
@@ -130,6 +139,8 @@ def _as_toml(experiment: Experiment) -> dict:
         out["description"] = experiment.description
     if experiment.paper:
         out["paper"] = experiment.paper
+    if experiment.paper_table:
+        out["paper_table"] = experiment.paper_table
     out["epochs"] = experiment.epochs
     if experiment.fixed:
         out["fixed"] = dict(experiment.fixed)

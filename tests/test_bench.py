@@ -52,6 +52,14 @@ def test_bench_markdown_has_one_row_per_shape(capsys):
     assert len(lines) == 2 and all(line.count("|") == 9 for line in lines)  # shape, conv, 3 times, 3 ratios
 
 
-def test_unknown_shape_is_one_clear_error():
-    with pytest.raises(SystemExit, match="unknown layer shape"):
-        bench.main(["--layers-only", "--shapes", "nope"])
+def test_bad_bench_options_are_one_clear_line(capsys):
+    from orchestrator.cli import main
+
+    for argv in (["--layers-only", "--shapes", "nope"], ["--variants", "scs+none+maxabz"], ["--n-train", "0"],
+                 ["--device", "tpu9"]):
+        assert bench.main(argv) == 2, argv
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("python -m trainables.bench: error: "), lines
+    assert main(["bench", "--variants", "sdp+relu+nope"]) == 2  # the same through scs-sweep
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert line.startswith("scs-sweep bench: error: config key 'pooling' is 'nope'")

@@ -13,6 +13,8 @@ def planted(seeds, dip=0.15, conv_relu_gain=0.08, scs_gap=0.0, noise=0.004, seed
             dataset="cifar10", n_train=0, scs_time=2.0, arch="rohrer100k", variants=TABLE1, rng_seed=0):
     """Trials of one table: known effects, a per-seed offset (shared initial weights) and a little noise."""
     rng = np.random.default_rng(rng_seed)
+    # as the plan labels it (orchestrator/plan.py): the paper's budget is CIFAR-10, all images, 800 epochs
+    budget = "full" if dataset == "cifar10" and not n_train and epochs >= 800 else "reduced"
     rows = []
     for seed in seeds:
         offset = rng.normal(0, seed_sd)
@@ -26,7 +28,8 @@ def planted(seeds, dip=0.15, conv_relu_gain=0.08, scs_gap=0.0, noise=0.004, seed
                 acc -= dip
             rows.append(dict(arch=arch, layer=layer, activation=act, pooling=pool, normalization="none",
                              image_dim=32, p_mode="learned", p_value=None, seed=seed, epochs=epochs,
-                             epochs_done=epochs, dataset=dataset, n_train=n_train, status="done", val_acc=acc,
+                             epochs_done=epochs, dataset=dataset, n_train=n_train, budget=budget,
+                             status="done", val_acc=acc,
                              train_time_s=(scs_time if layer == "scs" else 1.0) * (1 + rng.normal(0, 0.02)),
                              eval_time_s=(0.8 if layer == "scs" else 1.0) * (1 + rng.normal(0, 0.02))))
     return pd.DataFrame(rows)

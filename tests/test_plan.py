@@ -1,11 +1,13 @@
 """Plans validate before Ray starts: bad options and bad sweep files are one line and exit code 2;
 --quick and the image subsets are recorded in every planned trial."""
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from orchestrator.errors import UsageError
@@ -209,3 +211,147 @@ def test_a_bad_sweep_name_and_an_unreadable_plan_are_one_line(tmp_path):
     assert out.returncode == 2 and len(lines) == 1 and "another version of scs-sweep" in lines[0]
     listing = cli(["status", "--storage", str(tmp_path / "runs")])
     assert listing.returncode == 0 and "old: cannot read the plan" in listing.stdout
+
+
+# -- issue 16: every trial counted once, every option meaningful --------------------------------------------
+SEED_AXIS = GOOD.replace("max_lr = [0.003, 0.01]", "seed = [3, 4, 5]")
+
+
+def _configs(plan):
+    return [t["config"] for part in plan.parts for t in part.trials]
+
+
+def test_a_seed_axis_chooses_the_seeds_itself_and_seeds_is_refused_beside_it(tmp_path):
+    (tmp_path / "axis.toml").write_text(SEED_AXIS)
+    name, experiments, _ = load_sweep_file(tmp_path / "axis.toml")
+    with pytest.raises(UsageError, match=r"lists its seeds \(3, 4, 5\); --seeds would repeat them"):
+        plan_sweep(name, "axis.toml", experiments, RunOptions(dataset="synthetic", seeds=3))
+    quick = plan_sweep(name, "axis.toml", experiments, RunOptions(dataset="synthetic", quick=True))
+    configs = _configs(quick)
+    assert sorted((c["layer"], c["seed"]) for c in configs) == [(layer, s) for layer in ("conv", "scs")
+                                                                for s in (3, 4, 5)]
+
+
+def test_seeds_turn_each_seed_into_its_own_block_so_no_two_trials_of_a_sweep_are_the_same():
+    plan = plan_sweep("paper", "paper", get_preset("paper"), RunOptions(dataset="synthetic", seeds=2,
+                                                                        smoke_test=True))
+    by_table = {}
+    for part in plan.parts:
+        for t in part.trials:
+            by_table.setdefault(t["group"], set()).add(t["config"]["seed"])
+    assert by_table["table1"] == {0, 1} and by_table["table6"] == {2, 3}  # table6 fixes seed 1: block 2-3
+    keys = [json.dumps(c, sort_keys=True) for c in _configs(plan)]
+    assert len(keys) == len(set(keys))
+    assert plan.parts[0].n_trials == 8 * 2
+    one = plan_sweep("table6", "table6", get_preset("table6"), RunOptions(dataset="synthetic"))
+    assert {c["seed"] for c in _configs(one)} == {1}  # without --seeds a written seed is kept
+
+
+def test_trials_are_unique_after_resolving_and_a_repeat_across_groups_is_refused(tmp_path):
+    from search_spaces.experiment import Experiment
+
+    # p_value 1 and 1.0, and a written-out default (normalization "none" for a Rohrer net), resolve the same
+    same = Experiment("same", 2, fixed=dict(arch="rohrer25k", layer="scs", p_mode="fixed"),
+                      grids=({"p_value": [1]}, {"p_value": [1.0]}, {"p_value": [1.0], "normalization": ["none"]}))
+    plan = plan_sweep("same", "same.toml", [same], RunOptions(dataset="synthetic"))
+    assert plan.n_trials == 1 and plan.dropped == 2
+    twice = Experiment("twice", 2, fixed=dict(arch="rohrer25k"), grids=({"group": ["a", "b"]},))
+    with pytest.raises(UsageError, match="group 'b' plans the same trial as .*group 'a'"):
+        plan_sweep("twice", "twice.toml", [twice], RunOptions(dataset="synthetic"))
+
+
+def test_a_dropout_axis_runs_two_different_models_and_prints_its_column(tmp_path):
+    import torch
+
+    from results.tables import table_rows
+    from search_spaces.experiment import Experiment
+    from trainables.models import build_model
+
+    (tmp_path / "drop.toml").write_text(GOOD.replace("max_lr = [0.003, 0.01]", "dropout = [0.0, 0.5]"))
+    name, experiments, _ = load_sweep_file(tmp_path / "drop.toml")
+    configs = _configs(plan_sweep(name, "drop.toml", experiments, RunOptions(dataset="synthetic")))
+    assert sorted({c["dropout"] for c in configs}) == [0.0, 0.5] and len(configs) == 4
+    plain, dropped = (build_model(dict(c, layer="conv")) for c in sorted(configs, key=lambda c: c["dropout"])[::2])
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), dropped.eval()(x))            # same weights, no dropout at eval
+        assert not torch.allclose(plain.train()(x), dropped.train()(x))  # dropout acts in training
+    rows = table_rows(pd.DataFrame([dict(c, status="done", val_acc=0.5, epochs_done=2, train_time_s=1.0,
+                                         eval_time_s=0.1, config_json=json.dumps(c)) for c in configs]))
+    assert sorted(rows["Dropout"].unique()) == ["0.5", "None"]
+    with pytest.raises(SpecError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        Experiment("x", 2, fixed=dict(dropout=1.0)).validate("x.toml")
+
+
+BAD_OPTIONS_16 = [
+    (["--dataset", "cifar10", "--train-images", "100000"], "--train-images 100,000 is more than cifar10 has (50,000)"),
+    (["--dataset", "cifar10", "--test-images", "10001"], "--test-images 10,001 is more than cifar10 has (10,000)"),
+    (["--num-samples", "5"], "--num-samples sets the number of trials of an Optuna search, and table1 has no"),
+    (["--gpus-per-trial", "1.5"], "--gpus-per-trial must be a fraction of one GPU or a whole number"),
+    (["--smoke-test", "--gpus-per-trial", "1"], "--smoke-test runs on the CPU; drop --gpus-per-trial"),
+    (["--compile", "sometimes"], "argument --compile: invalid choice: 'sometimes'"),
+]
+
+
+def test_options_that_would_change_nothing_are_refused_in_one_line(tmp_path):
+    results, imported_ray, imported_torch = cli_many(
+        [["run", "table1", "--dataset", "synthetic", "--storage", str(tmp_path / "runs"), *args]
+         for args, _ in BAD_OPTIONS_16])
+    for (rc, lines), (_, message) in zip(results, BAD_OPTIONS_16):
+        assert rc == 2 and len(lines) == 1 and message in lines[0], (message, lines)
+    assert not imported_ray and not imported_torch
+
+
+def test_gpus_asked_of_a_machine_without_one_are_refused_before_ray_starts(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the request is honoured")  # CI and the dev machine have none
+    out = cli(["run", "table1", "--dataset", "synthetic", "--gpus-per-trial", "0.5",
+               "--storage", str(tmp_path / "runs")])
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1 and "this machine has no GPU" in lines[0]
+    assert "IMPORTED False True" in out.stdout  # torch was asked; ray never started
+
+
+def test_a_renamed_copy_of_a_preset_keeps_its_link_to_the_papers_table(tmp_path):
+    from results.rows import rows_for_trial
+    from results.store import ParquetStore
+    from results.tables import render_all
+
+    text = cli(["presets", "--show", "table1"]).stdout.split("IMPORTED")[0]
+    assert 'paper_table = "table1"' in text
+    (tmp_path / "mine.toml").write_text(text.replace('name = "table1"', 'name = "my-copy"'))
+    name, experiments, _ = load_sweep_file(tmp_path / "mine.toml")
+    plan = plan_sweep(name, "mine.toml", experiments, RunOptions(data_dir="/d"))
+    store = ParquetStore(str(tmp_path / "store"))
+    for i, t in enumerate(plan.parts[0].trials):
+        assert t["group"] == "my-copy" and t["paper_table"] == "table1" and t["budget"] == "full"
+        store.write_trial("mine", f"t{i}", rows_for_trial("mine", f"t{i}", t["group"], t["budget"], t["config"], [
+            {"epoch": 800, "test_acc": 0.7, "train_time_s": 1.0, "eval_time_s": 0.1}], "done",
+            paper_table=t["paper_table"]))
+    out = render_all(store, "", "md", compare=True, include_partial=False)
+    assert "my-copy (mine), compared with the paper's table1" in out
+    assert "| 0.8032 | " in out and "Conv2d needs ReLU" in out  # the paper's Conv2d/ReLU/MaxPool2d value
+    (tmp_path / "bad.toml").write_text(text.replace('paper_table = "table1"', 'paper_table = "table9"'))
+    with pytest.raises(SpecError, match="paper_table 'table9' is not one of the paper's experiments"):
+        load_sweep_file(tmp_path / "bad.toml")
+
+
+def test_a_stage_reference_is_checked_when_the_sweep_is_planned(tmp_path):
+    text = cli(["presets", "--show", "weight-norms"]).stdout.split("IMPORTED")[0]
+    (tmp_path / "typo.toml").write_text(text.replace('init_from = ["@weight-norms/conv"]',
+                                                     'init_from = ["@weight-norms/cnov"]'))
+    with pytest.raises(SpecError, match='init_from "@weight-norms/cnov" names no group of trials that start '
+                                        'from scratch; groups: weight-norms/conv, weight-norms/scs-scratch'):
+        load_sweep_file(tmp_path / "typo.toml")
+    plan = plan_sweep("wn", "weight-norms", get_preset("weight-norms"), RunOptions(dataset="synthetic"))
+    first, later = plan.parts
+    assert first.asha is None and later.depends_on == first.part  # the trials a stage starts from finish
+
+
+def test_no_comment_or_docstring_points_outside_the_repository():
+    root = Path(__file__).parent.parent
+    for path in [*root.glob("*/*.py"), *root.glob("*.yaml"), *root.glob("*.sh"), *root.glob("bench/*")]:
+        if ".venv" not in path.parts and path != Path(__file__):
+            assert "shared/" not in path.read_text(), path  # docs/ holds what they cite

@@ -1,4 +1,4 @@
-"""Each preset expands to exactly the paper's variant set (shared/reference/paper_facts.md) and plans into
+"""Each preset expands to exactly the paper's variant set (docs/paper_facts.md) and plans into
 valid trial configs; `presets --show` prints a sweep file that plans the very same trials."""
 import pytest
 

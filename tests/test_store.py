@@ -1,5 +1,6 @@
 """The Parquet store contract, SQL queries, gather from Tune's files, and the tables from planted rows."""
 import json
+from datetime import datetime
 
 import duckdb
 import pyarrow.dataset as ds
@@ -8,6 +9,7 @@ import pytest
 from orchestrator.records import gather_path, trial_id_of, trial_status
 from results.query import run_query
 from results.rows import rows_for_trial
+from results.schema import SCHEMA_VERSION
 from results.store import ParquetStore, StoreError
 from results.tables import build_tables, compare_paper, render
 
@@ -53,7 +55,7 @@ def test_rows_are_read_back_by_plain_pyarrow_and_duckdb(tmp_path):
     assert got == (8, 2)
     layers = duckdb.sql(f"SELECT p_values FROM read_parquet('{tmp_path}/store/layers/**/*.parquet')").fetchall()
     assert layers[0][0] == [1.0, 3.0]
-    assert json.loads((tmp_path / "store" / "_schema.json").read_text())["schema_version"] == 2
+    assert json.loads((tmp_path / "store" / "_schema.json").read_text())["schema_version"] == SCHEMA_VERSION
 
 
 def test_rewriting_a_trial_and_re_reporting_epochs_leave_keys_unique(tmp_path):
@@ -74,13 +76,15 @@ def test_a_store_of_schema_1_is_read_with_the_new_columns_null_and_upgraded_on_w
     root = tmp_path / "old"
     (root / "trials" / "experiment=e").mkdir(parents=True)
     (root / "_schema.json").write_text('{"schema_version": 1}')
-    pq.write_table(pa.table({"trial_id": ["a"], "group": ["g"], "status": ["done"]}),
+    pq.write_table(pa.table({"trial_id": ["a"], "group": ["g"], "status": ["done"],
+                             "started_at": ["2026-11-20T10:00:00"]}),  # schema 1-2 kept times as ISO text
                    root / "trials" / "experiment=e" / "a.parquet")
     store = ParquetStore(str(root))
     (row,) = store.read_table("trials").to_pylist()
     assert row["trial_id"] == "a" and row["budget"] is None and row["n_train"] is None
+    assert row["started_at"] == datetime(2026, 11, 20, 10, 0)  # read as a timestamp
     store.write_trial("e", "b", rows_for_trial("e", "b", "g", "quick", config(n_train=500), [], "running"))
-    assert json.loads((root / "_schema.json").read_text())["schema_version"] == 2
+    assert json.loads((root / "_schema.json").read_text())["schema_version"] == SCHEMA_VERSION
     assert {r["trial_id"]: r["n_train"] for r in store.read_table("trials").to_pylist()} == {"a": None, "b": 500}
     (root / "_schema.json").write_text('{"schema_version": 99}')
     with pytest.raises(StoreError, match="newer than this code"):

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.plan import RunOptions, plan_sweep
+from results.query import run_query
+from results.store import ParquetStore
 from search_spaces.experiment import Experiment
 from test_plan import GOOD
 
@@ -59,8 +62,16 @@ def test_table1_smoke_run_reports_every_trial_and_gather_reproduces_its_rows(loc
     epochs = read(store, "epochs")
     assert len(epochs) == 8 and all(e["epoch"] == 1 for e in epochs)
     assert all(t["params"] > 0 and t["host"] and t["code_version"] and t["started_at"] for t in trials)
+    assert all(t["compiled"] is False and t["compile_error"] is None for t in trials)  # eager on the CPU
+    assert all(isinstance(t["started_at"], datetime) and t["ended_at"] >= t["started_at"] for t in trials)
+    assert all(e["ended_at"] and e["wall_s"] > 0 and e["node_id"] for e in epochs)
     assert len(read(store, "robustness")) == 8 * 6 and len(read(store, "saliency")) == 8 * 10
+    assert all(len(s["image"]) == 3 * 32 * 32 for s in read(store, "saliency"))
+    (span,) = run_query(ParquetStore(str(store)), "SELECT min(ended_at - started_at) > INTERVAL 0 SECOND AS later "
+                                                 "FROM trials").to_pylist()
+    assert span["later"] is True  # Parquet timestamps: DuckDB subtracts them as they are
     out = capsys.readouterr().out
+    assert "part 1/1: table1, 8 trial(s) of 1 epoch(s)" in out and "seeds 0" in out
     assert "8 done" in out and "best test_acc" in out and "ETA" in out
     assert (runs / "table1" / "sweep.toml").read_text().startswith("# scs-sweep sweep file: table1")
     assert list((runs / "table1" / "table1").rglob("events.out.tfevents*"))  # TensorBoard logs
@@ -236,7 +247,7 @@ def _trial_dir(root, epochs_recorded, budget=4):
     """A Tune trial folder as the sweep leaves it: params.json and result.json lines."""
     from orchestrator.plan import _resolve
 
-    config = _resolve(_good(), {"epochs": budget, "dataset": "synthetic"}, 0, "test")
+    config = _resolve(_good(), {"epochs": budget, "dataset": "synthetic"}, "test")
     trial_dir = root / "train_scs_ab123_00000_0_x"
     trial_dir.mkdir(parents=True)
     (trial_dir / "params.json").write_text(json.dumps({"trial": {"group": "g", "budget": "full", "config": config},
@@ -279,7 +290,7 @@ def test_a_data_error_in_a_worker_ends_the_trial_as_failed_without_a_retry(tmp_p
     monkeypatch.setattr(trainable, "tune", SimpleNamespace(report=reported.append))
     monkeypatch.setattr("trainables.data.load_cifar10", lambda root: (_ for _ in ()).throw(
         DataError(f"no CIFAR-10 in {root}")))
-    config = _resolve(_good(), {"epochs": 2, "dataset": "cifar10", "data_dir": "/nowhere"}, 0, "test")
+    config = _resolve(_good(), {"epochs": 2, "dataset": "cifar10", "data_dir": "/nowhere"}, "test")
     params = {"trial": {"group": "g", "budget": "full", "config": config}, "run": {}}
     trainable.train_scs(params)  # returns: no exception for Tune to retry
     ((failure, acc),) = [(r["failure"], r["test_acc"]) for r in reported]
@@ -288,3 +299,115 @@ def test_a_data_error_in_a_worker_ends_the_trial_as_failed_without_a_retry(tmp_p
     (trial_dir / "result.json").write_text(json.dumps(dict(reported[0], trial_id="ab123_00000")) + "\n")
     (row,) = trial_rows(read_trial_dir(trial_dir), "s", "TERMINATED")["trials"]
     assert row["status"] == "failed" and row["error"] == "DataError: no CIFAR-10 in /nowhere"
+
+
+STAGED = """
+name = "staged"
+epochs = 2
+
+[fixed]
+arch = "rohrer25k"
+activation = "relu"
+pooling = "max"
+batch_size = 64
+
+[[grid]]
+group = ["first"]
+layer = ["conv"]
+seed = [0]
+
+[[grid]]                # the seed-1 trial of the first stage diverges: its second-stage twin has nothing to start from
+group = ["first"]
+layer = ["conv"]
+seed = [1]
+optimizer = ["sgd"]
+scheduler = ["constant"]
+max_lr = [1e12]
+
+[[grid]]
+group = ["second"]
+layer = ["scs"]
+seed = [0, 1]
+init_from = ["@first"]
+"""
+
+
+def test_each_later_stage_trial_starts_from_its_own_seeds_trial_and_evaluate_reads_its_checkpoint(
+        local_ray, tmp_path, capsys):
+    store, runs = tmp_path / "store", tmp_path / "runs"
+    (tmp_path / "staged.toml").write_text(STAGED)
+    rc = main(["run", str(tmp_path / "staged.toml"), "--dataset", "synthetic", "--train-images", "128",
+               "--test-images", "64", "--no-evaluate", "--store", str(store), "--storage", str(runs)])
+    out = capsys.readouterr().out
+    assert rc == 1 and "part 1/2: staged" in out and "part 2/2: staged-second" in out
+    rows = {(t["group"], t["seed"]): t for t in read(store, "trials")}
+    assert rows[("first", 0)]["status"] == "done" and rows[("first", 1)]["status"] == "failed"
+    started = rows[("second", 0)]
+    assert started["status"] == "done" and started["init_from_trial"] == rows[("first", 0)]["trial_id"]
+    assert rows[("first", 0)]["trial_id"] in json.loads(started["config_json"])["init_from"]
+    orphan = rows[("second", 1)]
+    assert orphan["status"] == "failed" and orphan["init_from_trial"] is None
+    assert "no first trial with seed 1 finished its budget" in orphan["error"]
+    # evaluate reads the later stage's checkpoint even after the checkpoint it started from is gone
+    for checkpoint in (runs / "staged" / "staged").rglob("trainer.pt"):
+        checkpoint.unlink()
+    (checkpoint,) = [p for p in (runs / "staged" / "staged-second").rglob("trainer.pt")
+                     if started["trial_id"] in str(p)][-1:]
+    assert main(["evaluate", str(checkpoint), "--store", str(store), "--pgd-images", "16", "--steps", "1",
+                 "--eps", "0,0.01"]) == 0
+    evaluated = [r for r in read(store, "robustness") if r["trial_id"] == started["trial_id"]]
+    assert sorted(r["eps"] for r in evaluated) == [0.0, 0.01] and all(r["n_images"] == 16 for r in evaluated)
+    assert main(["evaluate", str(runs / "staged"), "--store", str(store), "--pgd-images", "8", "--steps", "1"]) == 0
+
+
+def test_bad_evaluate_and_models_arguments_are_one_line_and_models_lists_every_variant(tmp_path):
+    from test_plan import cli, cli_many
+
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    results, _, _ = cli_many([
+        ["evaluate", str(tmp_path / "junk.pt"), "--store", str(tmp_path / "s")],
+        ["evaluate", str(tmp_path), "--eps", "0.1,x"],
+        ["evaluate", str(tmp_path), "--eps", "2"],
+        ["evaluate", str(tmp_path), "--steps", "0"],
+        ["evaluate", str(tmp_path), "--device", "cuda:7"],
+        ["evaluate", str(tmp_path / "none")],
+        ["models", "--jsn"],
+        ["figures", "--store", str(tmp_path / "nothing-here")],
+    ])
+    for rc, lines in results:
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("scs-sweep "), lines
+    assert "is not a readable trainer checkpoint" in results[0][1][0]
+    out = cli(["models"])
+    assert out.returncode == 0
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith(("rohrer", "resnet"))]
+    assert len(rows) == 7 * 3 * 2 * 2 * 2
+    assert ["rohrer100k", "scs", "none", "maxabs", "none", "113,741"] in rows
+
+
+def test_status_names_an_unreadable_tune_state_and_trial_folder(tmp_path, capsys):
+    sweep = plan_sweep("broken", "test", [_experiment("broken", 4, _good())], RunOptions(dataset="synthetic"),
+                       storage=str(tmp_path))
+    part = tmp_path / "broken" / "broken"
+    part.mkdir(parents=True)
+    sweep.save(tmp_path / "broken" / "sweep.json")
+    (part / "experiment_state-2026-01-01_00-00-00.json").write_text("{not json")
+    (part / "train_scs_ab123_00001_1_x").mkdir()
+    (part / "train_scs_ab123_00001_1_x" / "params.json").write_text("{cut")
+    assert main(["status", "broken", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: " in out and "experiment_state-2026-01-01_00-00-00.json cannot be read" in out
+    assert "unreadable trial folder" in out and "train_scs_ab123_00001_1_x/params.json" in out
+
+
+def test_the_progress_line_counts_a_started_trial_as_running_and_names_its_part(capsys):
+    from orchestrator.store_callback import StoreAndProgress
+
+    callback = StoreAndProgress("sweep", "unused", n_trials=3, epochs=4, part="sweep-second")
+    trials = [SimpleNamespace(trial_id=f"t{i}", status=s, config={}) for i, s in
+              enumerate(("RUNNING", "PENDING", "PENDING"))]
+    callback.on_trial_start(0, trials, trials[0])
+    trials[1].status = "RUNNING"
+    callback._last_progress = 0
+    callback.on_trial_start(0, trials, trials[1])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("[sweep/sweep-second] 3/3 trials: 0 done, 2 running, 1 pending")

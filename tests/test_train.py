@@ -124,3 +124,19 @@ def test_compiled_training_matches_eager_and_warm_up_changes_nothing(tiny_data):
 def test_unknown_compile_mode_is_refused(tiny_data):
     with pytest.raises(ValueError, match="compile must be one of"):
         Trainer(cfg(), *tiny_data, compile="fast")
+
+
+def test_a_compile_failure_under_auto_falls_back_to_eager_and_says_why(tiny_data, monkeypatch):
+    import trainables.train as train
+
+    def broken(cuda_graphs):
+        def call(model, x):
+            raise RuntimeError("no C++ compiler")
+        return call
+
+    monkeypatch.setattr(train, "compiles", lambda mode, device: True)  # as on a GPU
+    monkeypatch.setattr(train, "compiled_call", broken)
+    trainer = Trainer(cfg(epochs=1), *tiny_data, compile="auto")
+    trainer.train_epoch()
+    assert trainer.compiled is False and trainer.epoch == 1
+    assert trainer.compile_error == "torch.compile failed, ran eagerly: RuntimeError: no C++ compiler"

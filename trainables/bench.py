@@ -16,13 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrialConfig
+from .config import ConfigError, TrialConfig
+from .errors import ScsSweepError
+from .vocabulary import COMPILE_MODES, PRECISIONS
 from .data import make_synthetic
 from .layers import SharpCosSim2d
 from .train import Trainer, compiles, pick_device
@@ -154,8 +157,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=int, default=10_000)
     p.add_argument("--epochs", type=int, default=2, help="timed epochs (after --warmup epochs)")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
+    p.add_argument("--compile", default="auto", choices=COMPILE_MODES,
                    help="the Trainer's compile mode; also adds compiled layers to --layers when not off "
                         "(auto: on a GPU only)")
     p.add_argument("--layers", action="store_true", help="also time one SCS layer vs Conv2d per shape")
@@ -167,8 +170,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json-out", default="", help="also write the JSON to this file (for SCS_EPOCH_TIMES)")
 
 
+def _check(args: argparse.Namespace) -> torch.device:
+    """The device asked for; every bad option is one ConfigError line."""
+    for flag, value, least in (("--n-train", args.n_train, 1), ("--n-test", args.n_test, 1),
+                               ("--epochs", args.epochs, 1), ("--warmup", args.warmup, 0),
+                               ("--batch-size", args.batch_size, 1)):
+        if value < least:
+            raise ConfigError(f"{flag} must be >= {least}, got {value}")
+    try:
+        device = pick_device(args.device)
+    except RuntimeError:
+        raise ConfigError(f"--device {args.device!r} is not a device; give cpu or cuda (or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: this machine has no GPU that torch can use; give cpu")
+    return device
+
+
 def run(args: argparse.Namespace) -> int:
-    device = pick_device(args.device)
+    device = _check(args)
     torch.backends.cudnn.benchmark = True
     out = {"device": _device_name(device), "torch": torch.__version__, "epochs": [], "layers": []}
     if not args.layers_only:
@@ -182,8 +201,8 @@ def run(args: argparse.Namespace) -> int:
         wanted = [s.strip() for s in args.shapes.split(",") if s.strip()]
         unknown = sorted(set(wanted) - {s[0] for s in LAYER_SHAPES})
         if unknown:
-            raise SystemExit(f"unknown layer shape(s) {', '.join(unknown)}; choose from "
-                             + ", ".join(s[0] for s in LAYER_SHAPES))
+            raise ConfigError(f"unknown layer shape(s) {', '.join(unknown)}; choose from "
+                              + ", ".join(s[0] for s in LAYER_SHAPES))
         out["layers"] = [bench_layer(s, device, compiled=compiled) for s in LAYER_SHAPES
                          if not wanted or s[0] in wanted]
     if args.json_out:
@@ -218,7 +237,11 @@ def run(args: argparse.Namespace) -> int:
 def main(argv=None, prog: str = "python -m trainables.bench") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     add_arguments(p)
-    return run(p.parse_args(argv))
+    try:
+        return run(p.parse_args(argv))
+    except ScsSweepError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

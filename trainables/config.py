@@ -1,7 +1,7 @@
 """TrialConfig: the frozen, validated settings of one training run.
 
 Built once at the top of every trial from a plain dict (a Tune config, a CLI, a test). Unknown keys,
-wrong types and values outside the vocabulary of shared/design.md are rejected with one line that says
+wrong types and values outside the vocabulary (vocabulary.py) are rejected with one line that says
 what is allowed, so a typo in a preset fails before any GPU time is spent.
 """
 from __future__ import annotations
@@ -13,22 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ScsSweepError
+from .vocabulary import (ACTIVATIONS, ARCHS, COMPILE_MODES, DATASETS, LAYERS, NORMALIZATIONS, OPTIMIZERS,
+                         P_MODES, POOLINGS, PRECISIONS, SCHEDULERS)
 
 __all__ = ["TrialConfig", "ConfigError", "ARCHS", "LAYERS", "ACTIVATIONS", "POOLINGS",
            "NORMALIZATIONS", "P_MODES", "DATASETS"]
 
-ARCHS = ("rohrer25k", "rohrer47k", "rohrer68k", "rohrer100k", "rohrer583k", "resnet18", "resnet20")
-LAYERS = ("conv", "scs", "sdp")
-ACTIVATIONS = ("relu", "none")
-POOLINGS = ("max", "maxabs")
-NORMALIZATIONS = ("batchnorm", "none")
-P_MODES = ("learned", "fixed")
-DATASETS = ("cifar10", "synthetic")
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULERS = ("onecycle", "multistep", "constant")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Trainer(compile=...): auto = compiled + CUDA graphs on a GPU (eager if that fails), eager on a CPU
-COMPILE_MODES = ("auto", "on", "off")
 
 # The paper's defaults per architecture family (Appendix A; ResNet20 from akamaster/trainer.py).
 _DEFAULT_NORMALIZATION = {"resnet18": "batchnorm", "resnet20": "batchnorm"}
@@ -45,7 +35,7 @@ class TrialConfig:
     activation: str = "none"
     pooling: str = "maxabs"
     normalization: str = ""            # "" -> the arch's default (BatchNorm2d for the ResNets)
-    dropout: float = 0.0               # the paper's tables print Dropout = None; kept for the record
+    dropout: float = 0.0               # drop probability before the classifier; the paper's is 0 (None)
     image_dim: int = 32
     p_mode: str = "learned"
     p_value: float = 0.0               # used when p_mode == "fixed" (1.0 = plain cosine similarity)
@@ -100,6 +90,8 @@ class TrialConfig:
         for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.max_lr <= 0:
             raise ConfigError(f"max_lr must be > 0, got {self.max_lr}")
 

@@ -144,10 +144,12 @@ def evaluate_model(model: nn.Module, test: ImageSet, image_dim: int, s: EvalSett
         x = test.images[index].to(device).float() / 255
         y = test.labels[index].to(device)
         maps, predicted = saliency(model, x, y, image_dim)
-        for i, m, label, pred in zip(idx, maps.cpu(), y.tolist(), predicted.tolist()):
+        images = test.images[index].cpu()
+        for i, m, label, pred, image in zip(idx, maps.cpu(), y.tolist(), predicted.tolist(), images):
             result["saliency"].append({
                 "image_index": int(i), "label": int(label), "predicted": int(pred),
                 "map": m.flatten().tolist(), "height": m.shape[0], "width": m.shape[1],
-                "sparsity_gini": gini(m), "top5_mass": top_mass(m)})
+                "sparsity_gini": gini(m), "top5_mass": top_mass(m),
+                "image": image.flatten().tolist()})  # the uint8 input (C, H, W), shown beside its map
     model.train(was_training)
     return result

@@ -28,7 +28,7 @@ from torch.autograd.function import once_differentiable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["sharpened_ratio"]
+__all__ = ["sharpened_ratio", "compile_failures"]
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
@@ -63,6 +63,12 @@ def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 _compiled: dict[str, object] = {}  # name -> compiled fn, or None once compiling it has failed
+_failures: dict[str, str] = {}    # name -> why compiling it failed (a trial's rows report it)
+
+
+def compile_failures() -> list[str]:
+    """One line per fused kernel that fell back to the eager math in this process, saying why."""
+    return [f"fused SCS {name}: {why}" for name, why in sorted(_failures.items())]
 
 
 def _run(name: str, fn, t: torch.Tensor, *args):
@@ -79,6 +85,7 @@ def _run(name: str, fn, t: torch.Tensor, *args):
             log.warning("compiling the fused SCS %s failed (%s: %s); using the eager math",
                         name, type(exc).__name__, exc)
             _compiled[name] = None
+            _failures[name] = f"{type(exc).__name__}: {exc}"[:300]
     return fn(*args)
 
 

@@ -1,7 +1,7 @@
 """The paper's layers: Sharpened Cosine Similarity, SharpenedSDP and MaxAbsPool2d.
 
 SCS follows the latest reference layer (brohrer/sharpened-cosine-similarity, 2022-05-20; see
-shared/reference/scs_reference.md §1-2):
+docs/scs_reference.md §1-2):
 
     N(s) = sqrt(sum(s^2) + eps) + q          eps inside the sqrt, q = exp(log_q) outside
     c    = (w . s) / (||w|| * N(s))           ||w|| has no eps

@@ -46,6 +46,10 @@ class Blocks:
     def norm(self, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels) if self.cfg.normalization == "batchnorm" else nn.Identity()
 
+    def dropout(self) -> nn.Module:
+        """Before the classifier, where a CNN's dropout usually sits (the paper's runs use none)."""
+        return nn.Dropout(self.cfg.dropout) if self.cfg.dropout > 0 else nn.Identity()
+
     def pool(self, k: int, stride: int | None = None, padding: int = 0, ceil_mode: bool = False):
         cls = MaxAbsPool2d if self.cfg.pooling == "maxabs" else nn.MaxPool2d
         return cls(k, stride if stride is not None else k, padding, ceil_mode=ceil_mode)
@@ -70,7 +74,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 # ---------------------------------------------------------------------------------------------
-# Rohrer gallery nets (reference §3.2): [layer | pool] stages, then Flatten -> Linear
+# Rohrer gallery nets (docs/scs_reference.md §3.2): [layer | pool] stages, then Flatten -> Linear
 #
 # Where the activation sits: each stage is layer -> [norm] -> [pool] -> activation, i.e. the ReLU comes
 # after the stage's pooling, and a stage without a pool is layer -> [norm] -> activation. The gallery nets
@@ -78,7 +82,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # the paper's Rohrer tables: with the ReLU before a max-pool every value is >= 0, so max|x| = max x and
 # ReLU + MaxAbsPool2d would train exactly like ReLU + MaxPool2d, whereas the paper reports large gaps
 # (Table 1 Conv2d 0.6496 vs 0.8032; Rohrer25K Conv2d 0.1301 vs 0.7609). For MaxPool2d the order changes
-# nothing (ReLU is monotone, so it commutes with max). See shared/reference/paper_facts.md, "Where the
+# nothing (ReLU is monotone, so it commutes with max). See docs/paper_facts.md, "Where the
 # activation sits". The ResNets keep their reference structure (torchvision: conv -> BN -> ReLU -> the
 # stem's max-pool), which is why the paper sees no ReLU + MaxAbsPool2d dip there.
 # ---------------------------------------------------------------------------------------------
@@ -103,10 +107,11 @@ class RohrerNet(nn.Module):
     def __init__(self, blocks: Blocks, stages: tuple, n_features: int, n_classes: int = 10):
         super().__init__()
         self.features = nn.Sequential(*(RohrerStage(blocks, *stage) for stage in stages))
+        self.drop = blocks.dropout()
         self.fc = nn.Linear(n_features, n_classes)
 
     def forward(self, x):
-        return self.fc(self.features(x).flatten(1))
+        return self.fc(self.drop(self.features(x).flatten(1)))
 
 
 def _rohrer(stages, n_features):
@@ -161,16 +166,17 @@ class ResNet18(nn.Module):
                                                            BasicBlock(blocks, width, width, 1)))
             cin = width
         self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.drop = blocks.dropout()
         self.fc = nn.Linear(512, n_classes)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(self.input_norm(x)))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(self.avgpool(x).flatten(1))
+        return self.fc(self.drop(self.avgpool(x).flatten(1)))
 
 
 # ---------------------------------------------------------------------------------------------
-# Idelbayev ResNet20 (reference §4): option-A shortcuts, no max-pool (the pooling axis is a no-op)
+# Idelbayev ResNet20 (docs/scs_reference.md §4): option-A shortcuts, no max-pool (the pooling axis is a no-op)
 # ---------------------------------------------------------------------------------------------
 class ShortcutA(nn.Module):
     """Every 2nd pixel, channels zero-padded by planes/4 on each side; no parameters."""
@@ -212,12 +218,13 @@ class ResNet20(nn.Module):
             layers += [ResNet20Block(blocks, width, width) for _ in range(2)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*layers))
             cin = width
+        self.drop = blocks.dropout()
         self.linear = nn.Linear(64, n_classes)
 
     def forward(self, x):
         x = self.act(self.bn1(self.conv1(self.input_norm(x))))
         x = self.layer3(self.layer2(self.layer1(x)))
-        return self.linear(x.mean(dim=(2, 3)))
+        return self.linear(self.drop(x.mean(dim=(2, 3))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +236,7 @@ class ArchSpec:
     init: str                            # "conv_default" | "kaiming_normal_fan_out" | "kaiming_normal_fan_in"
 
 
-# Parameter counts of the SCS variants (reference §3.1): 24,974 / 47,653 / 68,029 / 113,741 / 629,933;
+# Parameter counts of the SCS variants (docs/scs_reference.md §3.1): 24,974 / 47,653 / 68,029 / 113,741 / 629,933;
 # tests/test_models.py checks them.
 ARCH_SPECS: dict[str, ArchSpec] = {
     "rohrer25k": ArchSpec(_rohrer(ROHRER_25K, 40), "conv_default"),

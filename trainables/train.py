@@ -126,7 +126,8 @@ class Trainer:
     """Trains one TrialConfig; pass data sets to share them between trials of one process."""
 
     def __init__(self, cfg: TrialConfig, train: ImageSet | None = None, test: ImageSet | None = None,
-                 device: str | torch.device = "", compile: str = "auto"):
+                 device: str | torch.device = "", compile: str = "auto", load_init: bool = True):
+        """load_init=False skips cfg.init_from: the caller loads trained weights of its own (evaluate)."""
         self.cfg = cfg
         self.device = pick_device(str(device)) if not isinstance(device, torch.device) else device
         if train is None or test is None:
@@ -139,7 +140,7 @@ class Trainer:
         if on_gpu:  # channels_last and autotuning let cuDNN pick its fastest kernels for fixed shapes
             self.model = self.model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
-        self.copied_from_init = self._load_init_weights(cfg.init_from) if cfg.init_from else 0
+        self.copied_from_init = self._load_init_weights(cfg.init_from) if cfg.init_from and load_init else 0
         self.layers = weight_layers(self.model)
         self.n_params = count_params(self.model)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -157,6 +158,7 @@ class Trainer:
         self.compiled = compiles(compile, self.device)
         self.cuda_graphs = self.compiled and on_gpu
         self.compile_s = 0.0     # seconds warm_up() spent compiling (and capturing CUDA graphs)
+        self.compile_error = ""  # why compile="auto" fell back to eager, if it did
         self._warmed_up = not self.compiled
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -235,6 +237,7 @@ class Trainer:
             if self.compile_mode != "auto":
                 raise
             log.warning("torch.compile failed (%s: %s); this trial runs eagerly", type(exc).__name__, exc)
+            self.compile_error = f"torch.compile failed, ran eagerly: {type(exc).__name__}: {exc}"[:300]
             self.compiled = self.cuda_graphs = False
         finally:
             self.optimizer.zero_grad(set_to_none=True)

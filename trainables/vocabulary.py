@@ -1,0 +1,57 @@
+"""The project's vocabulary in one place: config values, their printed labels, trial statuses, budgets,
+and the paper's own budgets (docs/paper_facts.md).
+
+Pure Python, imported by every package (the results package included) without torch or ray, so that
+each fact is written once: a new pooling, status or paper table is added here and nowhere else.
+"""
+from __future__ import annotations
+
+# -- config values (design.md, "Vocabulary") ----------------------------------------------------
+ARCHS = ("rohrer25k", "rohrer47k", "rohrer68k", "rohrer100k", "rohrer583k", "resnet18", "resnet20")
+LAYERS = ("conv", "scs", "sdp")
+ACTIVATIONS = ("relu", "none")
+POOLINGS = ("max", "maxabs")
+NORMALIZATIONS = ("batchnorm", "none")
+P_MODES = ("learned", "fixed")
+DATASETS = ("cifar10", "synthetic")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULERS = ("onecycle", "multistep", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")        # auto: bf16 autocast on CUDA, fp32 on the CPU
+# Trainer(compile=...): auto = compiled + CUDA graphs on a GPU (eager if that fails), eager on a CPU
+COMPILE_MODES = ("auto", "on", "off")
+
+# -- how tables, figures and the report print them (the paper's labels) --------------------------
+LABELS = {
+    "layer": {"conv": "Conv2d", "scs": "SCS", "sdp": "SharpenedSDP"},
+    "activation": {"relu": "ReLU", "none": "None"},
+    "pooling": {"max": "MaxPool2d", "maxabs": "MaxAbsPool2d"},
+    "normalization": {"batchnorm": "BatchNorm2d", "none": "None"},
+}
+ARCH_LABELS = {"rohrer25k": "Rohrer25K", "rohrer47k": "Rohrer47K", "rohrer68k": "Rohrer68K",
+               "rohrer100k": "Rohrer100K", "rohrer583k": "Rohrer583K", "resnet18": "ResNet18",
+               "resnet20": "ResNet20"}
+
+
+def dropout_label(dropout) -> str:
+    """The paper's Dropout column: "None" when off, else the drop probability."""
+    return "None" if not dropout or dropout != dropout else f"{float(dropout):g}"
+
+
+# -- trials ---------------------------------------------------------------------------------------
+# done: ran its whole budget; pruned: stopped early by the scheduler; stopped: ended early and nothing
+# says why; failed: an error it could not get past.
+STATUSES = ("done", "running", "pending", "pruned", "stopped", "failed")
+FINISHED = "done"                                   # the only status tables average and claims judge
+ENDED = ("done", "pruned", "stopped", "failed")     # a trial in one of these will report no more
+# A trial row's budget: full = the paper's (CIFAR-10, all 50,000 / 10,000 images, the paper's epochs);
+# reduced = anything less (fewer epochs or images, or other data); quick and smoke = those run modes.
+BUDGETS = ("full", "reduced", "quick", "smoke")
+FULL_BUDGET = "full"
+
+# -- the paper's budgets (docs/paper_facts.md, Appendix A) ---------------------------------------
+# Epochs per experiment the paper reports numbers or claims for; a sweep links to one of them with
+# `paper_table` (presets do), and only a run at that budget is set beside the paper's values.
+PAPER_EPOCHS = {"table1": 800, "table2": 200, "table3": 800, "table4": 800, "table5": 800, "table6": 800,
+                "table7": 800, "table8": 200, "cosine": 800}
+PAPER_TABLES = tuple(PAPER_EPOCHS)
+PAPER_TRAIN_IMAGES, PAPER_TEST_IMAGES = 50_000, 10_000   # CIFAR-10's training and test sets
