@@ -67,7 +67,7 @@ def synthesise(store: ParquetStore, epochs: int) -> int:
                                                        "done"))
         evaluation = {"robustness": [{"attack": "pgd_linf", "eps": eps, "steps": 10, "step_size": eps / 4,
                                       "accuracy": float(acc[-1]) - 10 * eps, "n_images": 1000}
-                                     for eps in (0.001, 0.002, 0.005, 0.01, 0.02, 0.03)],
+                                     for eps in (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03)],
                       "saliency": [{"image_index": k, "label": k, "predicted": k, "height": 32, "width": 32,
                                     "map": rng.random(1024).astype(np.float32).tolist(), "sparsity_gini": 0.3,
                                     "top5_mass": 0.1} for k in range(10)]}

@@ -112,7 +112,7 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     ev.add_argument("--experiment", default="", help="store experiment name (default: from the path)")
     ev.add_argument("--trial-id", default="", help="store trial id of a single checkpoint")
     ev.add_argument("--data", default="", help="CIFAR-10 folder (default: the trial's own data setting)")
-    ev.add_argument("--eps", default="", help="comma-separated eps list (default 0.001,...,0.03)")
+    ev.add_argument("--eps", default="", help="comma-separated eps list (default 0,0.001,0.002,0.005,0.01,0.02,0.03)")
     ev.add_argument("--steps", type=int, default=10)
     ev.add_argument("--pgd-images", type=int, default=1000)
     ev.add_argument("--saliency-per-class", type=int, default=1)

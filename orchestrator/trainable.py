@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import ray
@@ -85,6 +86,7 @@ def _train(params: dict) -> None:
         metrics.update(provenance)
         # whether the model ran compiled, and why not where compiling failed (the worker's log is not
         # forwarded to the driver, so the trial's rows say it)
+        metrics["ended_at"] = time.time()  # Tune's own `timestamp` is whole seconds; timing.py needs finer
         metrics["compiled"] = trainer.compiled
         metrics["compile_error"] = "; ".join(filter(None, [trainer.compile_error, *compile_failures()])) or None
         if trainer.done and run.get("evaluation") is not None:  # PGD and saliency on the final model

@@ -22,6 +22,11 @@ _PROVENANCE = ("params", "gpu", "host", "code_version", "torch_version", "ray_ve
                "compile_s", "compiled", "compile_error")
 
 
+def _ended(result: dict) -> float | None:
+    """When a report was made: the trainable's own clock (`ended_at`), else Tune's whole-second timestamp."""
+    return result.get("ended_at") or result.get("timestamp")
+
+
 def utc(timestamp: float | None) -> datetime | None:
     """A Unix time as the store keeps it: a timestamp in UTC without a zone (None stays None)."""
     return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None) if timestamp else None
@@ -51,7 +56,7 @@ def rows_for_trial(experiment: str, trial_id: str, group: str, budget: str, conf
     Tune recorded them (each with its `timestamp` and `time_this_iter_s` when it came through Tune)."""
     epochs = epoch_timeline(results)
     epoch_cols = [c for c in columns("epochs") if c not in ("trial_id", "ended_at", "wall_s")]
-    epoch_rows = [{"trial_id": trial_id, **{c: r.get(c) for c in epoch_cols}, "ended_at": utc(r.get("timestamp")),
+    epoch_rows = [{"trial_id": trial_id, **{c: r.get(c) for c in epoch_cols}, "ended_at": utc(_ended(r)),
                    "wall_s": r.get("time_this_iter_s")} for r in epochs]
     layer_cols = [c for c in columns("layers") if c not in ("trial_id", "epoch")]
     layer_rows = [{"trial_id": trial_id, "epoch": int(r["epoch"]), **{c: layer.get(c) for c in layer_cols}}
@@ -59,8 +64,8 @@ def rows_for_trial(experiment: str, trial_id: str, group: str, budget: str, conf
     last = epochs[-1] if epochs else {}
     first = results[0] if results else {}
     # the first report minus that epoch's wall time: when the trial's training began
-    started = first.get("timestamp", 0) - first.get("time_this_iter_s", 0) if first.get("timestamp") else None
-    ended = results[-1].get("timestamp") if results and status in ENDED else None
+    started = _ended(first) - first.get("time_this_iter_s", 0) if _ended(first) else None
+    ended = _ended(results[-1]) if results and status in ENDED else None
     accs = [r["test_acc"] for r in epochs if r.get("test_acc") is not None]
     trial = {c: config.get(c) for c in columns("trials") if c in config}
     trial.update(

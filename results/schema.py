@@ -11,7 +11,8 @@ import pyarrow as pa
 # timestamps (pyarrow casts them on read), and `ensure` upgrades the version: old stores read as they are.
 SCHEMA_VERSION = 3
 
-_F, _I, _S, _B, _T = pa.float64(), pa.int64(), pa.string(), pa.bool_(), pa.timestamp("s")
+# milliseconds: timing.py tells epochs of two trials apart that end within the same second
+_F, _I, _S, _B, _T = pa.float64(), pa.int64(), pa.string(), pa.bool_(), pa.timestamp("ms")
 
 # `experiment` is not listed: it is the Hive partition key of every table.
 _COLUMNS: dict[str, list[tuple[str, pa.DataType]]] = {

@@ -1,11 +1,18 @@
-"""Intervals over seeds and factor effects, computed with scipy and statsmodels.
+"""One way to judge a difference: within each seed, then over seeds (scipy, statsmodels).
+
+Variants that share a seed start from identical weights, so every effect here (a claim of the paper,
+a factor's main effect, an interaction, a simple effect) is first computed within each seed and then
+averaged over seeds, with the 95 % t-interval of those per-seed values:
 
 - `mean_interval`: a mean and its 95 % t-interval over seeds (scipy.stats.ttest_1samp).
-- `effects`: the main effect of each factor (layer, activation, pooling, normalization) and every
-  two-factor interaction, as contrasts of variant means in one OLS fit (statsmodels) with the seed as
-  a block: variants that share a seed start from identical weights, so comparing them within a seed
-  removes the initialisation's share of the noise. Each effect averages over the variants that exist
-  for both levels (tables 3-8 have no Conv2d without ReLU), and says how many pairs it used.
+- `prob_better`: the probability that the difference is positive for a new seed (the t predictive
+  distribution of one more per-seed value), beside how many of the measured seeds were positive.
+- `seeds_to_settle`: the seeds a t-test would need to exclude a threshold with 80 % power
+  (statsmodels' TTestPower), if the effect and its spread stay as measured.
+- `effects`: the main effect of each factor (layer, activation, pooling, normalization), every two-factor
+  interaction, and for a large interaction the simple effects it hides (e.g. ReLU within Conv2d and
+  within SCS), each a contrast of variant means taken within each seed. An effect averages over the
+  variants that exist for both levels (tables 3-8 have no Conv2d without ReLU).
 """
 from __future__ import annotations
 
@@ -18,7 +25,8 @@ import pandas as pd
 
 from trainables.vocabulary import LABELS
 
-__all__ = ["Interval", "mean_interval", "effects", "FACTORS", "REFERENCE_LEVEL", "LEVEL_LABELS"]
+__all__ = ["Interval", "mean_interval", "prob_better", "seeds_to_settle", "effects", "Effect", "FACTORS",
+           "REFERENCE_LEVEL", "LEVEL_LABELS", "LEVEL", "per_seed_slopes"]
 
 LEVEL = 0.95
 FACTORS = ("layer", "activation", "pooling", "normalization")
@@ -33,7 +41,7 @@ class Interval:
     estimate: float
     low: float            # NaN where there is no interval (one value, or no residual degrees of freedom)
     high: float
-    n: int                # seeds (or, for an effect, the residual degrees of freedom + 1)
+    n: int                # seeds
 
     @property
     def has_interval(self) -> bool:
@@ -62,9 +70,9 @@ def mean_interval(values) -> Interval:
     return Interval(float(x.mean()), float(ci.low), float(ci.high), len(x))
 
 
-def _contrasts(cells: list[tuple], keys: list[str], factors: list[str]) -> list[tuple[str, dict]]:
-    """(name, {cell: weight}) for every main effect and two-factor interaction of `factors` the cells
-    support. Cells are tuples over `keys` (the factors, then any other setting that varies); a contrast
+def _contrasts(cells: list[tuple], keys: list[str], factors: list[str]) -> list[tuple[str, tuple, dict]]:
+    """(name, the factors it is about, {cell: weight}) for every main effect and two-factor interaction
+    of `factors` the cells support. Cells are tuples over `keys` (the factors, then any other setting that varies); a contrast
     only compares cells that agree on every key but the factors it is about."""
     present = set(cells)
 
@@ -89,7 +97,7 @@ def _contrasts(cells: list[tuple], keys: list[str], factors: list[str]) -> list[
                     weights[other] = weights.get(other, 0) + 1
                     weights[c] = weights.get(c, 0) - 1
             if pairs:
-                out.append((f"{LEVEL_LABELS.get(level, level)} vs {LEVEL_LABELS.get(ref, ref)}",
+                out.append((f"{LEVEL_LABELS.get(level, level)} vs {LEVEL_LABELS.get(ref, ref)}", (f,),
                             {k: w / pairs for k, w in weights.items()}))
     for f, g in itertools.combinations(factors, 2):
         for lf, lg in itertools.product(levels[f][1:], levels[g][1:]):
@@ -105,39 +113,95 @@ def _contrasts(cells: list[tuple], keys: list[str], factors: list[str]) -> list[
                     for corner, w in zip(corners, (1, -1, -1, 1)):
                         weights[corner] = weights.get(corner, 0) + w
             if quads:
-                out.append((f"{LEVEL_LABELS.get(lf, lf)} x {LEVEL_LABELS.get(lg, lg)}",
+                out.append((f"{LEVEL_LABELS.get(lf, lf)} x {LEVEL_LABELS.get(lg, lg)}", (f, g),
                             {k: w / quads for k, w in weights.items()}))
     return out
 
 
-def effects(trials: pd.DataFrame, value: str = "val_acc", extra: tuple = ()) -> list[tuple[str, Interval]]:
-    """Main effects and two-factor interactions of the factors that vary in `trials` (one table of one
-    architecture, one row per trial), each with its 95 % interval. `extra`: columns of further settings
-    (e.g. a learning-rate axis) that tell variants apart without being factors of their own."""
-    import statsmodels.formula.api as smf
+@dataclass(frozen=True)
+class Effect:
+    """One row of the effects table: a main effect, an interaction, or a simple effect under one."""
+    name: str             # "ReLU vs None", "ReLU x MaxAbsPool2d", "ReLU vs None within Conv2d"
+    kind: str             # main | interaction | simple
+    interval: Interval    # over seeds, of the per-seed contrast
+    values: tuple = ()    # the per-seed values
 
-    data = trials.dropna(subset=[value]).copy()
+
+def effects(trials: pd.DataFrame, value: str = "val_acc", extra: tuple = (),
+            simple_above: float = 0.03) -> list[Effect]:
+    """Main effects, two-factor interactions and (for an interaction whose interval excludes 0 or whose
+    size reaches `simple_above`) its simple effects, for the factors that vary in `trials` (one table of
+    one architecture, one row per trial). `extra`: columns of further settings (e.g. a learning-rate
+    axis) that tell variants apart without being factors of their own."""
+    data = trials.dropna(subset=[value])
     factors = [f for f in FACTORS if data[f].nunique() > 1]
-    if not factors or len(data) < 2:
+    if not factors or data.empty:
         return []
     keys = factors + [e for e in extra if e in data and data[e].nunique() > 1]
-    data["cell"] = [" | ".join(str(r[k]) for k in keys) for _, r in data.iterrows()]
-    data["y"] = data[value].astype(float)
-    blocked = data["seed"].nunique() > 1
-    fit = smf.ols("y ~ C(cell)" + (" + C(seed)" if blocked else ""), data=data).fit()
-    names = list(fit.params.index)
-    cells = sorted({tuple(str(r[k]) for k in keys) for _, r in data.iterrows()})
+    by_seed = {seed: {tuple(str(r[k]) for k in keys): float(r[value]) for _, r in rows.iterrows()}
+               for seed, rows in data.groupby("seed")}
+    cells = sorted({c for values in by_seed.values() for c in values})
+
+    def judged(name: str, kind: str, weights: dict) -> Effect:
+        per_seed = [sum(w * values[c] for c, w in weights.items()) for values in by_seed.values()
+                    if all(c in values for c in weights)]
+        return Effect(name, kind, mean_interval(per_seed), tuple(per_seed))
+
     out = []
-    for name, weights in _contrasts(cells, keys, factors):
-        vector = np.zeros(len(names))
-        for c, w in weights.items():
-            key = f"C(cell)[T.{' | '.join(c)}]"
-            if key in names:          # the reference cell is the intercept: its weight cancels
-                vector[names.index(key)] += w
-        estimate = float(vector @ fit.params.to_numpy())
-        if fit.df_resid > 0:
-            low, high = fit.t_test(vector).conf_int(alpha=1 - LEVEL)[0]
-        else:
-            low = high = math.nan
-        out.append((name, Interval(estimate, float(low), float(high), int(fit.df_resid) + 1)))
+    for name, about, weights in _contrasts(cells, keys, factors):
+        effect = judged(name, "interaction" if len(about) == 2 else "main", weights)
+        out.append(effect)
+        i = effect.interval
+        if len(about) == 2 and (abs(i.estimate) >= simple_above or (i.has_interval and (i.low > 0 or i.high < 0))):
+            out += _simple_effects(about, cells, keys, judged)
+    return out
+
+
+def _simple_effects(about: tuple, cells: list, keys: list, judged) -> list[Effect]:
+    """The effect of each factor of an interaction within each level of the other (what its main
+    effects average away: ReLU helps Conv2d and hurts SCS)."""
+    out = []
+    for f, g in (about, about[::-1]):
+        for level in sorted({c[keys.index(g)] for c in cells}, key=lambda v: (v != REFERENCE_LEVEL[g], v)):
+            within = [c for c in cells if c[keys.index(g)] == level]
+            for name, _, weights in _contrasts(within, keys, [f]):
+                out.append(judged(f"{name} within {LEVEL_LABELS.get(level, level)}", "simple", weights))
+    return out
+
+
+def prob_better(values) -> tuple[float, int, int]:
+    """(P(a new seed's value > 0) from the t predictive distribution, seeds > 0, seeds) of per-seed
+    differences; the probability is NaN without a spread to predict from."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v is not None and not pd.isna(v)], dtype=float)
+    n, positive = len(x), int((x > 0).sum())
+    if n < 2 or np.ptp(x) == 0:
+        return math.nan, positive, n
+    scale = x.std(ddof=1) * math.sqrt(1 + 1 / n)
+    return float(stats.t.cdf(x.mean() / scale, n - 1)), positive, n
+
+
+def seeds_to_settle(values, threshold: float) -> int | None:
+    """Seeds after which a two-sided 95 % t-interval would exclude `threshold` with 80 % probability, if
+    the mean and spread of `values` stay as measured (None when there is no spread or no gap, or more
+    than 1,000 would be needed)."""
+    from statsmodels.stats.power import TTestPower
+
+    x = np.asarray(values, dtype=float)
+    sd, gap = float(np.std(x, ddof=1)) if len(x) > 1 else 0.0, abs(float(np.mean(x)) - threshold)
+    if sd == 0 or gap == 0:
+        return None
+    n = TTestPower().solve_power(effect_size=gap / sd, power=0.8, alpha=0.05, alternative="two-sided")
+    return int(math.ceil(n)) if n and n <= 1000 else None
+
+
+def per_seed_slopes(series: pd.DataFrame, value: str = "value") -> list[float]:
+    """The least-squares slope per epoch of `value` against `epoch`, one per seed (rows: seed, epoch,
+    value), for seeds with at least 3 epochs."""
+    out = []
+    for _, rows in series.groupby("seed"):
+        rows = rows.dropna(subset=[value])
+        if rows["epoch"].nunique() >= 3:
+            out.append(float(np.polyfit(rows["epoch"].astype(float), rows[value].astype(float), 1)[0]))
     return out

@@ -19,10 +19,11 @@ import pandas as pd
 from trainables.vocabulary import ARCH_LABELS, FINISHED, LABELS, PAPER_TABLES, dropout_label
 
 from .claims import budget_note, check_claims, full_budget
-from .stats import effects, mean_interval
+from .stats import Effect, effects, mean_interval
+from .timing import exclusive_trials
 
 __all__ = ["LABELS", "ARCH_LABELS", "LABEL_COLUMNS", "table_rows", "build_tables", "compare_paper",
-           "render", "render_all", "paper_values", "paper_table_of", "TRIAL_COLUMNS"]
+           "render", "render_all", "paper_values", "paper_table_of", "variant_label", "TRIAL_COLUMNS"]
 
 LABEL_COLUMNS = ["Architecture", "Layer", "Activation", "Pooling", "Dropout", "Normalization", "Image Dim."]
 PAPER_CSV = Path(__file__).parent / "reference" / "paper_tables.csv"
@@ -45,6 +46,11 @@ def _labels(row) -> tuple:
             f"{row['image_dim']}x{row['image_dim']}", row.get("setting", ""))
 
 
+def _variant_keys(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's table row (its label columns, a tuple), to group trials by variant."""
+    return pd.Series([_labels(r) for _, r in trials.iterrows()], index=trials.index, dtype=object)
+
+
 def with_settings(trials: pd.DataFrame) -> pd.DataFrame:
     """trials + a `setting` column: the config keys beyond the paper's label columns that differ between
     the trials (a learning-rate axis, the searched p, ...), as "max_lr=0.01, p_value=0.5". Trials that
@@ -58,6 +64,18 @@ def with_settings(trials: pd.DataFrame) -> pd.DataFrame:
     varying = [k for k in configs.columns if k not in _NOT_SETTINGS and configs[k].astype(str).nunique() > 1]
     trials["setting"] = [", ".join(f"{k}={configs.at[i, k]}" for k in varying) for i in trials.index]
     return trials
+
+
+def variant_label(row) -> str:
+    parts = [LABELS["layer"][row["layer"]], LABELS["activation"][row["activation"]],
+             LABELS["pooling"][row["pooling"]]]
+    if row.get("normalization") == "batchnorm":
+        parts.append("BN")
+    if dropout_label(row.get("dropout")) != "None":
+        parts.append(f"dropout {dropout_label(row.get('dropout'))}")
+    if row.get("p_mode") == "fixed" and row.get("p_value") == row.get("p_value"):
+        parts.append(f"p={row['p_value']:.2g}")
+    return " / ".join(parts)
 
 
 def _what_happened(part: pd.DataFrame) -> str:
@@ -74,15 +92,17 @@ def table_rows(trials: pd.DataFrame, include_partial: bool = False) -> pd.DataFr
     """One row per variant of one table: labels, the interval of Val. Acc. over seeds, times, n, epochs."""
     rows = []
     trials = with_settings(trials)
-    for labels, part in trials.groupby(trials.apply(_labels, axis=1), sort=True):
+    for labels, part in trials.groupby(_variant_keys(trials), sort=True):
         finished = part[part["status"].isin(FINAL)]
         used = part if include_partial else finished
         unfinished = part[~part["status"].isin(FINAL)]
         acc = mean_interval(used["val_acc"].tolist())
         ran = used["epochs_done"].astype(int) if len(used) else pd.Series(dtype=int)
+        final = used["final_acc"] if "final_acc" in used else pd.Series(dtype=float)
         rows.append(dict(zip(LABEL_COLUMNS + ["Setting"], labels), **{
             "Val. Acc.": acc.estimate, "Val. Acc. std": used["val_acc"].std(ddof=1) if len(used) > 1 else math.nan,
-            "CI low": acc.low, "CI high": acc.high, "n": len(used),
+            "CI low": acc.low, "CI high": acc.high, "Final Acc.": final.mean() if len(final) else math.nan,
+            "Final Acc. std": final.std(ddof=1) if len(final) > 1 else math.nan, "n": len(used),
             "Epochs": "-" if ran.empty else (f"{ran.min()}" if ran.min() == ran.max() else f"{ran.min()}-{ran.max()}")
             + f"/{int(part['epochs'].max())}",
             "Train Time (s)": used["train_time_s"].mean(), "Eval Time (s)": used["eval_time_s"].mean(),
@@ -169,6 +189,8 @@ def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
                           for v, s, n in zip(frame["Val. Acc."], frame["Val. Acc. std"], frame["n"])]
     shown["95% CI"] = ["-" if pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]"
                        for lo, hi in zip(frame["CI low"], frame["CI high"])]
+    shown["Final Acc."] = [("-" if n == 0 else _cell(v, 4) + (f" ± {s:.4f}" if n > 1 and not pd.isna(s) else ""))
+                           for v, s, n in zip(frame["Final Acc."], frame["Final Acc. std"], frame["n"])]
     shown["n"] = frame["n"].astype(int)
     shown["Epochs"] = frame["Epochs"]
     shown["Train Time (s)"] = [_cell(v, 3) for v in frame["Train Time (s)"]]
@@ -180,48 +202,44 @@ def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
     if fmt == "csv":
         return shown.to_csv(index=False).rstrip("\n")
     if fmt == "latex":
-        lines = [f"% {title}", *(f"% {line}" for line in _budget_line(frame) if line),
-                 f"\\begin{{tabular}}{{{'l' * len(shown.columns)}}}", "\\hline",
-                 " & ".join(_tex(c) for c in shown.columns) + " \\\\", "\\hline"]
-        lines += [" & ".join(_tex(v) for v in row) + " \\\\" for row in shown.values]
-        lines += ["\\hline", "\\end{tabular}"]
-        return "\n".join(lines)
+        return "\n".join(f"% {line}" for line in _notes(frame)) + "\n" + _latex(shown, title)
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "|".join("---" for _ in shown.columns) + "|"
     rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.values]
-    return "\n".join([f"### {title}", "", *_budget_line(frame), header, rule, *rows])
+    return "\n".join([f"### {title}", "", *(f"{line}  " for line in _notes(frame)), "", header, rule, *rows])
 
 
-_TEX = {"±": "$\\pm$", "+/-": "$\\pm$", "%": "\\%", "_": "\\_", "&": "\\&", "#": "\\#", ">": "$>$", "<": "$<$"}
+ACCURACY_NOTE = ("Val. Acc. is the best test accuracy over a trial's epochs (the epoch selected on the test set, "
+                 "as the paper did); Final Acc. is its last epoch's. Both: mean ± std over seeds.")
 
 
-def _tex(value) -> str:
-    """Text set in LaTeX as it reads in md: its special characters escaped, ± and < > as math."""
-    text = str(value)
-    for old, new in _TEX.items():
-        text = text.replace(old, new)
-    return text
-
-
-def _budget_line(frame: pd.DataFrame) -> list[str]:
+def _notes(frame: pd.DataFrame) -> list[str]:
+    """What the table's numbers are, and (when the paper's are beside them) why they are not compared."""
     note = frame.attrs.get("budget_note")
-    if not note or "Paper Val. Acc." not in frame or frame["Paper Val. Acc."].isna().all():
-        return []
-    return [f"Not the paper's budget ({note}): its values are shown for orientation, not compared.", ""]
+    lines = [ACCURACY_NOTE]
+    if note and "Paper Val. Acc." in frame and frame["Paper Val. Acc."].notna().any():
+        lines.append(f"Not the paper's budget ({note}): its values are shown for orientation, not compared.")
+    return lines
 
 
-def effect_rows(trials: pd.DataFrame) -> list[tuple[str, str, object]]:
-    """(architecture, effect name, Interval) of every finished trial's factor effects, per architecture."""
+def effect_rows(trials: pd.DataFrame) -> list[tuple[str, Effect]]:
+    """(architecture, Effect) of the finished trials' factor effects, per architecture."""
     out = []
     for arch, part in with_settings(trials).groupby("arch", sort=True):
-        for name, interval in effects(part, extra=("setting",)):
-            out.append((ARCH_LABELS.get(arch, arch), name, interval))
+        out += [(ARCH_LABELS.get(arch, arch), effect) for effect in effects(part, extra=("setting",))]
     return out
+
+
+def exclusive(store, experiment: str = "") -> tuple[set, str]:
+    """timing.exclusive_trials over the epochs the store holds (of one experiment)."""
+    columns = ["experiment", "trial_id", "ended_at", "wall_s", "node_id"]
+    return exclusive_trials(store.read_table("epochs", experiment or None, columns=columns).to_pandas())
 
 
 def render_all(store, experiment: str, fmt: str, compare: bool, include_partial: bool) -> str:
     """Every table of the store (or of one experiment), with claims and effects when comparing (md)."""
     trials = read_trials(store, experiment, TRIAL_COLUMNS)
+    alone, why_not = exclusive(store, experiment) if compare else (None, "")
     out = []
     for (sweep, name), (frame, part) in build_tables(trials, include_partial).items():
         table = paper_table_of(name, part)
@@ -230,18 +248,27 @@ def render_all(store, experiment: str, fmt: str, compare: bool, include_partial:
         out.append(render(frame, fmt, f"{name} ({sweep})" + (f", compared with the paper's {table}"
                                                               if compare and table and table != name else "")))
         if compare and fmt != "csv":  # CSV stays one table a reader can parse; md and LaTeX get lists
-            claim_lines = [v.line() for v in check_claims(table, part, name)]
-            effect_lines = [f"{arch}: {effect} {i.text()}"
-                            for arch, effect, i in effect_rows(part[part["status"].isin(FINAL)])]
-            for heading, items in (("Claims (95 % intervals over seeds)", claim_lines),
-                                   ("Factor effects on Val. Acc. (95 % intervals)", effect_lines)):
-                if items:
-                    out.append(_item_list(heading, items, fmt))
+            verdicts = check_claims(table, part, name, alone, why_not)
+            finished = effect_rows(part[part["status"].isin(FINAL)])
+            if fmt == "md":
+                for heading, items in (("Claims (95 % intervals over seeds)", [v.line() for v in verdicts]),
+                                       ("Factor effects on Val. Acc. (95 % intervals over seeds)",
+                                        [f"{arch}: {'  ' if e.kind == 'simple' else ''}{e.name} {e.interval.text()}"
+                                         for arch, e in finished])):
+                    if items:
+                        out.append(heading + ":\n" + "\n".join(f"- {item}" for item in items))
+                continue
+            claims = pd.DataFrame([{"Claim": v.claim.name, "Effect": v.effect, "95% CI": v.interval_text,
+                                    "Seeds": v.prob_text(), "Verdict": v.verdict, "Reason": v.reason}
+                                   for v in verdicts])
+            factor = pd.DataFrame([{"Architecture": arch, "Effect": e.name, "Estimate and 95% CI": e.interval.text()}
+                                   for arch, e in finished])
+            out += [_latex(frame, f"{heading} of {name}") for heading, frame in
+                    (("Claims", claims), ("Factor effects on Val. Acc.", factor)) if len(frame)]
     return "\n\n".join(out)
 
 
-def _item_list(heading: str, items: list[str], fmt: str) -> str:
-    if fmt == "md":
-        return heading + ":\n" + "\n".join(f"- {item}" for item in items)
-    return "\n".join([f"\\paragraph{{{_tex(heading)}}}", "\\begin{itemize}",
-                      *(f"\\item {_tex(item)}" for item in items), "\\end{itemize}"])
+def _latex(frame: pd.DataFrame, title: str) -> str:
+    """A frame as a LaTeX tabular (pandas' Styler escapes every cell; booktabs rules)."""
+    styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    return f"% {title}\n" + styler.to_latex(hrules=True).rstrip("\n")

@@ -101,7 +101,7 @@ def test_evaluation_rows_land_in_the_store_with_unique_keys(trained, tmp_path):
     for _ in range(2):  # evaluating again replaces, never duplicates
         store.write_trial("exp", "t0", evaluation_rows("t0", result))
     rob = store.read_table("robustness").to_pylist()
-    assert sorted(r["eps"] for r in rob) == [0.001, 0.002, 0.005, 0.01, 0.02, 0.03]
+    assert sorted(r["eps"] for r in rob) == [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03]
     assert all(r["n_images"] == 64 and r["steps"] == 2 for r in rob)
     sal = store.read_table("saliency").to_pylist()
     assert len(sal) == 10 and len({r["image_index"] for r in sal}) == 10

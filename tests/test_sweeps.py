@@ -65,7 +65,7 @@ def test_table1_smoke_run_reports_every_trial_and_gather_reproduces_its_rows(loc
     assert all(t["compiled"] is False and t["compile_error"] is None for t in trials)  # eager on the CPU
     assert all(isinstance(t["started_at"], datetime) and t["ended_at"] >= t["started_at"] for t in trials)
     assert all(e["ended_at"] and e["wall_s"] > 0 and e["node_id"] for e in epochs)
-    assert len(read(store, "robustness")) == 8 * 6 and len(read(store, "saliency")) == 8 * 10
+    assert len(read(store, "robustness")) == 8 * 7 and len(read(store, "saliency")) == 8 * 10
     assert all(len(s["image"]) == 3 * 32 * 32 for s in read(store, "saliency"))
     (span,) = run_query(ParquetStore(str(store)), "SELECT min(ended_at - started_at) > INTERVAL 0 SECOND AS later "
                                                  "FROM trials").to_pylist()

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 
 from . import defaults
 from .errors import ScsSweepError
+from .vocabulary import CIFAR10_CLASSES
 
 __all__ = ["DataError", "ImageSet", "load_dataset", "load_cifar10", "make_synthetic", "DeviceLoader",
            "augment", "CIFAR10_CLASSES"]
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 # Official md5s of the python layout (the same values torchvision checks).

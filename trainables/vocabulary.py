@@ -27,6 +27,7 @@ LABELS = {
     "pooling": {"max": "MaxPool2d", "maxabs": "MaxAbsPool2d"},
     "normalization": {"batchnorm": "BatchNorm2d", "none": "None"},
 }
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 ARCH_LABELS = {"rohrer25k": "Rohrer25K", "rohrer47k": "Rohrer47K", "rohrer68k": "Rohrer68K",
                "rohrer100k": "Rohrer100K", "rohrer583k": "Rohrer583K", "resnet18": "ResNet18",
                "resnet20": "ResNet20"}
