@@ -87,7 +87,7 @@ def _train(params: dict) -> None:
         # whether the model ran compiled, and why not where compiling failed (the worker's log is not
         # forwarded to the driver, so the trial's rows say it)
         metrics["ended_at"] = time.time()  # Tune's own `timestamp` is whole seconds; timing.py needs finer
-        metrics["compiled"] = trainer.compiled
+        metrics["compiled"] = trainer.compile_path
         metrics["compile_error"] = "; ".join(filter(None, [trainer.compile_error, *compile_failures()])) or None
         if trainer.done and run.get("evaluation") is not None:  # PGD and saliency on the final model
             from trainables.evaluation import EvalSettings, evaluate_model

@@ -5,8 +5,9 @@ import pyarrow as pa
 
 # 2: trials gain budget, n_train, n_test and data_dir (what a reduced run used).
 # 3: trials' started_at / ended_at become timestamps (UTC, no zone: DuckDB's `ended_at - started_at` is an
-#    interval); trials gain paper_table, init_from_trial, compiled and compile_error; epochs gain ended_at,
-#    wall_s and node_id (when and where each epoch ran); saliency gains the input image.
+#    interval); trials gain paper_table, init_from_trial, compiled (what ran compiled: model + CUDA graphs,
+#    model, sharpening kernels or no) and compile_error; epochs gain ended_at, wall_s and node_id (when
+#    and where each epoch ran); saliency gains the input image.
 # A reader with this schema sees older files' missing columns as null and their ISO-text times as
 # timestamps (pyarrow casts them on read), and `ensure` upgrades the version: old stores read as they are.
 SCHEMA_VERSION = 3
@@ -25,7 +26,7 @@ _COLUMNS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("eval_time_s", _F), ("gpu", _S), ("host", _S), ("code_version", _S), ("torch_version", _S),
         ("ray_version", _S), ("config_hash", _S), ("config_json", _S), ("started_at", _T),
         ("ended_at", _T), ("compile_s", _F), ("budget", _S), ("n_train", _I), ("n_test", _I),
-        ("data_dir", _S), ("paper_table", _S), ("init_from_trial", _S), ("compiled", _B),
+        ("data_dir", _S), ("paper_table", _S), ("init_from_trial", _S), ("compiled", _S),
         ("compile_error", _S),
     ],
     "epochs": [

@@ -128,6 +128,31 @@ def test_maxabs_pool_ceil_mode_counts_partial_windows():
     assert y[0, 0, 7, 7].item() == x[0, 0, 14, 14].item()
 
 
+def _two_pass_maxabs(x, k, s, p, ceil_mode):
+    """The previous MaxAbsPool2d, plain autograd through two poolings and a where: the reference."""
+    largest = torch.nn.functional.max_pool2d(x, k, s, p, ceil_mode=ceil_mode)
+    neg_smallest = torch.nn.functional.max_pool2d(-x, k, s, p, ceil_mode=ceil_mode)
+    return torch.where(largest >= neg_smallest, largest, -neg_smallest)
+
+
+@pytest.mark.parametrize("k,s,p,ceil_mode", [(2, 2, 0, True), (4, 4, 0, True), (3, 2, 1, False), (2, 2, 0, False)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_maxabs_pool_equals_the_two_pass_pooling_in_values_and_gradients(k, s, p, ceil_mode, channels_last):
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 15, 15)
+    x[:, :, 0:14:2, 0:14:2] = -x[:, :, 0:14:2, 1:14:2].abs()  # exact ties of -a and +a in many windows...
+    x[:, :, 1:14:2, 1:14:2] = x[:, :, 1:14:2, 0:14:2].abs()    # ... in both scan orders
+    x[:, 1] = 0.0  # all-zero windows
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    fast, ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    got, want = MaxAbsPool2d(k, s, p, ceil_mode)(fast), _two_pass_maxabs(ref, k, s, p, ceil_mode)
+    grad = torch.randn_like(want)
+    got.backward(grad)
+    want.backward(grad)
+    assert torch.equal(got, want) and torch.equal(fast.grad, ref.grad)
+
+
 # -- the fused Function (fused.py) against plain autograd ---------------------------------------
 from trainables.fused import sharpened_ratio  # noqa: E402
 from trainables.layers import constrain_model_, sharpen  # noqa: E402
@@ -199,8 +224,10 @@ def test_fused_kernels_fall_back_to_the_same_eager_math_when_compiling_fails(mon
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     monkeypatch.setattr(fused, "_compiled", {})
+    monkeypatch.setattr(fused, "_failures", {})
     calls = []
-    fake_cuda = SimpleNamespace(is_cuda=True)
-    assert fused._run("probe", lambda a: calls.append(a) or a * 2, fake_cuda, 21) == 42
-    assert fused._compiled["probe"] is None and "inductor exploded" in caplog.text
-    assert fused._run("probe", lambda a: a + 1, fake_cuda, 1) == 2  # no second attempt
+    fake_cuda = SimpleNamespace(is_cuda=True, device=torch.device("cuda"))
+    assert fused._run("probe", lambda a: calls.append(a) or a * 2, True, fake_cuda, 21) == 42
+    assert fused._compiled["probe/cuda"] is None and "inductor exploded" in caplog.text
+    assert fused._run("probe", lambda a: a + 1, True, fake_cuda, 1) == 2  # no second attempt
+    assert fused.compile_failures() == ["fused SCS probe/cuda: RuntimeError: inductor exploded"]

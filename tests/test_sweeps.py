@@ -62,7 +62,7 @@ def test_table1_smoke_run_reports_every_trial_and_gather_reproduces_its_rows(loc
     epochs = read(store, "epochs")
     assert len(epochs) == 8 and all(e["epoch"] == 1 for e in epochs)
     assert all(t["params"] > 0 and t["host"] and t["code_version"] and t["started_at"] for t in trials)
-    assert all(t["compiled"] is False and t["compile_error"] is None for t in trials)  # eager on the CPU
+    assert all(t["compiled"] == "no" and t["compile_error"] is None for t in trials)  # too short to pay to compile
     assert all(isinstance(t["started_at"], datetime) and t["ended_at"] >= t["started_at"] for t in trials)
     assert all(e["ended_at"] and e["wall_s"] > 0 and e["node_id"] for e in epochs)
     assert len(read(store, "robustness")) == 8 * 7 and len(read(store, "saliency")) == 8 * 10

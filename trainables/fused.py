@@ -15,9 +15,12 @@ writes every gradient in one pass:
 Because `y` is saved, modifying the output in place (an in-place ReLU right after the layer) makes
 autograd refuse the backward; the models here use out-of-place activations.
 
-On CUDA each body runs as one torch.compile'd (Triton) kernel plus its reductions; on the CPU it runs
-eagerly. Inside a whole-model torch.compile the Function is traced and fused with its neighbours instead.
-The math runs in float32 for the reason given in layers.py.
+Each body can run as one torch.compile'd kernel plus its reductions (Triton on CUDA, vectorized C++ on
+the CPU), or eagerly; `compiled=None` compiles on CUDA only, and the Trainer asks for compiled kernels on
+the CPU when a trial is long enough to pay for compiling them (train.py). In channels_last on the CPU
+the eager bodies run their broadcasts slowly (about 150 ms per Rohrer100K first-layer step) and the
+compiled ones take about 12 ms. Inside a whole-model torch.compile the Function is traced and fused with
+its neighbours instead. The math runs in float32 for the reason given in layers.py.
 """
 from __future__ import annotations
 
@@ -36,9 +39,15 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype == torch.float64 else t.float()
 
 
+def _power(a: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """a ** p; traced as exp(p * log a), which inductor's CPU code vectorizes (its pow it does not: twice
+    the time); eagerly the one pow kernel, bit for bit what plain autograd computes."""
+    return torch.exp(p * torch.log(a)) if torch.compiler.is_compiling() else a.pow(p)
+
+
 def _forward_math(dot: torch.Tensor, norm: torch.Tensor | None, p: torch.Tensor, eps: float):
     c = _f32(dot) if norm is None else _f32(dot) / norm
-    return torch.sign(c) * (c.abs() + eps).pow(_f32(p))
+    return torch.sign(c) * _power(c.abs() + eps, _f32(p))
 
 
 def _backward_math(grad: torch.Tensor, dot: torch.Tensor, norm: torch.Tensor | None, p: torch.Tensor,
@@ -62,38 +71,43 @@ def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.sum(dims, keepdim=True) if dims else t
 
 
-_compiled: dict[str, object] = {}  # name -> compiled fn, or None once compiling it has failed
-_failures: dict[str, str] = {}    # name -> why compiling it failed (a trial's rows report it)
+_compiled: dict[str, object] = {}  # "name/device" -> compiled fn, or None once compiling it has failed
+_failures: dict[str, str] = {}    # "name/device" -> why compiling it failed (a trial's rows report it)
 
 
 def compile_failures() -> list[str]:
     """One line per fused kernel that fell back to the eager math in this process, saying why."""
-    return [f"fused SCS {name}: {why}" for name, why in sorted(_failures.items())]
+    return [f"fused SCS {key}: {why}" for key, why in sorted(_failures.items())]
 
 
-def _run(name: str, fn, t: torch.Tensor, *args):
-    """fn(*args), as one compiled kernel per process on CUDA; eagerly on the CPU, inside an outer
-    torch.compile (which fuses it with its neighbours), and after a compiler failure (same math)."""
-    if t.is_cuda and not torch.compiler.is_compiling() and _compiled.get(name, fn) is not None:
+def _run(name: str, fn, compiled: bool, t: torch.Tensor, *args):
+    """fn(*args), as one compiled kernel per process and device type when `compiled`; eagerly otherwise,
+    inside an outer torch.compile (which fuses it with its neighbours), and after a compiler failure
+    (the same math)."""
+    key = f"{name}/{t.device.type}"
+    if compiled and not torch.compiler.is_compiling() and _compiled.get(key, fn) is not None:
         try:
-            if name not in _compiled:
-                _compiled[name] = torch.compile(fn, dynamic=None)
-            return _compiled[name](*args)
+            if key not in _compiled:
+                # the CPU: one kernel for every layer and batch size (symbolic shapes); CUDA: specialised
+                _compiled[key] = torch.compile(fn, dynamic=True if t.device.type == "cpu" else None)
+            return _compiled[key](*args)
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - a compiler problem must not stop a trial
             log.warning("compiling the fused SCS %s failed (%s: %s); using the eager math",
                         name, type(exc).__name__, exc)
-            _compiled[name] = None
-            _failures[name] = f"{type(exc).__name__}: {exc}"[:300]
+            _compiled[key] = None
+            _failures[key] = f"{type(exc).__name__}: {exc}"[:300]
     return fn(*args)
 
 
 class _SharpenedRatio(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, dot, norm, p, eps):
-        ctx.eps = eps
-        y = _run("forward", _forward_math, dot, dot, norm, p, eps)
+    def forward(ctx, dot, norm, p, eps, compiled):
+        ctx.eps, ctx.compiled = eps, compiled
+        # p is a Parameter: dynamo would specialise on its shape (one kernel per layer width); as a plain
+        # tensor one symbolic-shape kernel serves every layer
+        y = _run("forward", _forward_math, compiled, dot, dot, norm, p.detach(), eps)
         ctx.save_for_backward(dot, norm, p, y)
         return y
 
@@ -101,17 +115,19 @@ class _SharpenedRatio(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         dot, norm, p, y = ctx.saved_tensors
+        p = p.detach()
         need = ctx.needs_input_grad
-        grad_dot, grad_norm, grad_p = _run("backward", _backward_math, dot,
+        grad_dot, grad_norm, grad_p = _run("backward", _backward_math, ctx.compiled, dot,
                                            grad, dot, norm, p, y, ctx.eps, bool(need[1]), bool(need[2]))
-        return grad_dot, grad_norm, grad_p, None
+        return grad_dot, grad_norm, grad_p, None, None
 
 
 def sharpened_ratio(dot: torch.Tensor, norm: torch.Tensor | None, p: torch.Tensor,
-                    eps: float) -> torch.Tensor:
+                    eps: float, compiled: bool | None = None) -> torch.Tensor:
     """sign(c) * (|c| + eps) ** p with c = dot / norm (c = dot when norm is None), in float32.
 
     dot: (B, O, H, W) in any float dtype; norm: float32, broadcastable to dot (e.g. (B, 1, H, W));
-    p: (1, O, 1, 1). Gradients flow to all three.
+    p: (1, O, 1, 1). Gradients flow to all three. compiled: run both bodies as compiled kernels (None:
+    on CUDA only).
     """
-    return _SharpenedRatio.apply(dot, norm, p, eps)
+    return _SharpenedRatio.apply(dot, norm, p, eps, dot.is_cuda if compiled is None else compiled)

@@ -7,12 +7,15 @@
 
 Nothing here knows about Ray: the orchestrator calls `train_epoch()` and reports what it returns.
 
-The fast path (`compile="auto"`, the default on a GPU): the model's forward and backward run as one
-torch.compile'd graph replayed as CUDA graphs, the data never leaves the GPU, Adam is the fused kernel,
-and compilation happens in `warm_up()` before the first epoch's clock starts. The compiled function is
-shared by the whole process, so a second trial of the same architecture in the same worker (Tune reuses
-actors) finds its graphs already built. On the CPU the default is eager; `compile="on"` compiles there
-too (inductor's C++ backend), which is how the tests check that both paths train identically.
+The fast path (`compile="auto"`): on a GPU the model's forward and backward run as one torch.compile'd
+graph replayed as CUDA graphs, the data never leaves the GPU and Adam is the fused kernel. On the CPU the
+model runs eagerly in channels_last (max-pooling and mkldnn's convolutions run several times faster in it)
+and only the SCS/SDP sharpening runs as compiled kernels, when the trial is long enough to pay for
+compiling them (`compiles_kernels`). Compilation happens in `warm_up()` before the first epoch's clock
+starts; compiled functions are shared by the whole process, so a later trial in the same worker (Tune
+reuses actors) finds them built, and inductor's disk cache serves new processes. `compile="on"`
+compiles the whole model on the CPU too (how the tests check that both paths train identically);
+`compile="off"` compiles nothing.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from .layers import SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
 
 __all__ = ["Trainer", "EpochResult", "LayerStats", "NonFiniteLossError", "pick_device",
-           "CHECKPOINT_FORMAT", "COMPILE_MODES", "compiles"]
+           "CHECKPOINT_FORMAT", "COMPILE_MODES", "compiles", "compiles_kernels", "KERNEL_COMPILE_MIN_STEPS"]
 
 CHECKPOINT_FORMAT = 1
 log = logging.getLogger(__name__)
@@ -95,9 +98,25 @@ def _layer_type(m: nn.Module) -> str:
     return "linear" if isinstance(m, nn.Linear) else "conv"
 
 
+# On the CPU, compiling the sharpening kernels costs 4-8 s in a new process (about 1 s once inductor's
+# disk cache holds them) and saves about 0.1 s per Rohrer100K step of 128 images, so `auto` compiles them
+# for trials of at least this many steps (a quick run's 8 epochs x 40 steps: yes; a smoke test: no).
+# Compiling the whole model on the CPU took 74 s for Rohrer100K SCS and made conv nets slower, so `auto`
+# leaves the rest eager there (bench/report.md).
+KERNEL_COMPILE_MIN_STEPS = 200
+
+
 def compiles(mode: str, device: torch.device) -> bool:
-    """Whether a compile mode compiles on this device (auto: on a GPU only)."""
+    """Whether a compile mode compiles the whole model on this device (auto: on a GPU only)."""
     return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
+def compiles_kernels(mode: str, device: torch.device, steps: int) -> bool:
+    """Whether the SCS/SDP sharpening runs as compiled kernels: on a GPU unless off; on the CPU when asked
+    (on), or (auto) when the trial trains at least KERNEL_COMPILE_MIN_STEPS steps."""
+    if mode == "off":
+        return False
+    return mode == "on" or device.type == "cuda" or steps >= KERNEL_COMPILE_MIN_STEPS
 
 
 _compiled_calls: dict[str, object] = {}
@@ -136,17 +155,18 @@ class Trainer:
         on_gpu = self.device.type == "cuda"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
             cfg.precision, torch.bfloat16 if cfg.precision == "auto" and on_gpu else None)
-        self.model = build_model(cfg).to(self.device)
-        if on_gpu:  # channels_last and autotuning let cuDNN pick its fastest kernels for fixed shapes
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # channels_last everywhere: cuDNN's fastest kernels on a GPU, and on the CPU max-pooling (vectorized
+        # over channels) and mkldnn's convolutions run several times faster in it than in NCHW
+        self.model = build_model(cfg).to(self.device).to(memory_format=torch.channels_last)
+        if on_gpu:  # autotuning picks cuDNN's fastest kernels for the fixed shapes of a trial
             torch.backends.cudnn.benchmark = True
         self.copied_from_init = self._load_init_weights(cfg.init_from) if cfg.init_from and load_init else 0
         self.layers = weight_layers(self.model)
         self.n_params = count_params(self.model)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.train_loader = DeviceLoader(self.train_set, cfg.batch_size, cfg.image_dim, train=True,
-                                         gen=self.gen, channels_last=on_gpu)
-        self.test_loader = DeviceLoader(self.test_set, cfg.batch_size, cfg.image_dim, channels_last=on_gpu)
+                                         gen=self.gen, channels_last=True)
+        self.test_loader = DeviceLoader(self.test_set, cfg.batch_size, cfg.image_dim, channels_last=True)
         self.optimizer = self._make_optimizer()
         self.scheduler = self._make_scheduler()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -157,9 +177,21 @@ class Trainer:
         self.compile_mode = compile
         self.compiled = compiles(compile, self.device)
         self.cuda_graphs = self.compiled and on_gpu
+        sharpened = [m for m in self.model.modules() if isinstance(m, (SharpCosSim2d, SharpenedSDP2d))]
+        self.kernels_compiled = bool(sharpened) and compiles_kernels(
+            compile, self.device, cfg.epochs * len(self.train_loader))
+        for m in sharpened:
+            m.compiled_kernels = self.kernels_compiled
         self.compile_s = 0.0     # seconds warm_up() spent compiling (and capturing CUDA graphs)
         self.compile_error = ""  # why compile="auto" fell back to eager, if it did
-        self._warmed_up = not self.compiled
+        self._warmed_up = not (self.compiled or self.kernels_compiled)
+
+    @property
+    def compile_path(self) -> str:
+        """What runs compiled: 'model + CUDA graphs', 'model', 'sharpening kernels' or 'no'."""
+        if self.compiled:
+            return "model + CUDA graphs" if self.cuda_graphs else "model"
+        return "sharpening kernels" if self.kernels_compiled else "no"
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.compiled:
