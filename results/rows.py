@@ -16,7 +16,7 @@ __all__ = ["rows_for_trial", "evaluation_rows", "epoch_timeline"]
 
 # Provenance the trainable reports with every epoch; the trial's row keeps the last epoch's values.
 _PROVENANCE = ("params", "gpu", "host", "code_version", "torch_version", "ray_version", "config_hash",
-               "compile_s")
+               "compile_s", "node_ip")
 
 
 def epoch_timeline(results: list[dict]) -> list[dict]:

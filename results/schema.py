@@ -20,7 +20,7 @@ _COLUMNS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("eval_time_s", _F), ("gpu", _S), ("host", _S), ("code_version", _S), ("torch_version", _S),
         ("ray_version", _S), ("config_hash", _S), ("config_json", _S), ("started_at", _S),
         ("ended_at", _S), ("compile_s", _F), ("budget", _S), ("n_train", _I), ("n_test", _I),
-        ("data_dir", _S),
+        ("data_dir", _S), ("node_ip", _S),
     ],
     "epochs": [
         ("trial_id", _S), ("epoch", _I), ("train_loss", _F), ("train_acc", _F), ("test_loss", _F),
