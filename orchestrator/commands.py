@@ -150,9 +150,27 @@ def resume(args) -> int:
     return _report_failures(args.name, failed)
 
 
+def _print_jobs(args) -> None:
+    """With --address: the sweep's Ray Jobs, as the cluster's Job server has them."""
+    from .cluster_cmd import sweep_jobs
+
+    jobs = sweep_jobs(args.address, args.name)
+    for job in jobs:
+        print(f"job {job.get('submission_id') or job.get('job_id')}: {job.get('status')}  "
+              f"{job.get('entrypoint')}")
+    if not jobs:
+        print(f"no Ray Job of {args.name or 'scs-sweep'} on the cluster")
+
+
 def status(args) -> int:
     storage = _storage(args)
+    if args.address:
+        _print_jobs(args)
     if args.name and not (storage / args.name / "sweep.json").exists():
+        if args.address:  # this machine does not see the cluster's storage: the Jobs are what there is
+            print(f"{args.name}: its trials are not in {storage} here; on the head: `ray exec CONFIG "
+                  f"'scs-sweep status {args.name}'`")
+            return 0
         raise UsageError(f"no sweep named {args.name!r} in {storage}")
     names = [args.name] if args.name else sorted(p.parent.name for p in storage.glob("*/sweep.json"))
     if not names:
