@@ -77,9 +77,10 @@ def check(path: str) -> dict:
     mounts = config.get("file_mounts") or {}
     if "." in mounts.values() and not (Path("pyproject.toml").exists() and Path("orchestrator").is_dir()):
         raise UsageError(f"run this from the root of the scs-sweep checkout: {path} copies '.' to every node")
-    for source in mounts.values():
+    for target, source in mounts.items():
         if not Path(source).expanduser().exists():
-            make = "make it with `ray get-auth-token --generate`" if source == AUTH_TOKEN else "create it"
+            make = "make it with `ray get-auth-token --generate`" if AUTH_TOKEN in (target, source) else \
+                "create it"
             raise UsageError(f"{source} (a file_mounts source in {path}) does not exist: {make}")
     auth = config.get("auth") or {}
     key = Path(auth.get("ssh_private_key", "~/.ssh/id_rsa")).expanduser()
