@@ -156,7 +156,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> str:
     except (OSError, ValueError) as exc:
         stale = f" (found in {source}: a cluster that is gone leaves it behind; `ray stop` clears it)" \
             if address == "auto" else ""
-        raise UsageError(f"no Ray cluster answers at {resolved}{stale} ({exc}); {_START_ONE}") from None
+        raise UsageError(f"cannot reach a Ray cluster at {resolved}{stale} ({exc}); {_START_ONE}") from None
     return resolved
 
 

@@ -161,9 +161,9 @@ def test_embedded_means_embedded_and_a_dead_address_is_one_line_in_seconds(tmp_p
         assert "sweep embedded finished" in out.stdout
 
         checks = [(("run", "table1", "--smoke-test", "--name", "joined", "--address", "auto", *paths), env,
-                   f"no Ray cluster answers at 127.0.0.1:{port} (found in {ray_tmp}/ray/ray_current_cluster"),
+                   f"cannot reach a Ray cluster at 127.0.0.1:{port} (found in {ray_tmp}/ray/ray_current_cluster"),
                   (("resume", "embedded", "--address", "auto", *paths), dict(env, RAY_ADDRESS=f"127.0.0.1:{port}"),
-                   f"no Ray cluster answers at 127.0.0.1:{port} (found in RAY_ADDRESS"),
+                   f"cannot reach a Ray cluster at 127.0.0.1:{port} (found in RAY_ADDRESS"),
                   (("status", "embedded", "--address", f"127.0.0.1:{port}", "--storage", str(runs)), env,
                    f"no Ray Job server answers at http://127.0.0.1:{port}")]
         for argv, check_env, message in checks:

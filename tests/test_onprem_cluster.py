@@ -7,6 +7,7 @@ Locally, SCS_SKIP_ONPREM=1 skips it (about 4 minutes); under CI=true that flag i
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,10 @@ def test_ray_up_a_two_host_lab_run_a_job_lose_the_worker_and_ray_down(tmp_path):
            "--kill-worker-after", "3", "--name", "onprem-smoke", "--", "run", "table1", "--smoke-test",
            "--epochs", str(EPOCHS), "--checkpoint-every", str(CHECKPOINT_EVERY), "--no-prune",
            "--data", "/mnt/scs/data"]
-    lab = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    try:
+        lab = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    finally:  # the nodes' home holds a 2 GB .venv; its logs, runs and store stay for a failure's reader
+        shutil.rmtree(work / "home", ignore_errors=True)
     report_file = work / "lab.json"
     assert report_file.exists(), lab.stdout[-3000:] + lab.stderr[-3000:]
     report = json.loads(report_file.read_text())
