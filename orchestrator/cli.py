@@ -98,6 +98,8 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="trials done / running / pending / pruned / failed")
     st.add_argument("name", nargs="?", default="")
     _storage(st)
+    st.add_argument("--address", default="", help="also the sweep's Ray Jobs: the cluster's Job server "
+                    "(http://HOST:8265, as `ray job` takes it; `ray dashboard CONFIG` tunnels it here)")
     st.set_defaults(handler="orchestrator.commands:status")
 
     g = sub.add_parser("gather", help="(re)build store rows from a sweep or Tune experiment directory")
@@ -145,6 +147,16 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     rp.add_argument("--experiment", default="", help="only this sweep's trials")
     rp.add_argument("--out", default="report", help="folder to write report.html into")
     rp.set_defaults(handler="orchestrator.commands:report")
+
+    up = sub.add_parser("up", help="check a cluster file, this machine and its hosts, then `ray up`")
+    up.add_argument("config", help="cluster-onprem.yaml or cluster.yaml (run from this checkout's root)")
+    up.add_argument("-y", "--yes", action="store_true", help="no confirmation prompts (ray up -y)")
+    up.set_defaults(handler="orchestrator.cluster_cmd:up")
+
+    dn = sub.add_parser("down", help="`ray down`, and on your own machines `ray stop` on every worker host")
+    dn.add_argument("config", help="the cluster file `up` used")
+    dn.add_argument("-y", "--yes", action="store_true", help="no confirmation prompts (ray down -y)")
+    dn.set_defaults(handler="orchestrator.cluster_cmd:down")
 
     b = sub.add_parser("bench", help="training-core speed: epoch times, SCS vs conv (no Ray needed)",
                        description="Training-core speed: seconds per epoch of any arch x variant, and one SCS "

@@ -11,6 +11,7 @@ from pathlib import Path
 from search_spaces import get_preset, is_sweep_file, list_presets, load_sweep_file, sweep_file_text
 from trainables import defaults
 
+from .cluster_cmd import RAY_JOB_MARK
 from .errors import UsageError
 from .plan import RunOptions, SweepPlan, estimate_gpu_hours, plan_sweep
 from .records import STATUSES, gather_path, sweep_name_of, sweep_status
@@ -125,7 +126,7 @@ def run(args) -> int:
     store = _store_uri(args.store)
     # every trial validated before Ray starts: a bad value is one line, nothing launched
     sweep = plan_sweep(name, args.preset, experiments, options, store=store, storage=str(storage))
-    if options.gpus_per_trial and not args.address:
+    if options.gpus_per_trial and not args.address and not os.environ.get(RAY_JOB_MARK):  # embedded
         _check_local_gpu(options.gpus_per_trial)
     if options.dataset == "cifar10":
         from trainables.data import load_cifar10  # read (or download) once, before any trial starts
@@ -138,7 +139,7 @@ def run(args) -> int:
         options.has_gpu = True
         sweep = plan_sweep(name, args.preset, experiments, options, store=store, storage=str(storage))
     elif options.gpus_per_trial:
-        print(f"note: the cluster at {args.address} has no GPU now; trials asking for --gpus-per-trial "
+        print(f"note: the cluster has no GPU now; trials asking for --gpus-per-trial "
               f"{options.gpus_per_trial:g} wait until a node with GPUs joins (an autoscaling cluster starts "
               f"one); Ctrl-C and drop --gpus-per-trial to train on CPUs")
     (storage / name).mkdir(parents=True, exist_ok=True)
@@ -180,9 +181,27 @@ def resume(args) -> int:
     return _report_failures(args.name, failed)
 
 
+def _print_jobs(args) -> None:
+    """With --address: the sweep's Ray Jobs, as the cluster's Job server has them."""
+    from .cluster_cmd import sweep_jobs
+
+    jobs = sweep_jobs(args.address, args.name)
+    for job in jobs:
+        print(f"job {job.get('submission_id') or job.get('job_id')}: {job.get('status')}  "
+              f"{job.get('entrypoint')}")
+    if not jobs:
+        print(f"no Ray Job of {args.name or 'scs-sweep'} on the cluster")
+
+
 def status(args) -> int:
     storage = _storage(args)
+    if args.address:
+        _print_jobs(args)
     if args.name and not (storage / args.name / "sweep.json").exists():
+        if args.address:  # this machine does not see the cluster's storage: the Jobs are what there is
+            print(f"{args.name}: its trials are not in {storage} here; on the head: `ray exec CONFIG "
+                  f"'scs-sweep status {args.name}'`")
+            return 0
         raise UsageError(f"no sweep named {args.name!r} in {storage}")
     names = [args.name] if args.name else sorted(p.parent.name for p in storage.glob("*/sweep.json"))
     if not names:

@@ -76,6 +76,7 @@ def _train(params: dict) -> None:
         "torch_version": torch.__version__, "ray_version": ray.__version__,
         "code_version": run.get("code_version", "unknown"), "config_hash": cfg.config_hash(),
         "node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran this epoch
+        "node_ip": ray.util.get_node_ip_address(),  # the same node as its address, as the cluster file names it
         "compile_s": trainer.warm_up(),  # compile + CUDA-graph capture before epoch 1 (0 when eager)
     }
     every = max(1, int(run.get("checkpoint_every", defaults.CHECKPOINT_EVERY)))

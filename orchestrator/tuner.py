@@ -21,6 +21,7 @@ from results.store import get_store
 from search_spaces.experiment import stage_ref
 from trainables.vocabulary import FINISHED
 
+from .cluster_cmd import RAY_JOB_MARK
 from .errors import UsageError
 from .plan import PartPlan, SweepPlan
 from .records import gather_part, trial_dirs, tune_states
@@ -132,21 +133,52 @@ def stage_trials(part: PartPlan, sweep_dir: Path) -> list[dict]:
     return out
 
 
-def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Fail in seconds, not minutes: ray.init retries an unreachable GCS for a long time."""
-    if address == "auto" or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
+_START_ONE = "start one with `ray up CONFIG` or `ray start --head`, or drop --address to run locally"
+
+
+def _resolve(address: str) -> tuple[str, str]:
+    """(HOST:PORT, where it came from) of `auto` or HOST:PORT, without waiting on the cluster. `auto`
+    looks where Ray looks: RAY_ADDRESS, the file the last `ray start` wrote, a running GCS process."""
+    if address != "auto":
+        return address, "--address"
+    from ray._common.utils import get_ray_address_file
+    from ray._private.services import find_bootstrap_address, find_gcs_addresses
+
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    recorded = find_bootstrap_address(None)
+    if recorded:
+        return recorded, get_ray_address_file(None)
+    running = find_gcs_addresses()
+    if running:
+        return running[0], "a Ray process on this machine"
+    raise UsageError(f"--address auto found no Ray cluster on this machine (no RAY_ADDRESS, no `ray start`); "
+                     f"{_START_ONE}")
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> str:
+    """HOST:PORT of a cluster that answers: fail in seconds, not minutes (ray.init retries a dead one
+    for a long time, and `auto` may name a cluster that died without cleaning up)."""
+    if "://" in address:  # ray:// (Ray Client): ray.init checks it itself
+        return address
+    resolved, source = _resolve(address)
+    host, _, port = resolved.rpartition(":")
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot reach a Ray cluster at {address!r} ({exc}); start it with "
-                         f"`ray up cluster.yaml` or `ray start --head`, or drop --address to run "
-                         f"locally") from None
+        stale = f" (found in {source}: a cluster that is gone leaves it behind; `ray stop` clears it)" \
+            if address == "auto" else ""
+        raise UsageError(f"cannot reach a Ray cluster at {resolved}{stale} ({exc}); {_START_ONE}") from None
+    return resolved
 
 
 def connect(address: str = "") -> None:
-    """Join a cluster (auto | HOST:PORT), or start Ray embedded on this machine."""
+    """Join a cluster (auto | HOST:PORT), or start Ray embedded on this machine.
+
+    Embedded means a fresh local Ray whatever RAY_ADDRESS or Ray's "current cluster" file say: a plain
+    ray.init() would join any cluster a `ray start` left behind, alive or dead. The one exception is a
+    driver that Ray's Job server started: the Job's own cluster is the one it was submitted to.
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # we add the loggers ourselves
     # Tune's own console output: our progress line says what it would, and its start-up banner points
@@ -154,18 +186,20 @@ def connect(address: str = "") -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
+    if not address and os.environ.get(RAY_JOB_MARK):
+        address = "auto"
+        print("running as a Ray Job: the sweep uses the Job's cluster", flush=True)
     if address:
-        _check_reachable(address)
+        resolved = _check_reachable(address)
         try:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=resolved, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"cannot reach a Ray cluster at {address!r} ({first}); start it with "
-                             f"`ray up cluster.yaml` or `ray start --head`, or drop --address to run "
-                             f"locally") from None
+            raise UsageError(f"cannot join the Ray cluster at {resolved} ({first}); {_START_ONE}") from None
     else:
+        os.environ.pop("RAY_ADDRESS", None)  # nor may anything this process starts join it
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
 
 
 def has_gpu() -> bool:

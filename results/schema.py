@@ -6,8 +6,8 @@ import pyarrow as pa
 # 2: trials gain budget, n_train, n_test and data_dir (what a reduced run used).
 # 3: trials' started_at / ended_at become timestamps (UTC, no zone: DuckDB's `ended_at - started_at` is an
 #    interval); trials gain paper_table, init_from_trial, compiled (what ran compiled: model + CUDA graphs,
-#    model, sharpening kernels or no) and compile_error; epochs gain ended_at, wall_s and node_id (when
-#    and where each epoch ran); saliency gains the input image.
+#    model, sharpening kernels or no), compile_error and node_ip (the host that ran it); epochs gain
+#    ended_at, wall_s and node_id (when and where each epoch ran); saliency gains the input image.
 # A reader with this schema sees older files' missing columns as null and their ISO-text times as
 # timestamps (pyarrow casts them on read), and `ensure` upgrades the version: old stores read as they are.
 SCHEMA_VERSION = 3
@@ -27,7 +27,7 @@ _COLUMNS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("ray_version", _S), ("config_hash", _S), ("config_json", _S), ("started_at", _T),
         ("ended_at", _T), ("compile_s", _F), ("budget", _S), ("n_train", _I), ("n_test", _I),
         ("data_dir", _S), ("paper_table", _S), ("init_from_trial", _S), ("compiled", _S),
-        ("compile_error", _S),
+        ("compile_error", _S), ("node_ip", _S),
     ],
     "epochs": [
         ("trial_id", _S), ("epoch", _I), ("train_loss", _F), ("train_acc", _F), ("test_loss", _F),

@@ -1,0 +1,177 @@
+"""Cluster commands: `scs-sweep up` (check, then `ray up`), `scs-sweep down`, and a sweep's Ray Jobs.
+
+`ray up` on a machine without rsync, without the SSH key, or with a host that refuses the key fails with a
+traceback or a hang; these checks say the one thing to fix in one line each, before anything starts.
+Imports neither torch nor ray: it runs the `ray` command, and reads the Job server's REST API.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from .errors import UsageError
+
+# Set by Ray's Job supervisor in the driver it starts: this process is a Ray Job's entrypoint.
+RAY_JOB_MARK = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+PLACEHOLDER = "YOUR-"      # how cluster-onprem.yaml and cluster.yaml mark the values a user must fill in
+AUTH_TOKEN = "~/.ray/auth_token"
+SSH_TIMEOUT_S = 10
+
+
+def load_config(path: str) -> dict:
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"cannot read cluster file {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(config, dict) or "provider" not in config:
+        raise UsageError(f"{path} is not a Ray cluster file (no provider:)")
+    return config
+
+
+def placeholders(value, where: str = "") -> list[str]:
+    """Every 'key = value' of the config whose value still holds a YOUR-... placeholder."""
+    if isinstance(value, dict):
+        return [hit for key, item in value.items() for hit in placeholders(item, f"{where}.{key}".lstrip("."))]
+    if isinstance(value, list):
+        return [hit for item in value for hit in placeholders(item, where)]
+    return [f"{where} = {value}"] if isinstance(value, str) and PLACEHOLDER in value else []
+
+
+def hosts(config: dict) -> list[tuple[str, str]]:
+    """(key, address) of every host a local-provider file names."""
+    provider = config["provider"]
+    return [("provider.head_ip", provider.get("head_ip", ""))] + \
+        [("provider.worker_ips", ip) for ip in provider.get("worker_ips") or []]
+
+
+def _ssh_login(user: str, host: str, key: Path) -> str:
+    """'' when user@host accepts the key; else ssh's own last line."""
+    cmd = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}",
+           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+           f"{user}@{host}", "true"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SSH_TIMEOUT_S + 5)
+    except subprocess.TimeoutExpired:
+        return "no answer"
+    lines = done.stderr.strip().splitlines()
+    return "" if done.returncode == 0 else (lines[-1] if lines else f"exit code {done.returncode}")
+
+
+def check(path: str) -> dict:
+    """Raise a UsageError naming the first thing `ray up PATH` would trip over; return the config."""
+    config = load_config(path)
+    left = placeholders(config)
+    if left:
+        raise UsageError(f"{path} still has placeholders: {'; '.join(left[:4])}; put your own values there")
+    for tool, why in (("rsync", "`ray up` copies this checkout to every node with it"), ("ssh", "`ray up` "
+                      "logs in to every node with it")):
+        if not shutil.which(tool):
+            raise UsageError(f"{tool} is not installed on this machine ({why}): sudo apt-get install {tool} "
+                             f"(macOS: brew install {tool})")
+    mounts = config.get("file_mounts") or {}
+    if "." in mounts.values() and not (Path("pyproject.toml").exists() and Path("orchestrator").is_dir()):
+        raise UsageError(f"run this from the root of the scs-sweep checkout: {path} copies '.' to every node")
+    for target, source in mounts.items():
+        if not Path(source).expanduser().exists():
+            make = "make it with `ray get-auth-token --generate`" if AUTH_TOKEN in (target, source) else \
+                "create it"
+            raise UsageError(f"{source} (a file_mounts source in {path}) does not exist: {make}")
+    auth = config.get("auth") or {}
+    key = Path(auth.get("ssh_private_key", "~/.ssh/id_rsa")).expanduser()
+    if "ssh_private_key" in auth and not key.is_file():
+        raise UsageError(f"no SSH key at {key} (auth.ssh_private_key in {path}): make one with "
+                         f"`ssh-keygen -t ed25519 -f {key}` and copy it to every node with `ssh-copy-id -i {key} "
+                         f"USER@HOST`")
+    if config["provider"].get("type") == "local":
+        user = auth.get("ssh_user", "")
+        for where, host in hosts(config):
+            try:
+                socket.create_connection((host, 22), timeout=SSH_TIMEOUT_S).close()
+            except OSError as exc:
+                raise UsageError(f"cannot reach SSH on {host}:22 ({where} in {path}): {exc}") from None
+            refused = _ssh_login(user, host, key)
+            if refused:
+                raise UsageError(f"{user}@{host} does not accept the key {key} ({refused}): "
+                                 f"`ssh-copy-id -i {key} {user}@{host}`")
+    return config
+
+
+def _ray() -> str:
+    """The `ray` command of this environment (beside the running scs-sweep), else the one on PATH."""
+    here = Path(sys.executable).parent / "ray"
+    return str(here) if here.exists() else (shutil.which("ray") or "ray")
+
+
+def up(args) -> int:
+    config = check(args.config)
+    hosts_line = ", ".join(host for _, host in hosts(config)) if config["provider"].get("type") == "local" \
+        else config["provider"].get("type", "?")
+    print(f"{args.config}: checks passed ({hosts_line}); running ray up", flush=True)
+    return subprocess.run([_ray(), "up", args.config, *(["-y"] if args.yes else [])]).returncode
+
+
+def job_server(address: str) -> str:
+    """The URL of a cluster's Ray Job server, as `ray job --address` takes it (`auto`: $RAY_ADDRESS when it
+    is a URL, else the dashboard's default port here, where `ray dashboard CONFIG` tunnels it)."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "")
+        address = address if address.startswith("http") else "http://127.0.0.1:8265"
+    return address.rstrip("/") if "://" in address else f"http://{address.rstrip('/')}"
+
+
+def _auth_header() -> dict:
+    """Token authentication: the token Ray's own clients send (RAY_AUTH_TOKEN, its path, ~/.ray/auth_token)."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "")
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    if not token and path.is_file():
+        token = path.read_text().strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def sweep_jobs(address: str, name: str = "", timeout_s: float = 5.0) -> list[dict]:
+    """The Ray Jobs of a sweep (its name is the submission id or a word of the entrypoint); all
+    scs-sweep Jobs without a name. A server that does not answer is one UsageError within seconds."""
+    url = job_server(address)
+    request = urllib.request.Request(f"{url}/api/jobs/", headers=_auth_header())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+            jobs = json.loads(answer.read())
+    except (OSError, ValueError) as exc:  # URLError, HTTPError and timeouts are OSErrors
+        raise UsageError(f"no Ray Job server answers at {url} ({getattr(exc, 'reason', exc)}); open the tunnel "
+                         f"with `ray dashboard CONFIG` (then --address http://127.0.0.1:8265), or drop "
+                         f"--address") from None
+    def of_sweep(job: dict) -> bool:
+        entrypoint = job.get("entrypoint") or ""
+        return job.get("submission_id") == name or name in entrypoint.split() if name else \
+            "scs-sweep" in entrypoint
+
+    return sorted(filter(of_sweep, jobs), key=lambda job: job.get("start_time") or 0)
+
+
+def down(args) -> int:
+    """`ray down`, then, for your own machines, `ray stop` on every worker host: Ray's local provider
+    stops Ray on the head only, and a worker's raylet would keep its GPUs until it gives up on the head."""
+    config = load_config(args.config)
+    rc = subprocess.run([_ray(), "down", args.config, *(["-y"] if args.yes else [])]).returncode
+    if config["provider"].get("type") != "local":
+        return rc
+    auth = config.get("auth") or {}
+    key = str(Path(auth.get("ssh_private_key", "~/.ssh/id_rsa")).expanduser())
+    for _, host in hosts(config)[1:]:  # after the head: no autoscaler left to restart them
+        done = subprocess.run(["ssh", "-i", key, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}",
+                               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                               "-o", "LogLevel=ERROR", f"{auth.get('ssh_user', '')}@{host}",
+                               "bash -lc '. ~/.scs-sweep.env 2>/dev/null; ray stop'"],
+                              capture_output=True, text=True, timeout=120)
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        print(f"{host}: ray stop: {lines[-1] if lines else 'exit code %d' % done.returncode}")
+        rc = rc or done.returncode
+    return rc

@@ -1,0 +1,176 @@
+"""Clusters from the user's side: both cluster files pass Ray's schema, `scs-sweep up` says the one thing
+to fix, `status --address` reads a Job server, and without --address a sweep stays embedded whatever a
+dead cluster left behind (`--address auto` then fails in seconds, in one line)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator import cluster_cmd
+from orchestrator.errors import UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
+ENV.pop("RAY_ADDRESS", None)
+
+
+def cli(*argv, env=ENV, timeout=120, cwd=ROOT):
+    start = time.time()
+    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv], env=env, capture_output=True,
+                         text=True, timeout=timeout, cwd=cwd)
+    return out, time.time() - start
+
+
+def dead_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-onprem.yaml"])
+def test_both_cluster_files_pass_rays_schema_and_keep_auth_and_the_dashboard_private(name):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((ROOT / name).read_text())
+    validate_config(prepare_config(config))
+    start = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
+    assert start.count("RAY_AUTH_MODE=token") == 2 and "--dashboard-host=127.0.0.1" in start
+    assert "~/.ray/auth_token" in config["file_mounts"] and config["rsync_filter"] == [".gitignore"]
+    assert any("./dev.sh setup" in c for c in config["setup_commands"])
+    # every line of the file that holds a key has a comment saying what it does
+    lines = [line for line in (ROOT / name).read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith(("#", "-")) and ":" in line]
+    uncommented = [line for line in lines if "#" not in line and not line.rstrip().endswith(":")]
+    assert uncommented == []
+
+
+def test_onprem_nodes_join_with_the_address_the_file_names_and_the_classic_autoscaler():
+    config = yaml.safe_load((ROOT / "cluster-onprem.yaml").read_text())
+    assert config["provider"]["type"] == "local"
+    head, worker = config["head_start_ray_commands"][-1], config["worker_start_ray_commands"][-1]
+    own_address = "--node-ip-address=$(echo $SSH_CONNECTION | cut -d' ' -f3)"
+    assert own_address in head and own_address in worker
+    assert "RAY_enable_autoscaler_v2=0" in head  # the local provider starts no worker under v2
+
+
+def test_up_on_a_shipped_file_names_its_placeholders_in_one_line():
+    out, _ = cli("up", "cluster-onprem.yaml")
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("scs-sweep up: error: cluster-onprem.yaml still has placeholders: provider.head_ip")
+
+
+def _onprem(tmp_path, **changes) -> str:
+    config = yaml.safe_load((ROOT / "cluster-onprem.yaml").read_text())
+    config["provider"].update(head_ip="127.0.0.9", worker_ips=["127.0.0.10"])
+    config["auth"].update(ssh_user="lab", ssh_private_key=str(tmp_path / "id_ed25519"))
+    config["file_mounts"]["~/.ray/auth_token"] = str(tmp_path / "auth_token")
+    for key, value in changes.items():
+        config[key] = value
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_up_checks_this_machine_then_each_host_one_line_each(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    path = _onprem(tmp_path)
+    real_which = cluster_cmd.shutil.which
+    monkeypatch.setattr(cluster_cmd.shutil, "which", lambda tool: None if tool == "rsync" else real_which(tool))
+    with pytest.raises(UsageError, match=r"^rsync is not installed on this machine .*apt-get install rsync"):
+        cluster_cmd.check(path)
+    monkeypatch.setattr(cluster_cmd.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    with pytest.raises(UsageError, match=r"auth_token \(a file_mounts source .*`ray get-auth-token --generate`"):
+        cluster_cmd.check(path)
+    (tmp_path / "auth_token").write_text("t")
+    with pytest.raises(UsageError, match=r"^no SSH key at .*id_ed25519 \(auth.ssh_private_key in .*ssh-keygen"):
+        cluster_cmd.check(path)
+    (tmp_path / "id_ed25519").write_text("key")
+    monkeypatch.setattr(cluster_cmd, "SSH_TIMEOUT_S", 2)
+    start = time.time()  # nothing listens on 127.0.0.9:22 here
+    with pytest.raises(UsageError, match=r"^cannot reach SSH on 127.0.0.9:22 \(provider.head_ip in "):
+        cluster_cmd.check(path)
+    assert time.time() - start < 5
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="run this from the root of the scs-sweep checkout"):
+        cluster_cmd.check(path)
+
+
+class _JobServer(BaseHTTPRequestHandler):
+    jobs: list = []
+    seen_auth: list = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.seen_auth.append(self.headers.get("Authorization"))
+        body = json.dumps(self.jobs if self.path == "/api/jobs/" else {}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_status_with_an_address_lists_the_sweeps_jobs_with_the_token(tmp_path):
+    _JobServer.jobs = [
+        {"submission_id": "lab-t1", "status": "RUNNING", "entrypoint": "scs-sweep run table1 --name lab-t1",
+         "start_time": 2},
+        {"submission_id": "other", "status": "SUCCEEDED", "entrypoint": "python train.py", "start_time": 1}]
+    server = HTTPServer(("127.0.0.1", 0), _JobServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("secret\n")
+    try:
+        out, _ = cli("status", "lab-t1", "--address", f"127.0.0.1:{server.server_port}", "--storage",
+                     str(tmp_path / "runs"), env=dict(ENV, HOME=str(tmp_path)))
+    finally:
+        server.shutdown()
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "job lab-t1: RUNNING  scs-sweep run table1 --name lab-t1"
+    assert "its trials are not in" in lines[1] and len(lines) == 2
+    assert _JobServer.seen_auth == ["Bearer secret"]
+
+
+def test_embedded_means_embedded_and_a_dead_address_is_one_line_in_seconds(tmp_path):
+    """A cluster that died uncleanly leaves its address in Ray's current-cluster file (and maybe in
+    RAY_ADDRESS); a sweep without --address must start its own Ray, and `auto` must not wait on it."""
+    port = dead_port()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: Ray's socket paths live under it
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
+    env = dict(ENV, RAY_TMPDIR=str(ray_tmp))
+    runs, store = tmp_path / "runs", tmp_path / "store"
+    paths = ["--storage", str(runs), "--store", str(store)]
+    try:
+        out, seconds = cli("run", "table1", "--smoke-test", "--no-evaluate", "--name", "embedded", *paths,
+                           env=dict(env, RAY_ADDRESS=f"127.0.0.1:{port}"), timeout=300)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        assert "Connecting to existing Ray cluster" not in out.stdout + out.stderr
+        assert "sweep embedded finished" in out.stdout
+
+        checks = [(("run", "table1", "--smoke-test", "--name", "joined", "--address", "auto", *paths), env,
+                   f"cannot reach a Ray cluster at 127.0.0.1:{port} (found in {ray_tmp}/ray/ray_current_cluster"),
+                  (("resume", "embedded", "--address", "auto", *paths), dict(env, RAY_ADDRESS=f"127.0.0.1:{port}"),
+                   f"cannot reach a Ray cluster at 127.0.0.1:{port} (found in RAY_ADDRESS"),
+                  (("status", "embedded", "--address", f"127.0.0.1:{port}", "--storage", str(runs)), env,
+                   f"no Ray Job server answers at http://127.0.0.1:{port}")]
+        for argv, check_env, message in checks:
+            out, seconds = cli(*argv, env=check_env)
+            lines = out.stderr.strip().splitlines()
+            assert out.returncode == 2 and len(lines) == 1, out.stderr
+            assert lines[0].startswith(f"scs-sweep {argv[0]}: error: {message}"), lines[0]
+            assert seconds < 20
+    finally:
+        subprocess.run(["rm", "-rf", str(ray_tmp)])
