@@ -20,6 +20,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from search_spaces.epoch_times import expected_epoch_cost
 from search_spaces.experiment import GROUP_KEY, Experiment, config_keys, stage_ref
 from trainables import defaults
 from trainables.config import COMPILE_MODES, ConfigError, TrialConfig
@@ -275,6 +276,8 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
             if not search:
                 planned, n = _unique(planned, seen, where)
                 dropped += n
+                # costliest first (stable: seeds keep their order), so the last trials are the shortest
+                planned.sort(key=lambda t: -expected_epoch_cost(t["config"], options.has_gpu))
             first = planned[0]["config"]
             gpus = options.gpus_per_trial if options.gpus_per_trial is not None else \
                 default_gpus_per_trial(first["arch"], first["image_dim"]) if options.has_gpu else 0.0

@@ -52,3 +52,20 @@ def seconds_per_epoch(trial: dict) -> float:
     for path in filter(None, os.environ.get("SCS_EPOCH_TIMES", "").split(",")):
         table.update(_measured(path.strip()))
     return table[_key(trial)]
+
+
+# The CPU: seconds of a training epoch relative to Conv2d + MaxPool2d of the same net, measured with
+# `python bench/cpu_targets.py` on the 2-core dev machine (Rohrer100K, one thread, channels_last, the
+# sharpening kernels compiled; bench/report.md). Only their order is used: a part's costliest trials
+# start first, so that the tail of a sweep, when cores fall idle, is its shortest trials.
+CPU_RELATIVE = {("conv", "max"): 1.0, ("conv", "maxabs"): 1.2, ("scs", "max"): 1.4, ("scs", "maxabs"): 1.6,
+                ("sdp", "max"): 1.3, ("sdp", "maxabs"): 1.5}
+
+
+def expected_epoch_cost(trial: dict, gpu: bool) -> float:
+    """A trial's expected seconds per epoch, to order trials by: on one H200 (gpu), else the arch's H200
+    conv epoch scaled by the variant's CPU cost relative to conv."""
+    if gpu:
+        return seconds_per_epoch(trial)
+    variant = (trial.get("layer", "scs"), trial.get("pooling", "maxabs"))
+    return seconds_per_epoch({**trial, "layer": "conv"}) * CPU_RELATIVE.get(variant, 1.0)

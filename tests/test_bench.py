@@ -1,4 +1,5 @@
 """The benchmark harness runs end to end on the CPU and reports every figure the report needs."""
+import torch
 import json
 
 import pytest
@@ -63,3 +64,21 @@ def test_bad_bench_options_are_one_clear_line(capsys):
     assert main(["bench", "--variants", "sdp+relu+nope"]) == 2  # the same through scs-sweep
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert line.startswith("scs-sweep bench: error: config key 'pooling' is 'nope'")
+
+
+def test_the_reference_pipeline_computes_the_projects_model_and_trains(tiny_data):
+    """The bench's baseline is the same function as the project's model: the reference's layers, the same
+    weights, the same logits; and its DataLoader loop trains."""
+    from trainables.config import TrialConfig
+    from trainables.models import build_model
+    from trainables.reference_pipeline import ReferenceMaxAbsPool2d, ReferenceStyleSCS, reference_model, train_reference
+
+    cfg = TrialConfig(arch="rohrer25k", layer="scs", activation="none", pooling="maxabs", epochs=1, batch_size=64)
+    ours, ref = build_model(cfg).eval(), reference_model(cfg).eval()
+    kinds = {type(m) for m in ref.modules()}
+    assert ReferenceStyleSCS in kinds and ReferenceMaxAbsPool2d in kinds
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        assert (ours(x) - ref(x)).abs().max() < 1e-4 * ours(x).abs().max()
+    (row,) = train_reference(cfg, *tiny_data, epochs=1)
+    assert row["train_s"] > 0 and 0 <= row["test_acc"] <= 1

@@ -59,6 +59,12 @@ def test_table1_smoke_run_reports_every_trial_and_gather_reproduces_its_rows(loc
     assert {(t["layer"], t["activation"], t["pooling"]) for t in trials} == {
         (a, b, c) for a in ("conv", "scs") for b in ("relu", "none") for c in ("max", "maxabs")}
     assert all(t["budget"] == "smoke" and t["n_train"] == 256 and t["dataset"] == "synthetic" for t in trials)
+    # the costliest variants were planned, created and started first (SCS with MaxAbsPool2d), the cheapest last
+    by_index = sorted(trials, key=lambda t: t["trial_id"].rsplit("_", 1)[1])
+    assert [(t["layer"], t["pooling"]) for t in by_index[:2]] == [("scs", "maxabs")] * 2
+    assert [(t["layer"], t["pooling"]) for t in by_index[-2:]] == [("conv", "max")] * 2
+    first = min(trials, key=lambda t: t["started_at"])
+    assert (first["layer"], first["pooling"]) == ("scs", "maxabs")
     epochs = read(store, "epochs")
     assert len(epochs) == 8 and all(e["epoch"] == 1 for e in epochs)
     assert all(t["params"] > 0 and t["host"] and t["code_version"] and t["started_at"] for t in trials)

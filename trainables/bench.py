@@ -8,8 +8,13 @@ and Conv2d measured side by side in one process:
 
     reference  the reference layer's way (ones-kernel conv2d for the norm, repeat_interleave, autograd)
     unfused    this project's layer with plain autograd through the sharpening (fused=False)
-    fused      this project's default layer: the hand-written backward of fused.py
-    compiled   the fused layer under torch.compile (what a compiled training step runs)
+    fused      this project's layer with the hand-written backward of fused.py, run eagerly
+    kernels    the same with its two bodies compiled (what a trial runs with compile=auto: on the GPU,
+               and on the CPU for trials of KERNEL_COMPILE_MIN_STEPS steps or more)
+    compiled   the fused layer under a whole-layer torch.compile (what a compiled training step runs)
+
+Layers and models run in channels_last, as the Trainer runs them. `--targets` prints the CPU speed
+targets in one run (bench_targets.py); `--threads` sets torch's threads (a sweep's trial has one).
 """
 from __future__ import annotations
 
@@ -20,7 +25,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, TrialConfig
@@ -28,6 +32,7 @@ from .errors import ScsSweepError
 from .vocabulary import COMPILE_MODES, PRECISIONS
 from .data import make_synthetic
 from .layers import SharpCosSim2d
+from .reference_pipeline import ReferenceStyleSCS
 from .train import Trainer, compiles, pick_device
 
 __all__ = ["bench_epochs", "bench_layer", "variant_keys", "LAYER_SHAPES", "ReferenceStyleSCS", "main"]
@@ -51,22 +56,6 @@ def variant_keys(variant: str) -> dict:
     return dict(zip(("layer", "activation", "pooling", "normalization"), variant.strip().split("+")))
 
 
-class ReferenceStyleSCS(SharpCosSim2d):
-    """SCS computed the way the reference layer does (scs_reference.md 1.4), as the speed baseline."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.constrain_()
-        w = self.weight / torch.linalg.vector_norm(self.weight, dim=(1, 2, 3), keepdim=True)
-        dot = self._dot(x, w)
-        ones = torch.ones(self.groups, self.in_channels // self.groups, self.kernel_size, self.kernel_size,
-                          device=x.device, dtype=x.dtype)
-        sq = F.conv2d(x.square(), ones, None, self.stride, self.padding, 1, self.groups)
-        norm = (torch.sqrt(sq + self.eps) + self.log_q.exp()).repeat_interleave(
-            self.out_channels // self.groups, dim=1)
-        c = dot / norm
-        return torch.sign(c) * (c.abs() + self.eps) ** self.p
-
-
 def _timer(device: torch.device):
     """A function that times fn() once, in seconds, with CUDA events on a GPU."""
     if device.type == "cuda":
@@ -86,18 +75,24 @@ def _timer(device: torch.device):
 
 
 def bench_layer(shape: tuple, device: torch.device, repeats: int = 20, warmup: int = 3,
-                compiled: bool = False) -> dict:
+                compiled: bool = False, kernels: bool = True) -> dict:
     """Median forward+backward milliseconds of Conv2d and each SCS implementation of one shape, and
-    each SCS over Conv2d. `compiled` adds the torch.compile'd fused layer (and compiled Conv2d)."""
+    each SCS over Conv2d. `kernels` adds the fused layer with compiled bodies, `compiled` the whole
+    layer torch.compile'd (and compiled Conv2d)."""
     name, batch, cin, cout, k, stride, pad, hw = shape
     on_gpu = device.type == "cuda"
     dtype = torch.bfloat16 if on_gpu else None
-    fmt = torch.channels_last if on_gpu else torch.contiguous_format
+    fmt = torch.channels_last
     x = torch.rand(batch, cin, hw, hw, device=device).contiguous(memory_format=fmt).requires_grad_(True)
+    eager = SharpCosSim2d(cin, cout, k, stride, pad)
+    eager.compiled_kernels = False
     layers = {"conv": nn.Conv2d(cin, cout, k, stride, pad, bias=False),
               "reference": ReferenceStyleSCS(cin, cout, k, stride, pad),
               "unfused": SharpCosSim2d(cin, cout, k, stride, pad, fused=False),
-              "fused": SharpCosSim2d(cin, cout, k, stride, pad)}
+              "fused": eager}
+    if kernels:
+        layers["kernels"] = SharpCosSim2d(cin, cout, k, stride, pad)
+        layers["kernels"].compiled_kernels = True
     if compiled:
         layers["conv_compiled"] = torch.compile(nn.Conv2d(cin, cout, k, stride, pad, bias=False))
         layers["compiled"] = torch.compile(SharpCosSim2d(cin, cout, k, stride, pad))
@@ -121,11 +116,12 @@ def bench_layer(shape: tuple, device: torch.device, repeats: int = 20, warmup: i
 
 
 def bench_epochs(cfg: TrialConfig, n_train: int, n_test: int, epochs: int = 2, warmup: int = 1,
-                 device: str = "", compile: str = "auto") -> dict:
+                 device: str = "", compile: str = "auto", budget_epochs: int = 0) -> dict:
     """Seconds per training and evaluation epoch (mean over `epochs` after `warmup` epochs), and the
-    seconds the Trainer's warm_up() took first (compiling and capturing; 0 when eager)."""
+    seconds the Trainer's warm_up() took first (compiling and capturing; 0 when eager). budget_epochs:
+    the epochs of the trial being imitated (what compile="auto" decides by; default epochs + warmup)."""
     train, test = make_synthetic(n_train, n_test)
-    cfg = cfg.replace(dataset="synthetic", epochs=epochs + warmup)
+    cfg = cfg.replace(dataset="synthetic", epochs=max(budget_epochs, epochs + warmup))
     trainer = Trainer(cfg, train, test, device=device, compile=compile)
     compile_s = trainer.warm_up()
     results = [trainer.train_epoch() for _ in range(epochs + warmup)][warmup:]
@@ -135,7 +131,7 @@ def bench_epochs(cfg: TrialConfig, n_train: int, n_test: int, epochs: int = 2, w
         "arch": cfg.arch, "layer": cfg.layer, "activation": cfg.activation, "pooling": cfg.pooling,
         "normalization": cfg.normalization, "batch_size": cfg.batch_size, "image_dim": cfg.image_dim,
         "n_train": n_train, "n_test": n_test, "device": str(trainer.device),
-        "compiled": trainer.compiled, "cuda_graphs": trainer.cuda_graphs,
+        "compiled": trainer.compiled, "cuda_graphs": trainer.cuda_graphs, "compile_path": trainer.compile_path,
         "train_s_per_epoch": train_s, "eval_s_per_epoch": eval_s, "compile_s": compile_s,
         # what warm-up costs a 100-epoch trial that compiles in its own process
         "compile_share_100_epochs": compile_s / (compile_s + 100 * (train_s + eval_s)),
@@ -157,6 +153,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=int, default=10_000)
     p.add_argument("--epochs", type=int, default=2, help="timed epochs (after --warmup epochs)")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--budget-epochs", type=int, default=100, help="the epochs of the trial being imitated: "
+                   "what --compile auto decides by (default 100)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's; a trial has 1)")
+    p.add_argument("--targets", action="store_true", help="the CPU speed targets in one run: Rohrer100K "
+                   "epoch ratios (MaxAbsPool2d/MaxPool2d, SCS and SDP/Conv2d), with --data the project "
+                   "against the reference pipeline on CIFAR-10, with --quick-table1 its wall time")
+    p.add_argument("--data", default="", help="--targets: a CIFAR-10 folder for the real-data comparison")
+    p.add_argument("--quick-table1", action="store_true",
+                   help="--targets: also time `scs-sweep run table1 --quick --data DATA`")
+    p.add_argument("--before", default="", metavar="REV",
+                   help="--targets: measure git revision REV of this checkout too, interleaved (before/after)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--compile", default="auto", choices=COMPILE_MODES,
                    help="the Trainer's compile mode; also adds compiled layers to --layers when not off "
@@ -188,6 +195,12 @@ def _check(args: argparse.Namespace) -> torch.device:
 
 def run(args: argparse.Namespace) -> int:
     device = _check(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.targets:
+        from .bench_targets import run_targets
+
+        return run_targets(args)
     torch.backends.cudnn.benchmark = True
     out = {"device": _device_name(device), "torch": torch.__version__, "epochs": [], "layers": []}
     if not args.layers_only:
@@ -195,15 +208,16 @@ def run(args: argparse.Namespace) -> int:
             cfg = TrialConfig(arch=args.arch, batch_size=args.batch_size, image_dim=args.image_dim,
                               precision=args.precision, **variant_keys(variant))
             out["epochs"].append(bench_epochs(cfg, args.n_train, args.n_test, args.epochs, args.warmup,
-                                              str(device), args.compile))
+                                              str(device), args.compile, args.budget_epochs))
     if args.layers or args.layers_only:
         compiled = compiles(args.compile, device)
+        kernels = args.compile != "off"
         wanted = [s.strip() for s in args.shapes.split(",") if s.strip()]
         unknown = sorted(set(wanted) - {s[0] for s in LAYER_SHAPES})
         if unknown:
             raise ConfigError(f"unknown layer shape(s) {', '.join(unknown)}; choose from "
                               + ", ".join(s[0] for s in LAYER_SHAPES))
-        out["layers"] = [bench_layer(s, device, compiled=compiled) for s in LAYER_SHAPES
+        out["layers"] = [bench_layer(s, device, compiled=compiled, kernels=kernels) for s in LAYER_SHAPES
                          if not wanted or s[0] in wanted]
     if args.json_out:
         with open(args.json_out, "w") as f:

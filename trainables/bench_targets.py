@@ -1,0 +1,176 @@
+"""The CPU speed targets in one run: this checkout, and with --before REV an earlier revision of it.
+
+    MaxAbsPool2d / MaxPool2d     Rohrer100K training epoch, conv+relu+maxabs over conv+relu+max   <= 1.15
+    SCS / Conv2d                 scs+none+max over conv+relu+max                                   <= 1.35
+    SDP / Conv2d                 sdp+none+max over conv+relu+max                                   <= 1.35
+    project / reference          CIFAR-10 (--data), 10,000 / 2,000 images, scs+none+maxabs: this
+                                 project's epoch over the gallery scripts' pipeline's              <= 0.5
+    quick Table 1                `scs-sweep run table1 --quick` wall time (--quick-table1)          <= 15 min
+
+Epochs are timed as a sweep's trial runs them: one thread (--threads, default 1), compile=auto for a
+trial of --budget-epochs epochs, synthetic data of CIFAR-10's shape (5,000 / 2,000 images by default).
+Each measurement runs in a fresh process of the revision it measures (PYTHONPATH at a git worktree of
+REV for --before), and the revisions take turns, repeat by repeat, so that both see the same machine:
+read the ratios, not the seconds, on a shared machine. Needs only torch (and git for --before; the
+quick Table 1 runs this checkout's `scs-sweep`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["run_targets", "TARGETS", "VARIANTS"]
+
+BASE = "conv+relu+max"
+VARIANTS = (BASE, "conv+relu+maxabs", "scs+none+max", "scs+none+maxabs", "sdp+none+max")
+# (name, variant over BASE, goal)
+TARGETS = (("MaxAbsPool2d / MaxPool2d", "conv+relu+maxabs", 1.15), ("SCS / Conv2d", "scs+none+max", 1.35),
+           ("SDP / Conv2d", "sdp+none+max", 1.35))
+REAL = dict(n_train=10_000, n_test=2_000, epochs=4, goal=0.5)   # the project / reference comparison
+QUICK_TABLE1_GOAL_MIN = 15
+ROOT = Path(__file__).resolve().parent.parent
+
+EPOCH = """
+import inspect, json, sys, torch
+a = json.loads(sys.argv[1])
+torch.set_num_threads(a["threads"])
+from trainables.bench import bench_epochs
+from trainables.config import TrialConfig
+keys = dict(zip(("layer", "activation", "pooling"), a["variant"].split("+")))
+extra = {"budget_epochs": a["budget"]} if "budget_epochs" in inspect.signature(bench_epochs).parameters else {}
+r = bench_epochs(TrialConfig(arch="rohrer100k", batch_size=128, **keys), a["n_train"], a["n_test"], a["epochs"],
+                 a["warmup"], "cpu", "auto", **extra)
+print(json.dumps(r))
+"""
+PROJECT = """
+import json, sys, torch
+a = json.loads(sys.argv[1])
+torch.set_num_threads(a["threads"])
+from trainables.config import TrialConfig
+from trainables.train import Trainer
+cfg = TrialConfig(arch="rohrer100k", layer="scs", activation="none", pooling="maxabs", dataset="cifar10",
+                  data_dir=a["data"], n_train=a["n_train"], n_test=a["n_test"], epochs=a["budget"])
+trainer = Trainer(cfg, compile="auto")
+warm = trainer.warm_up()
+rows = [trainer.train_epoch() for _ in range(a["epochs"])]
+print(json.dumps({"train_s": [r.train_time_s for r in rows], "test_acc": rows[-1].test_acc, "warm_up_s": warm}))
+"""
+REFERENCE = """
+import json, sys, torch
+a = json.loads(sys.argv[1])
+torch.set_num_threads(a["threads"])
+from trainables.config import TrialConfig
+from trainables.data import load_dataset
+from trainables.reference_pipeline import train_reference
+cfg = TrialConfig(arch="rohrer100k", layer="scs", activation="none", pooling="maxabs", epochs=a["budget"])
+train, test = load_dataset("cifar10", a["data"], a["n_train"], a["n_test"], 0)
+rows = train_reference(cfg, train, test, a["epochs"])
+print(json.dumps({"train_s": [r["train_s"] for r in rows], "test_acc": rows[-1]["test_acc"]}))
+"""
+
+
+def _measure(tree: Path, code: str, args: dict) -> dict:
+    """Run a measurement in a fresh interpreter on `tree`'s code; its JSON result."""
+    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(args)], cwd=tree, env=env, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise RuntimeError(f"measuring on {tree} failed: {(done.stderr or done.stdout)[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _quick_table1(tree: Path, data: str, work: Path, name: str) -> float:
+    """Wall seconds of `scs-sweep run table1 --quick` on `tree`'s code, its table printed."""
+    env = dict(os.environ, PYTHONPATH=str(tree), RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    store, runs = work / "store", work / "runs"
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "table1", "--quick", "--data", data,
+                           "--name", name, "--store", str(store), "--storage", str(runs)], cwd=tree, env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"quick table1 on {tree} failed: {(done.stderr or done.stdout)[-2000:]}")
+    table = subprocess.run([sys.executable, "-m", "orchestrator.cli", "tables", "--experiment", name, "--store",
+                            str(store)], cwd=tree, env=env, capture_output=True, text=True)
+    print(table.stdout, flush=True)
+    return wall
+
+
+def _worktree(rev: str, where: Path) -> Path:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
+                   capture_output=True)
+    return where
+
+
+def run_targets(args) -> int:
+    threads = args.threads or 1
+    sides = {"after": ROOT}
+    scratch = Path(tempfile.mkdtemp(prefix="scs-targets-"))
+    try:
+        if args.before:
+            sides = {"before": _worktree(args.before, scratch / "before"), **sides}
+        epochs = {side: {v: [] for v in VARIANTS} for side in sides}
+        n_train = args.n_train if args.n_train != 50_000 else 5_000  # bench's default is the full set
+        n_test = args.n_test if args.n_test != 10_000 else 2_000
+        base = dict(threads=threads, n_train=n_train, n_test=n_test, epochs=args.epochs, warmup=args.warmup,
+                    budget=args.budget_epochs)
+        repeats = 2
+        for rep in range(repeats):
+            for variant in VARIANTS:
+                for side, tree in sides.items():  # both revisions measure a variant back to back
+                    r = _measure(tree, EPOCH, dict(base, variant=variant))
+                    epochs[side][variant].append(r["train_s_per_epoch"])
+                    print(f"[{rep + 1}/{repeats}] {side:6s} {variant:18s} {r['train_s_per_epoch']:.3f} s/epoch "
+                          f"({r.get('compile_path', 'eager' if not r['compiled'] else 'model')}, warm-up "
+                          f"{r['compile_s']:.1f} s)", flush=True)
+        real = {}
+        if args.data:
+            real_args = dict(base, data=str(Path(args.data).resolve()), n_train=REAL["n_train"],
+                             n_test=REAL["n_test"], epochs=REAL["epochs"])
+            real["reference"] = _measure(ROOT, REFERENCE, real_args)
+            for side, tree in sides.items():
+                real[side] = _measure(tree, PROJECT, real_args)
+        walls = {}
+        if args.quick_table1:
+            for side, tree in sides.items():
+                walls[side] = _quick_table1(tree, str(Path(args.data).resolve()), scratch / f"quick-{side}",
+                                            f"bench-quick-{side}")
+        _print(sides, epochs, real, walls, base)
+    finally:
+        if args.before:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(scratch / "before")],
+                           capture_output=True)
+        subprocess.run(["rm", "-rf", str(scratch)])
+    return 0
+
+
+def _print(sides, epochs, real, walls, base) -> None:
+    med = {side: {v: statistics.median(ts) for v, ts in runs.items()} for side, runs in epochs.items()}
+    print(f"\nRohrer100K training epoch, {base['n_train']:,} / {base['n_test']:,} synthetic images, batch 128, "
+          f"{base['threads']} thread(s), compile=auto for a {base['budget']}-epoch trial; medians of 2 runs, "
+          f"revisions measured in turn\n")
+    print("| variant | " + " | ".join(f"{s} s/epoch" for s in sides) + " |")
+    print("|---|" + "---|" * len(sides))
+    for v in VARIANTS:
+        print(f"| {v} | " + " | ".join(f"{med[s][v]:.3f}" for s in sides) + " |")
+    print("\n| target | " + " | ".join(sides) + " | goal |\n|---|" + "---|" * (len(sides) + 1))
+    for name, variant, goal in TARGETS:
+        print(f"| {name} | " + " | ".join(f"{med[s][variant] / med[s][BASE]:.2f}" for s in sides) + f" | <= {goal} |")
+    if real:
+        ref = statistics.median(real["reference"]["train_s"])
+        cells = [f"{statistics.median(real[s]['train_s']) / ref:.2f} ({statistics.median(real[s]['train_s']):.2f} s)"
+                 for s in sides]
+        print(f"| project / reference, CIFAR-10 {REAL['n_train']:,}/{REAL['n_test']:,}, scs+none+maxabs "
+              f"(reference {ref:.2f} s/epoch) | " + " | ".join(cells) + f" | <= {REAL['goal']} |")
+    if walls:
+        print("| quick Table 1 wall time | " + " | ".join(f"{walls[s] / 60:.1f} min" if s in walls else "-"
+                                                   for s in sides) + f" | <= {QUICK_TABLE1_GOAL_MIN} min |")
+    if real:
+        accs = ", ".join(f"{k} {v['test_acc']:.3f}" for k, v in real.items())
+        print(f"\nCIFAR-10 test accuracy after {REAL['epochs']} epochs (a check, not a target): {accs}")
