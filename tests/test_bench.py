@@ -1,8 +1,8 @@
 """The benchmark harness runs end to end on the CPU and reports every figure the report needs."""
-import torch
 import json
 
 import pytest
+import torch
 
 from trainables import bench
 
