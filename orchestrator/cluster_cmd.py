@@ -93,6 +93,8 @@ def check(path: str) -> dict:
     if config["provider"].get("type") == "local":
         user = auth.get("ssh_user", "")
         for where, host in hosts(config):
+            if not host:
+                raise UsageError(f"{where} in {path} is empty: give the host's address")
             try:
                 socket.create_connection((host, 22), timeout=SSH_TIMEOUT_S).close()
             except OSError as exc:
@@ -166,11 +168,16 @@ def down(args) -> int:
     auth = config.get("auth") or {}
     key = str(Path(auth.get("ssh_private_key", "~/.ssh/id_rsa")).expanduser())
     for _, host in hosts(config)[1:]:  # after the head: no autoscaler left to restart them
-        done = subprocess.run(["ssh", "-i", key, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}",
-                               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                               "-o", "LogLevel=ERROR", f"{auth.get('ssh_user', '')}@{host}",
-                               "bash -lc '. ~/.scs-sweep.env 2>/dev/null; ray stop'"],
-                              capture_output=True, text=True, timeout=120)
+        try:
+            done = subprocess.run(["ssh", "-i", key, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}",
+                                   "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                                   "-o", "LogLevel=ERROR", f"{auth.get('ssh_user', '')}@{host}",
+                                   "bash -lc '. ~/.scs-sweep.env 2>/dev/null; ray stop'"],
+                                  capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            print(f"{host}: ray stop: no answer in 120 s; stop Ray there by hand (`ray stop`)")
+            rc = rc or 1
+            continue
         lines = (done.stdout + done.stderr).strip().splitlines()
         print(f"{host}: ray stop: {lines[-1] if lines else 'exit code %d' % done.returncode}")
         rc = rc or done.returncode

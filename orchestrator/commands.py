@@ -10,6 +10,7 @@ from pathlib import Path
 
 from search_spaces import get_preset, is_sweep_file, list_presets, load_sweep_file, sweep_file_text
 from trainables import defaults
+from trainables.vocabulary import COUNTED
 
 from .cluster_cmd import RAY_JOB_MARK
 from .errors import UsageError
@@ -222,7 +223,7 @@ def status(args) -> int:
         for r in rows:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
         summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in STATUSES if counts.get(k) or k in
-                            ("done", "running", "pending", "pruned", "failed"))
+                            COUNTED)
         print(f"{name}: {len(rows)} trials: {summary}")
         if args.name:
             for r in rows:

@@ -34,7 +34,7 @@ __all__ = ["PartPlan", "SweepPlan", "RunOptions", "plan_sweep", "default_gpus_pe
 # --smoke-test: one epoch on a few hundred synthetic images, on the CPU; PGD on 32 images with 2 steps.
 SMOKE = dict(epochs=1, n_train=256, n_test=128, batch_size=64, pgd_images=32, steps=2, samples=4)
 # --quick: any preset at a budget a 2-core CPU finishes in minutes, with seeds for intervals. Sized so that
-# `run table1 --quick` on real CIFAR-10 (8 variants x 3 seeds, 2 trials at a time) ends within 30 minutes
+# `run table1 --quick` on real CIFAR-10 (8 variants x 3 seeds, 2 trials at a time) ends within 15 minutes
 # on this project's 2-core dev machine, evaluation included (see the README's figures).
 QUICK = dict(epochs=8, n_train=5000, n_test=2000, seeds=3, pgd_images=100, samples=8)
 # The images a data set has: a subset cannot be larger (synthetic data is drawn to any size).
@@ -96,6 +96,8 @@ class RunOptions:
         if gpus and self.smoke_test:
             raise UsageError("--smoke-test runs on the CPU; drop --gpus-per-trial (or use --epochs 1 "
                              "--train-images 256 to try the GPU)")
+        if self.pgd_images and not self.evaluate:
+            raise UsageError("--pgd-images sets the end-of-trial evaluation, which --no-evaluate skips; drop one")
         if self.quick and self.smoke_test:
             raise UsageError("--quick and --smoke-test exclude each other; pick one")
         if self.compile not in COMPILE_MODES:
@@ -142,7 +144,7 @@ class SweepPlan:
     checkpoint_every: int = defaults.CHECKPOINT_EVERY
     max_failures: int = 2
     evaluation: dict | None = None   # EvalSettings fields for the end-of-trial PGD/saliency; None: off
-    compile: str = "auto"            # Trainer's compile mode: auto (compiled + CUDA graphs on GPUs) | on | off
+    compile: str = "auto"            # Trainer's compile mode (vocabulary.COMPILE_MODES): auto | on | off
     budget: str = "full"
     dropped: int = 0                 # planned trials that repeated another's resolved config (not run)
 
@@ -232,6 +234,9 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
     if options.num_samples and not any(e.search for e in experiments):
         raise UsageError(f"--num-samples sets the number of trials of an Optuna search, and {source} has no "
                          f"[search]; drop it (--seeds repeats grid trials)")
+    if options.seeds and all(e.search for e in experiments):
+        raise UsageError(f"--seeds repeats grid trials, and {source} is an Optuna search (its trials are drawn "
+                         f"from one seed); drop it, or set the search's seed in the sweep file")
     parts, seen, dropped = [], {}, 0
     for experiment in experiments:
         where = f"{source} ({experiment.name})"

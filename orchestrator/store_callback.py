@@ -17,7 +17,7 @@ from ray import tune
 
 from results.store import get_store
 
-from trainables.vocabulary import ENDED, STATUSES
+from trainables.vocabulary import COUNTED, ENDED, STATUSES
 
 from .records import read_trial_dir, trial_rows
 from .scheduler import METRIC
@@ -130,7 +130,7 @@ class StoreAndProgress(tune.Callback):
             counts[state] = counts.get(state, 0) + 1
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best[0] is not None else "-"
         parts = ", ".join(f"{counts.get(k, 0)} {k}" for k in STATUSES
-                          if counts.get(k) or k in ("done", "running", "pending"))
+                          if counts.get(k) or k in COUNTED)
         done = sum(self.epochs_done.values())
         where = self.experiment if self.part == self.experiment else f"{self.experiment}/{self.part}"
         self._print(f"[{where}] {len(trials)}/{self.n_trials} trials: {parts}; best {METRIC} {best}; "

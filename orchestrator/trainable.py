@@ -57,7 +57,6 @@ def _train(params: dict) -> None:
     from trainables import Trainer, TrialConfig
 
     from trainables.config import ConfigError
-    from trainables.fused import compile_failures
 
     run = params[RUN_KEY]
     spec = trial_spec(params)
@@ -87,12 +86,14 @@ def _train(params: dict) -> None:
         metrics.update(provenance)
         # whether the model ran compiled, and why not where compiling failed (the worker's log is not
         # forwarded to the driver, so the trial's rows say it)
-        metrics["ended_at"] = time.time()  # Tune's own `timestamp` is whole seconds; timing.py needs finer
         metrics["compiled"] = trainer.compile_path
-        metrics["compile_error"] = "; ".join(filter(None, [trainer.compile_error, *compile_failures()])) or None
+        metrics["compile_error"] = trainer.compile_problems or None
         if trainer.done and run.get("evaluation") is not None:  # PGD and saliency on the final model
             from trainables.evaluation import EvalSettings, evaluate_model
 
             metrics.update(evaluate_model(trainer.model, trainer.test_set, cfg.image_dim,
                                           EvalSettings.from_dict(run["evaluation"])))
+        # when this report's work (the epoch, and at the end the evaluation) ended, by this process's
+        # clock: Tune's own `timestamp` is whole seconds, and timing.py needs the epoch's span
+        metrics["ended_at"] = time.time()
         _report(metrics, trainer if trainer.epoch % every == 0 or trainer.done else None)

@@ -141,9 +141,11 @@ def _resolve(address: str) -> tuple[str, str]:
     looks where Ray looks: RAY_ADDRESS, the file the last `ray start` wrote, a running GCS process."""
     if address != "auto":
         return address, "--address"
-    from ray._common.utils import get_ray_address_file
-    from ray._private.services import find_bootstrap_address, find_gcs_addresses
-
+    try:  # Ray's own lookup (private: Ray versions other than the one tested may not have it)
+        from ray._common.utils import get_ray_address_file
+        from ray._private.services import find_bootstrap_address, find_gcs_addresses
+    except ImportError:
+        return address, ""  # ray.init("auto") looks itself, without the check in seconds
     if os.environ.get("RAY_ADDRESS"):
         return os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     recorded = find_bootstrap_address(None)
@@ -162,6 +164,8 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> str:
     if "://" in address:  # ray:// (Ray Client): ray.init checks it itself
         return address
     resolved, source = _resolve(address)
+    if resolved == "auto":
+        return resolved
     host, _, port = resolved.rpartition(":")
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()

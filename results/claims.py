@@ -270,6 +270,8 @@ def _judge(claim: Claim, trials: pd.DataFrame, table: str, left_out: int, exclus
             f"; about {n} seeds would settle it (80 % chance) if the effect ({claim.show(interval.estimate)}) "
             f"and its spread across seeds stay as measured" if n else
             "; the effect is too close to the threshold to settle with any practical number of seeds")
+    if note and table not in PAPER_EPOCHS:  # nothing says which of the paper's budgets this one is
+        return "inconclusive", f"{note}, so it is not judged at the paper's budget; at its own budget {where}"
     if note:  # the claim is about the paper's budget: a shorter run can only say where it stands itself
         return "inconclusive", f"budget shorter than the paper's ({note}); at this budget {where}"
     if not side:

@@ -411,7 +411,7 @@ def p_per_kernel(group: str, trials: pd.DataFrame, layers: pd.DataFrame) -> list
     sharpened layer, per epoch."""
     learned = trials[(trials["p_mode"] == "learned") & trials["layer"].isin(["scs", "sdp"])]
     panels = []
-    limit = None if group == "p-dynamics" else MAX_P_PANELS
+    limit = MAX_P_PANELS
     for _, part in learned.sort_values(["seed", "trial_id"]).groupby(_variant_keys(learned), sort=True):
         trial = part.iloc[0]
         rows = layers[(layers["trial_id"] == trial["trial_id"]) & (layers["experiment"] == trial["experiment"])]
@@ -517,6 +517,13 @@ def optuna_search(group: str, trials: pd.DataFrame) -> list[Figure]:
 # ---------------------------------------------------------------------------------------------
 # From the store
 # ---------------------------------------------------------------------------------------------
+def _per_batch_norms(trials: pd.DataFrame) -> pd.Series:
+    """Which trials recorded every layer's weight norm per mini-batch (their config's batch_weight_norms)."""
+    if "config_json" not in trials:
+        return pd.Series(False, index=trials.index)
+    return trials["config_json"].fillna("").str.contains('"batch_weight_norms": true', regex=False)
+
+
 def load_figure_data(store, experiment: str = "") -> dict[str, pd.DataFrame]:
     """The store tables the figures and the summary read, only the columns and layer rows they draw."""
     exp = experiment or None
@@ -526,7 +533,7 @@ def load_figure_data(store, experiment: str = "") -> dict[str, pd.DataFrame]:
     # layers: every row of the weight-norms runs; of the others only the first layer, when sharpened
     # (every weight layer of an SCS/SDP net is sharpened, and the first comes first in forward order)
     wanted = ds.field("layer_type").isin(["scs", "sdp"]) & (ds.field("layer_index") == 0)
-    norms_ids = trials.loc[trials["group"].str.startswith("weight-norms"), "trial_id"].tolist()
+    norms_ids = trials.loc[_per_batch_norms(trials), "trial_id"].tolist()
     if norms_ids:
         wanted = wanted | ds.field("trial_id").isin(norms_ids)
     layers = store.read_table("layers", exp, where=wanted, columns=[
@@ -552,7 +559,7 @@ def figures_for_group(group: str, data: dict[str, pd.DataFrame], summary=None, a
     out += accuracy_by_variant(group, trials) + learning_curves(group, trials, of("epochs"))
     out += time_bars(group, trials, alone) + robustness_curves(group, trials, of("robustness"))
     out += saliency_grid(group, trials, of("saliency"))
-    if group.startswith("weight-norms"):
+    if _per_batch_norms(trials).any():  # Fig 2's runs (batch_weight_norms), whatever the group is called
         out += weight_norms(group, trials, layers)
     else:
         out += p_per_kernel(group, trials, layers)

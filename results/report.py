@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from trainables.vocabulary import PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES
+
 from .claims import DELTA
 from .figures import load_figure_data, tables_of, figures_for_group
 from .tables import FINAL, LABEL_COLUMNS, build_tables, compare_paper, effect_rows, read_trials, render
@@ -171,6 +173,11 @@ def _when(timestamp) -> str:
     return "-" if pd.isna(timestamp) else f"{pd.Timestamp(timestamp):%Y-%m-%d %H:%M:%S}"
 
 
+def _all(trials: pd.DataFrame, cifar10: int) -> str:
+    """What n_train / n_test 0 means: CIFAR-10's whole set, or the synthetic set's default size."""
+    return f"all ({cifar10:,})" if (trials["dataset"] == "cifar10").all() else "all of the data set"
+
+
 def _provenance(store, experiment: str, trials: pd.DataFrame) -> str:
     n_train = trials["n_train"].fillna(0).astype(int) if "n_train" in trials else pd.Series([0])
     n_test = trials["n_test"].fillna(0).astype(int) if "n_test" in trials else pd.Series([0])
@@ -178,8 +185,8 @@ def _provenance(store, experiment: str, trials: pd.DataFrame) -> str:
         ("trials", f"{len(trials)}: " + ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())),
         ("data set", _values(trials["dataset"])
          + (f" ({_values(trials['data_dir'])})" if "data_dir" in trials and trials["data_dir"].notna().any() else "")),
-        ("training images", ", ".join(f"{v:,}" if v else "all (50,000)" for v in sorted(set(n_train)))),
-        ("test images", ", ".join(f"{v:,}" if v else "all (10,000)" for v in sorted(set(n_test)))),
+        ("training images", ", ".join(f"{v:,}" if v else _all(trials, PAPER_TRAIN_IMAGES) for v in sorted(set(n_train)))),
+        ("test images", ", ".join(f"{v:,}" if v else _all(trials, PAPER_TEST_IMAGES) for v in sorted(set(n_test)))),
         ("budget", _values(trials["budget"]) if "budget" in trials else "-"),
         ("epochs (budget)", _values(trials["epochs"])),
         ("seeds", _values(trials["seed"])),

@@ -19,7 +19,7 @@ from trainables.vocabulary import FINISHED
 
 from .claims import Verdict, budget_note, check_claims, claim_values
 from .stats import Interval, mean_interval, per_seed_slopes
-from .tables import variant_label
+from .tables import _variant_keys, variant_label, with_settings
 
 __all__ = ["TableSummary", "Trend", "summarize", "claim_series", "MAX_SERIES_EPOCHS"]
 
@@ -123,11 +123,13 @@ def _curve_trends(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict:
     """variant label -> Trend of its raw test accuracy over the last half of training."""
     out = {}
     mine = epochs.merge(trials[["trial_id", "seed"]], on="trial_id")
-    for _, rows in trials.groupby(["layer", "activation", "pooling", "normalization"], sort=True):
+    trials = with_settings(trials)
+    for _, rows in trials.groupby(_variant_keys(trials), sort=True):  # a table row: every label and setting
         series = mine[mine["trial_id"].isin(rows["trial_id"])].rename(columns={"test_acc": "value"})
         trend = _trend(series[["seed", "epoch", "value"]])
         if trend is not None:
-            out[variant_label(rows.iloc[0])] = trend
+            setting = rows["setting"].iloc[0]
+            out[variant_label(rows.iloc[0]) + (f" / {setting}" if setting else "")] = trend
     return out
 
 

@@ -34,8 +34,9 @@ TRIAL_COLUMNS = ["experiment", "trial_id", "group", "paper_table", "arch", "laye
                  "eval_time_s", "gpu", "config_json"]
 FINAL = (FINISHED,)
 # Config keys that never tell variants apart: the label columns, and what seeds and data placement change.
+# init_from: a later stage's checkpoint is each seed's own (its row names the trial in init_from_trial)
 _NOT_SETTINGS = {"arch", "layer", "activation", "pooling", "normalization", "image_dim", "dropout", "seed",
-                 "data_dir"}
+                 "data_dir", "init_from"}
 
 
 def _labels(row) -> tuple:
@@ -226,7 +227,9 @@ def effect_rows(trials: pd.DataFrame) -> list[tuple[str, Effect]]:
     """(architecture, Effect) of the finished trials' factor effects, per architecture."""
     out = []
     for arch, part in with_settings(trials).groupby("arch", sort=True):
-        out += [(ARCH_LABELS.get(arch, arch), effect) for effect in effects(part, extra=("setting",))]
+        # the label columns that are not factors tell variants apart too (a dropout axis)
+        out += [(ARCH_LABELS.get(arch, arch), effect)
+                for effect in effects(part, extra=("setting", "dropout", "image_dim"))]
     return out
 
 

@@ -18,13 +18,21 @@ ALONE_HINT = ("time variants alone with `scs-sweep run ... --max-concurrent 1` o
 
 def exclusive_trials(epochs: pd.DataFrame) -> tuple[set, str]:
     """(ids of the trials no other trial overlapped on their node, why none ('' when some did)).
-    epochs: rows with trial_id, ended_at, wall_s and node_id (experiment too when several share ids)."""
-    needed = {"trial_id", "ended_at", "wall_s", "node_id"}
-    if epochs.empty or not needed <= set(epochs) or epochs[list(needed)].isna().any(axis=None):
-        return set(), "the store does not record when and on which node every epoch ran (rows older than schema 3)"
+    epochs: rows with trial_id, ended_at, wall_s and node_id (and experiment, when several experiments'
+    trials may share ids). A trial with an epoch that does not record when or where it ran (rows older
+    than schema 3) is never counted alone."""
+    needed = ["trial_id", "ended_at", "wall_s", "node_id"]
+    unrecorded = "the store does not record when and on which node the epochs ran (rows older than schema 3)"
+    if epochs.empty or not set(needed) <= set(epochs):
+        return set(), unrecorded
+    experiment = epochs["experiment"] if "experiment" in epochs else pd.Series("", index=epochs.index)
+    trial = pd.Series(list(zip(experiment, epochs["trial_id"])), index=epochs.index)
+    complete = ~trial.isin(trial[epochs[needed].isna().any(axis=1)])
+    epochs, trial = epochs[complete], trial[complete]
+    if epochs.empty:
+        return set(), unrecorded
     end = (pd.to_datetime(epochs["ended_at"]) - pd.Timestamp(0)).dt.total_seconds()
-    rows = pd.DataFrame({"trial": list(zip(epochs.get("experiment", ""), epochs["trial_id"])),
-                         "node": epochs["node_id"], "start": end - epochs["wall_s"], "end": end})
+    rows = pd.DataFrame({"trial": trial, "node": epochs["node_id"], "start": end - epochs["wall_s"], "end": end})
     shared, most = set(), 1
     for _, on_node in rows.groupby("node"):
         active = []                                     # (end, trial) of epochs still running

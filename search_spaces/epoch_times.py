@@ -9,8 +9,11 @@ Assumptions where no anchor exists are marked.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+
+from .experiment import SpecError
 
 H200_SECONDS_PER_EPOCH = {
     "rohrer/conv": 0.93 * 1.1,        # anchor: Rohrer100K conv, 0.93 s
@@ -40,17 +43,28 @@ def _key(trial: dict) -> str:
 
 def _measured(path: str) -> dict:
     """{"family/layer": s} from a map, or from `scs-sweep bench --json` output (train + eval)."""
-    with open(path) as f:
-        data = json.load(f)
-    if "epochs" not in data:
-        return data
-    return {_key(r): r["train_s_per_epoch"] + r["eval_s_per_epoch"] for r in data["epochs"]}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        if "epochs" not in data:
+            return {str(k): float(v) for k, v in data.items()}
+        return {_key(r): r["train_s_per_epoch"] + r["eval_s_per_epoch"] for r in data["epochs"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SpecError(f"SCS_EPOCH_TIMES: {path} is not a `scs-sweep bench --json` file or a "
+                        f"{{\"family/layer\": seconds}} map ({type(exc).__name__}: {exc})") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _table(files: str) -> dict:
+    """The built-in table updated with the files SCS_EPOCH_TIMES names (read once per value)."""
+    table = dict(H200_SECONDS_PER_EPOCH)
+    for path in filter(None, files.split(",")):
+        table.update(_measured(path.strip()))
+    return table
 
 
 def seconds_per_epoch(trial: dict) -> float:
-    table = dict(H200_SECONDS_PER_EPOCH)
-    for path in filter(None, os.environ.get("SCS_EPOCH_TIMES", "").split(",")):
-        table.update(_measured(path.strip()))
+    table = _table(os.environ.get("SCS_EPOCH_TIMES", ""))
     return table[_key(trial)]
 
 

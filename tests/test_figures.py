@@ -41,7 +41,8 @@ def store(tmp_path_factory):
                             "eval_time_s": 0.2, "lr": 0.01, "layers": layers, "code_version": "abc1234",
                             "torch_version": "2.13.0", "ray_version": "2.60.0", "gpu": "cpu", "host": "h"})
         config = dict(arch=arch, layer=layer, activation=act, pooling=pool, normalization="none", image_dim=32,
-                      p_mode=mode, p_value=p, epochs=4, seed=seed, dataset="cifar10", n_train=5000, n_test=2000)
+                      p_mode=mode, p_value=p, epochs=4, seed=seed, dataset="cifar10", n_train=5000, n_test=2000,
+                      batch_weight_norms=group.startswith("weight-norms"))
         store.write_trial("exp", f"t{i}", rows_for_trial("exp", f"t{i}", group, "quick", config, results, "done"))
         evaluation = {"robustness": [{"attack": "pgd_linf", "eps": eps, "steps": 10, "step_size": eps / 4,
                                       "accuracy": 0.8 - eps * (5 + i), "n_images": 100}

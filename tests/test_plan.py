@@ -290,6 +290,7 @@ BAD_OPTIONS_16 = [
     (["--gpus-per-trial", "1.5"], "--gpus-per-trial must be a fraction of one GPU or a whole number"),
     (["--smoke-test", "--gpus-per-trial", "1"], "--smoke-test runs on the CPU; drop --gpus-per-trial"),
     (["--compile", "sometimes"], "argument --compile: invalid choice: 'sometimes'"),
+    (["--no-evaluate", "--pgd-images", "50"], "--pgd-images sets the end-of-trial evaluation, which --no-evaluate"),
 ]
 
 
@@ -300,6 +301,9 @@ def test_options_that_would_change_nothing_are_refused_in_one_line(tmp_path):
     for (rc, lines), (_, message) in zip(results, BAD_OPTIONS_16):
         assert rc == 2 and len(lines) == 1 and message in lines[0], (message, lines)
     assert not imported_ray and not imported_torch
+    ((rc, lines),), _, _ = cli_many([["run", "optuna-p-rohrer100k", "--dataset", "synthetic", "--seeds", "2",
+                                      "--storage", str(tmp_path / "runs")]])
+    assert rc == 2 and len(lines) == 1 and "--seeds repeats grid trials, and optuna-p-rohrer100k is an Optuna" in lines[0]
 
 
 def test_gpus_asked_of_a_machine_without_one_are_refused_before_ray_starts(tmp_path):

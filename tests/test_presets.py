@@ -49,8 +49,9 @@ def test_the_printed_sweep_file_plans_exactly_the_presets_trials(name, tmp_path)
     path.write_text(sweep_file_text(name, get_preset(name)))
     file_name, experiments, _ = load_sweep_file(path)
     assert file_name == name and experiments == get_preset(name)
-    from_file = plan_sweep(name, str(path), experiments, RunOptions(dataset="synthetic", seeds=2))
-    from_preset = plan_sweep(name, name, get_preset(name), RunOptions(dataset="synthetic", seeds=2))
+    seeds = None if all(e.search for e in experiments) else 2  # --seeds is refused on a search-only sweep
+    from_file = plan_sweep(name, str(path), experiments, RunOptions(dataset="synthetic", seeds=seeds))
+    from_preset = plan_sweep(name, name, get_preset(name), RunOptions(dataset="synthetic", seeds=seeds))
     assert [p.trials for p in from_file.parts] == [p.trials for p in from_preset.parts]
 
 

@@ -310,3 +310,17 @@ def test_compare_paper_in_latex_lists_claims_and_effects_and_csv_stays_one_table
 
     rows = list(csv.reader(render_all(store, "exp", "csv", True, False).splitlines()))
     assert len(rows) == 5 and {len(r) for r in rows} == {len(rows[0])} and "Paper vs ours" in rows[0]
+
+
+def test_a_later_stage_of_several_seeds_is_one_row_though_each_seed_started_from_its_own_checkpoint(tmp_path):
+    store = ParquetStore(str(tmp_path / "store"))
+    for seed in (0, 1, 2):
+        cfg = config(layer="scs", activation="relu", pooling="max", seed=seed,
+                     init_from=f"/runs/wn/first/trial_{seed}/checkpoint_000002/trainer.pt")
+        store.write_trial("wn", f"s{seed}", rows_for_trial("wn", f"s{seed}", "second", "full", cfg,
+                                                           planted_results(2, 0.5 + 0.01 * seed), "done",
+                                                           init_from_trial=f"first{seed}"))
+    frame, _ = frames(store, experiment="wn")["second"]
+    assert len(frame) == 1 and frame["n"].iloc[0] == 3 and frame["Setting"].iloc[0] == ""
+    rows = store.read_table("trials").to_pylist()
+    assert sorted(r["init_from_trial"] for r in rows) == ["first0", "first1", "first2"]

@@ -35,8 +35,10 @@ def test_epoch_result_has_every_metric_and_layer_statistic(tiny_data):
     assert r.layers[-1].p_values is None
 
 
-def test_restore_mid_run_reproduces_the_next_epoch(tiny_data, tmp_path):
-    config = cfg(epochs=3)
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_restore_mid_run_reproduces_the_next_epoch(tiny_data, tmp_path, dropout):
+    """Bit for bit on the CPU, dropout's masks included (torch's global generator is in the checkpoint)."""
+    config = cfg(epochs=3, dropout=dropout)
     straight = Trainer(config, *tiny_data)
     straight.train_epoch()
     straight.save(tmp_path / "ckpt.pt")
@@ -49,6 +51,29 @@ def test_restore_mid_run_reproduces_the_next_epoch(tiny_data, tmp_path):
     for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
         assert getattr(got, key) == getattr(expected, key), key
     assert got.layers[0].p_values == expected.layers[0].p_values
+
+
+def test_a_trial_with_dropout_trains_the_same_whatever_ran_before_it_in_the_process(tiny_data):
+    """Tune reuses worker processes: a trial's dropout masks come from its own seed, not from what the
+    process's global generator went through before."""
+    first = Trainer(cfg(epochs=2, dropout=0.5), *tiny_data).train_epoch()
+    torch.rand(1000)  # another trial's draws
+    again = Trainer(cfg(epochs=2, dropout=0.5), *tiny_data).train_epoch()
+    assert again.train_loss == first.train_loss and again.test_acc == first.test_acc
+
+
+def test_the_cpu_compiles_the_sharpening_kernels_only_for_trials_long_enough_to_pay(tiny_data):
+    from trainables.train import KERNEL_COMPILE_MIN_STEPS, compiles_kernels
+
+    cpu = torch.device("cpu")
+    assert not compiles_kernels("auto", cpu, KERNEL_COMPILE_MIN_STEPS - 1)
+    assert compiles_kernels("auto", cpu, KERNEL_COMPILE_MIN_STEPS) and compiles_kernels("on", cpu, 1)
+    assert not compiles_kernels("off", cpu, 10 ** 6) and compiles_kernels("auto", torch.device("cuda"), 1)
+    steps = len(Trainer(cfg(epochs=1), *tiny_data).train_loader)  # 512 images of 64: 8 steps an epoch
+    short = Trainer(cfg(epochs=KERNEL_COMPILE_MIN_STEPS // steps - 1), *tiny_data)
+    long = Trainer(cfg(epochs=KERNEL_COMPILE_MIN_STEPS // steps), *tiny_data)
+    conv = Trainer(cfg(epochs=KERNEL_COMPILE_MIN_STEPS // steps, layer="conv"), *tiny_data)
+    assert (short.compile_path, long.compile_path, conv.compile_path) == ("no", "sharpening kernels", "no")
 
 
 def test_checkpoint_of_another_config_is_refused(tiny_data, tmp_path):

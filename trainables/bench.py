@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -149,8 +150,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated layer+activation+pooling[+normalization] (e.g. sdp+relu+max)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--image-dim", type=int, default=32)
-    p.add_argument("--n-train", type=int, default=50_000)
-    p.add_argument("--n-test", type=int, default=10_000)
+    p.add_argument("--n-train", type=int, default=None,
+                   help="training images (default CIFAR-10's 50,000; with --targets 5,000)")
+    p.add_argument("--n-test", type=int, default=None, help="test images (default 10,000; with --targets 2,000)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs (after --warmup epochs)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--budget-epochs", type=int, default=100, help="the epochs of the trial being imitated: "
@@ -178,12 +180,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> torch.device:
-    """The device asked for; every bad option is one ConfigError line."""
+    """The device asked for, and the image counts filled in; every bad option is one ConfigError line."""
+    full = (5_000, 2_000) if args.targets else (50_000, 10_000)
+    args.n_train = full[0] if args.n_train is None else args.n_train
+    args.n_test = full[1] if args.n_test is None else args.n_test
     for flag, value, least in (("--n-train", args.n_train, 1), ("--n-test", args.n_test, 1),
                                ("--epochs", args.epochs, 1), ("--warmup", args.warmup, 0),
-                               ("--batch-size", args.batch_size, 1)):
+                               ("--batch-size", args.batch_size, 1), ("--threads", args.threads, 0)):
         if value < least:
             raise ConfigError(f"{flag} must be >= {least}, got {value}")
+    for flag, value in (("--data", args.data), ("--before", args.before), ("--quick-table1", args.quick_table1)):
+        if value and not args.targets:
+            raise ConfigError(f"{flag} belongs to --targets; add --targets or drop it")
+    if args.quick_table1 and not args.data:
+        raise ConfigError("--quick-table1 runs table1 on CIFAR-10: give its folder with --data")
+    if args.data and not os.path.isdir(args.data):
+        raise ConfigError(f"--data {args.data} is not a folder; give the one that holds cifar-10-batches-py (or -bin)")
     try:
         device = pick_device(args.device)
     except RuntimeError:
@@ -231,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
               "warm-up share of 100 epochs |\n|---|---|---|---|---|---|---|---|---|")
         for r in out["epochs"]:
             variant = f"{r['layer']}+{r['activation']}+{r['pooling']}+{r['normalization']}"
-            path = "CUDA graphs" if r["cuda_graphs"] else "compiled" if r["compiled"] else "eager"
+            path = r["compile_path"]  # what ran compiled: model + CUDA graphs, model, sharpening kernels, no
             print(f"| {r['arch']}@{r['image_dim']} | {variant} | {r['batch_size']} | {r['n_train']}/{r['n_test']} | "
                   f"{path} | {r['train_s_per_epoch']:.3f} | {r['eval_s_per_epoch']:.3f} | {r['compile_s']:.1f} | "
                   f"{100 * r['compile_share_100_epochs']:.1f} % |")

@@ -25,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["run_targets", "TARGETS", "VARIANTS"]
+from .errors import ScsSweepError
+
+__all__ = ["run_targets", "TARGETS", "VARIANTS", "BenchError"]
 
 BASE = "conv+relu+max"
 VARIANTS = (BASE, "conv+relu+maxabs", "scs+none+max", "scs+none+maxabs", "sdp+none+max")
@@ -35,6 +37,10 @@ TARGETS = (("MaxAbsPool2d / MaxPool2d", "conv+relu+maxabs", 1.15), ("SCS / Conv2
 REAL = dict(n_train=10_000, n_test=2_000, epochs=4, goal=0.5)   # the project / reference comparison
 QUICK_TABLE1_GOAL_MIN = 15
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class BenchError(ScsSweepError):
+    """A measurement that could not run; the message says which, and the end of its output."""
 
 EPOCH = """
 import inspect, json, sys, torch
@@ -81,7 +87,7 @@ def _measure(tree: Path, code: str, args: dict) -> dict:
     done = subprocess.run([sys.executable, "-c", code, json.dumps(args)], cwd=tree, env=env, capture_output=True,
                           text=True)
     if done.returncode:
-        raise RuntimeError(f"measuring on {tree} failed: {(done.stderr or done.stdout)[-2000:]}")
+        raise BenchError(f"measuring on {tree} failed: {_last_line(done)}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -95,16 +101,23 @@ def _quick_table1(tree: Path, data: str, work: Path, name: str) -> float:
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode:
-        raise RuntimeError(f"quick table1 on {tree} failed: {(done.stderr or done.stdout)[-2000:]}")
+        raise BenchError(f"the quick table1 on {tree} failed: {_last_line(done)}")
     table = subprocess.run([sys.executable, "-m", "orchestrator.cli", "tables", "--experiment", name, "--store",
                             str(store)], cwd=tree, env=env, capture_output=True, text=True)
     print(table.stdout, flush=True)
     return wall
 
 
+def _last_line(done: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (done.stderr or done.stdout or "").splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit code {done.returncode}"
+
+
 def _worktree(rev: str, where: Path) -> Path:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
-                   capture_output=True)
+    done = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise BenchError(f"--before {rev}: cannot check it out ({_last_line(done)})")
     return where
 
 
@@ -116,9 +129,7 @@ def run_targets(args) -> int:
         if args.before:
             sides = {"before": _worktree(args.before, scratch / "before"), **sides}
         epochs = {side: {v: [] for v in VARIANTS} for side in sides}
-        n_train = args.n_train if args.n_train != 50_000 else 5_000  # bench's default is the full set
-        n_test = args.n_test if args.n_test != 10_000 else 2_000
-        base = dict(threads=threads, n_train=n_train, n_test=n_test, epochs=args.epochs, warmup=args.warmup,
+        base = dict(threads=threads, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs, warmup=args.warmup,
                     budget=args.budget_epochs)
         repeats = 2
         for rep in range(repeats):

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ScsSweepError
 from .vocabulary import (ACTIVATIONS, ARCHS, COMPILE_MODES, DATASETS, LAYERS, NORMALIZATIONS, OPTIMIZERS,
-                         P_MODES, POOLINGS, PRECISIONS, SCHEDULERS)
+                         P_MODES, PAPER_EPOCHS, POOLINGS, PRECISIONS, SCHEDULERS)
 
 __all__ = ["TrialConfig", "ConfigError", "ARCHS", "LAYERS", "ACTIVATIONS", "POOLINGS",
            "NORMALIZATIONS", "P_MODES", "DATASETS"]
@@ -40,7 +40,7 @@ class TrialConfig:
     p_mode: str = "learned"
     p_value: float = 0.0               # used when p_mode == "fixed" (1.0 = plain cosine similarity)
     seed: int = 0
-    epochs: int = 800
+    epochs: int = PAPER_EPOCHS["table1"]  # the Rohrer nets' budget in the paper
     batch_size: int = 128
     optimizer: str = "adam"
     max_lr: float = 0.01               # peak lr of OneCycle, or the lr of the other schedules

@@ -75,9 +75,11 @@ _compiled: dict[str, object] = {}  # "name/device" -> compiled fn, or None once 
 _failures: dict[str, str] = {}    # "name/device" -> why compiling it failed (a trial's rows report it)
 
 
-def compile_failures() -> list[str]:
-    """One line per fused kernel that fell back to the eager math in this process, saying why."""
-    return [f"fused SCS {key}: {why}" for key, why in sorted(_failures.items())]
+def compile_failures(device_type: str = "") -> list[str]:
+    """One line per fused kernel that fell back to the eager math in this process (on one device type),
+    saying why; a failed kernel stays eager for the rest of the process."""
+    return [f"fused SCS {key}: {why}" for key, why in sorted(_failures.items())
+            if not device_type or key.endswith("/" + device_type)]
 
 
 def _run(name: str, fn, compiled: bool, t: torch.Tensor, *args):

@@ -168,6 +168,10 @@ class _MaxAbsPool(torch.autograd.Function):
         negative = largest < smallest  # -smallest is the most negative value; a tie goes to the positive one
         ctx.save_for_backward(x, at_largest, at_smallest, negative)
         ctx.window, ctx.ceil_mode = window, ceil_mode
+        if x.is_cuda or x.dtype != torch.float32:
+            # where on a GPU (as fast as lerp there), and for half precision, where lerp's end - start
+            # could overflow to inf and make 0 * inf a NaN
+            return torch.where(negative, smallest.neg_(), largest)
         return torch.lerp(largest, smallest.neg_(), negative.to(largest.dtype))
 
     @staticmethod

@@ -33,6 +33,7 @@ from torch import nn
 
 from .config import COMPILE_MODES, ConfigError, TrialConfig
 from .data import DeviceLoader, ImageSet, load_dataset
+from .fused import compile_failures
 from .layers import SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
 
@@ -164,6 +165,9 @@ class Trainer:
         self.layers = weight_layers(self.model)
         self.n_params = count_params(self.model)
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        # dropout draws from torch's global generators: seeded per trial (a reused worker process has run
+        # other trials), saved with every checkpoint, and left untouched by warm_up()
+        torch.manual_seed(cfg.seed)
         self.train_loader = DeviceLoader(self.train_set, cfg.batch_size, cfg.image_dim, train=True,
                                          gen=self.gen, channels_last=True)
         self.test_loader = DeviceLoader(self.test_set, cfg.batch_size, cfg.image_dim, channels_last=True)
@@ -191,7 +195,15 @@ class Trainer:
         """What runs compiled: 'model + CUDA graphs', 'model', 'sharpening kernels' or 'no'."""
         if self.compiled:
             return "model + CUDA graphs" if self.cuda_graphs else "model"
-        return "sharpening kernels" if self.kernels_compiled else "no"
+        return "sharpening kernels" if self.kernels_compiled and not self._kernel_failures() else "no"
+
+    def _kernel_failures(self) -> list[str]:
+        return compile_failures(self.device.type) if self.kernels_compiled else []
+
+    @property
+    def compile_problems(self) -> str:
+        """Why what this trial asked to compile runs eagerly ('' when nothing failed)."""
+        return "; ".join(filter(None, [self.compile_error, *self._kernel_failures()]))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.compiled:
@@ -248,6 +260,7 @@ class Trainer:
             return self.compile_s
         self._warmed_up = True
         buffers = {name: b.clone() for name, b in self.model.named_buffers()}
+        rng = self._rng_state()
         fmt = self.train_loader.memory_format  # the layout the real batches arrive in
         dim = self.cfg.image_dim
         self._sync()
@@ -273,6 +286,7 @@ class Trainer:
             self.compiled = self.cuda_graphs = False
         finally:
             self.optimizer.zero_grad(set_to_none=True)
+            self._set_rng_state(rng)
             with torch.no_grad():
                 for name, b in self.model.named_buffers():
                     b.copy_(buffers[name])
@@ -376,6 +390,16 @@ class Trainer:
         return rows
 
     # -- state ----------------------------------------------------------------------------------
+    def _rng_state(self) -> dict:
+        """torch's global generators (dropout's): the CPU's, and the GPU's on a GPU."""
+        cuda = self.device.type == "cuda"
+        return {"torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None}
+
+    def _set_rng_state(self, state: dict) -> None:
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
     def state_dict(self) -> dict:
         return {
             "format": CHECKPOINT_FORMAT,
@@ -386,7 +410,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
             "scaler": self.scaler.state_dict(),
             "rng": self.gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **self._rng_state(),
             "history": list(self.history),
         }
 
@@ -403,7 +427,7 @@ class Trainer:
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.gen.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        self._set_rng_state(state)
         self.epoch = state["epoch"]
         self.history = list(state["history"])
 

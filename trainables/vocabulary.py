@@ -17,7 +17,9 @@ DATASETS = ("cifar10", "synthetic")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("onecycle", "multistep", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")        # auto: bf16 autocast on CUDA, fp32 on the CPU
-# Trainer(compile=...): auto = compiled + CUDA graphs on a GPU (eager if that fails), eager on a CPU
+# Trainer(compile=...): auto = the whole model compiled + CUDA graphs on a GPU (eager if that fails), and
+# on a CPU the sharpening kernels for trials long enough to pay (train.compiles_kernels); on = the whole
+# model on a CPU too; off = nothing compiled
 COMPILE_MODES = ("auto", "on", "off")
 
 # -- how tables, figures and the report print them (the paper's labels) --------------------------
@@ -43,6 +45,7 @@ def dropout_label(dropout) -> str:
 # says why; failed: an error it could not get past.
 STATUSES = ("done", "running", "pending", "pruned", "stopped", "failed")
 FINISHED = "done"                                   # the only status tables average and claims judge
+COUNTED = ("done", "running", "pending", "pruned", "failed")  # what status lines count even when 0
 ENDED = ("done", "pruned", "stopped", "failed")     # a trial in one of these will report no more
 # A trial row's budget: full = the paper's (CIFAR-10, all 50,000 / 10,000 images, the paper's epochs);
 # reduced = anything less (fewer epochs or images, or other data); quick and smoke = those run modes.
