@@ -22,5 +22,5 @@ SCS_EPOCH_TIMES=bench/h200_rohrer.json,bench/h200_resnet18_224.json,bench/h200_r
   python3 -c "from search_spaces.epoch_times import seconds_per_epoch; from orchestrator.plan import estimate_gpu_hours; from search_spaces import get_preset; print('paper: %d trials, %d epochs, %.1f H200-hours' % estimate_gpu_hours(get_preset('paper'), seconds_per_epoch))"
 echo "## Packing small nets on one GPU (sets the --gpus-per-trial defaults)"
 python3 bench/packing.py --arch rohrer100k --variant scs+none+maxabs --procs 1,2,4,8
-echo "## End-of-trial evaluation (PGD 6 eps x 10 steps on 1,000 images + 10 saliency maps)"
+echo "## End-of-trial evaluation (PGD 7 eps, 0 included, x 10 steps on 1,000 images + 10 saliency maps)"
 python3 bench/evaluation.py
