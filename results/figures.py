@@ -97,6 +97,21 @@ def _count(trials: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------------------------
 # Per-table figures
 # ---------------------------------------------------------------------------------------------
+def _panel_grid(n: int, panel_height: float, margin: float, ylabel: str):
+    """n panels against epoch, two to a row, sharing their axes (labelled once), the unused ones hidden."""
+    cols = 2 if n > 1 else 1
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, panel_height * rows + margin), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    return fig, axes
+
+
 def _labelled(trials: pd.DataFrame) -> pd.DataFrame:
     """trials + `label`: the variant as the legends spell it, with any setting beyond the paper's columns
     (an lr axis, a searched p), so that trials differing in it never share a curve, colour or bar."""
@@ -263,9 +278,7 @@ def learning_curves(group: str, trials: pd.DataFrame, epochs: pd.DataFrame) -> l
         return []
     labels = sorted(set(merged["label"]))
     colours = _seed_colours(merged["seed"].unique())
-    cols = 2 if len(labels) > 1 else 1
-    rows = math.ceil(len(labels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 1.7 * rows + 0.9), squeeze=False, sharex=True, sharey=True)
+    fig, axes = _panel_grid(len(labels), 1.7, 0.9, "test accuracy")
     n_epochs = int(merged["epoch"].max())
     marker = "o" if n_epochs <= FEW_EPOCHS else None
     for ax, label in zip(axes.flat, labels):
@@ -279,12 +292,6 @@ def learning_curves(group: str, trials: pd.DataFrame, epochs: pd.DataFrame) -> l
         ax.set_title(label)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in axes.flat[len(labels):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("test accuracy")
     handles, names = axes.flat[0].get_legend_handles_labels()
     for ax in axes.flat[1:len(labels)]:
         for h, n in zip(*ax.get_legend_handles_labels()):
@@ -424,21 +431,12 @@ def p_per_kernel(group: str, trials: pd.DataFrame, layers: pd.DataFrame) -> list
             break
     if not panels:
         return []
-    cols = 2 if len(panels) > 1 else 1
-    rows_n = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(WIDTH, 2.0 * rows_n + 0.5), squeeze=False, sharex=True,
-                             sharey=True)
+    fig, axes = _panel_grid(len(panels), 2.0, 0.5, "learned p")
     for ax, (trial, first, values) in zip(axes.flat, panels):
         ax.plot(first["epoch"], values, lw=0.6, alpha=0.7)
         ax.set_title(f"{variant_label(trial)}, seed {trial['seed']}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("learned p")
     fig.tight_layout()
     kernels = panels[0][2].shape[1]
     caption = (f"The learned exponent p of each of the {kernels} kernels of the first sharpened layer "
