@@ -174,8 +174,8 @@ def gather_part(part_dir: Path, experiment: str, store, warn=None) -> list[tuple
     receives one line per problem found (an unreadable Tune state or trial folder)."""
     states, problem = tune_states(part_dir)
     trials, problems = scan_part(part_dir)
-    for line in ([problem] if problem else []) + problems:
-        if warn:
+    if warn:
+        for line in ([problem] if problem else []) + problems:
             warn(line)
     written = []
     for trial in trials:

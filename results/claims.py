@@ -41,6 +41,7 @@ __all__ = ["Claim", "Verdict", "check_claims", "claims_for", "claim_values", "DE
            "full_budget", "VERDICTS"]
 
 DELTA = 0.03
+SHORT_BUDGET = "budget shorter than the paper's ({note}); "   # how a reason starts at a reduced budget
 VERDICTS = ("supported", "contradicted", "inconclusive", "not judged")
 
 
@@ -113,6 +114,10 @@ class Verdict:
         seeds = f"{k} of {n} seed{'s' if n != 1 else ''}"
         return f"P({self.claim.positive}) = {p:.2f} ({seeds})" if not math.isnan(p) else \
             f"{self.claim.positive} in {seeds}"
+
+    def reason_without(self, budget_note: str) -> str:
+        """The reason less its budget clause, for a page that states the table's budget once above it."""
+        return self.reason.replace(SHORT_BUDGET.format(note=budget_note), "")
 
     def line(self) -> str:
         return (f"{self.table}: {self.claim.name} -- {self.effect} = {self.interval_text} (threshold "
@@ -273,7 +278,7 @@ def _judge(claim: Claim, trials: pd.DataFrame, table: str, left_out: int, exclus
     if note and table not in PAPER_EPOCHS:  # nothing says which of the paper's budgets this one is
         return "inconclusive", f"{note}, so it is not judged at the paper's budget; at its own budget {where}"
     if note:  # the claim is about the paper's budget: a shorter run can only say where it stands itself
-        return "inconclusive", f"budget shorter than the paper's ({note}); at this budget {where}"
+        return "inconclusive", SHORT_BUDGET.format(note=note) + f"at this budget {where}"
     if not side:
         return "inconclusive", where
     if claim.time:  # times hold for the hardware they were measured on

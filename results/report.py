@@ -87,8 +87,7 @@ def claim_detail(summary, v) -> str:
     """What the summary says after a claim's name: the effect and its interval, P(A > B), what the budget
     allows one to say, and where the effect is heading with training."""
     reading = summary.reading(v)
-    # the table's budget is said once above its claims
-    reason = v.reason.replace(f"budget shorter than the paper's ({summary.budget_note}); ", "")
+    reason = v.reason_without(summary.budget_note)  # the table's budget is said once above its claims
     reason = reason[:1].upper() + reason[1:] + "."
     if not v.interval.n:
         return reason
