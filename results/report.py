@@ -27,7 +27,8 @@ from trainables.vocabulary import PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES
 
 from .claims import DELTA
 from .figures import load_figure_data, tables_of, figures_for_group
-from .tables import FINAL, LABEL_COLUMNS, build_tables, compare_paper, effect_rows, read_trials, render
+from .tables import (ACCURACY_NOTE, FINAL, LABEL_COLUMNS, build_tables, compare_paper, effect_rows, read_trials,
+                     render)
 
 __all__ = ["write_report", "REPORT_FILE", "summary_lines", "claim_detail"]
 
@@ -130,9 +131,7 @@ def _table_html(group: str, compared: pd.DataFrame) -> str:
              and frame[c].nunique() == 1]
     said = "; ".join(f"{c}: {frame[c].iloc[0] or '-'}" for c in fixed if frame[c].iloc[0])
     frame = frame.drop(columns=fixed)
-    caption = ("Val. Acc. is each trial's best test accuracy over its epochs (the epoch selected on the test set, "
-               "as the paper did); Final Acc. is its last epoch's; both are mean ± std over seeds, with the 95 % "
-               "t-interval of Val. Acc. Only trials that ran their whole budget count.")
+    caption = f"{ACCURACY_NOTE} The 95 % CI is Val. Acc.'s t-interval. Only trials that ran their whole budget count."
     return f"<p class='caption'>{_e('Every row: ' + said + '. ') if said else ''}{_e(caption)}</p>{_html(frame)}"
 
 

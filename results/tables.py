@@ -181,17 +181,21 @@ def _cell(value, digits: int) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
+def _mean_std(frame: pd.DataFrame, column: str) -> list[str]:
+    """'0.6600 ± 0.0100' per row ('-' without trials; no ± with one)."""
+    return [("-" if n == 0 else _cell(v, 4) + (f" ± {s:.4f}" if n > 1 and not pd.isna(s) else ""))
+            for v, s, n in zip(frame[column], frame[f"{column} std"], frame["n"])]
+
+
 def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
     """Markdown, CSV or LaTeX text of one table, in the paper's column order."""
     shown = frame[LABEL_COLUMNS].copy()
     if "Setting" in frame and frame["Setting"].astype(bool).any():  # an axis beyond the paper's columns
         shown["Setting"] = frame["Setting"]
-    shown["Val. Acc."] = [("-" if n == 0 else _cell(v, 4) + (f" ± {s:.4f}" if n > 1 and not pd.isna(s) else ""))
-                          for v, s, n in zip(frame["Val. Acc."], frame["Val. Acc. std"], frame["n"])]
+    shown["Val. Acc."] = _mean_std(frame, "Val. Acc.")
     shown["95% CI"] = ["-" if pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]"
                        for lo, hi in zip(frame["CI low"], frame["CI high"])]
-    shown["Final Acc."] = [("-" if n == 0 else _cell(v, 4) + (f" ± {s:.4f}" if n > 1 and not pd.isna(s) else ""))
-                           for v, s, n in zip(frame["Final Acc."], frame["Final Acc. std"], frame["n"])]
+    shown["Final Acc."] = _mean_std(frame, "Final Acc.")
     shown["n"] = frame["n"].astype(int)
     shown["Epochs"] = frame["Epochs"]
     shown["Train Time (s)"] = [_cell(v, 3) for v in frame["Train Time (s)"]]
