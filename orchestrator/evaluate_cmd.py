@@ -81,30 +81,16 @@ def _settings(args):
     return EvalSettings.from_dict(settings)
 
 
-def _check_device(device: str) -> None:
-    if not device:
-        return
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"--device {device!r} is not a device; give cpu or cuda (or cuda:N)") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: this machine has no GPU that torch can use; give cpu")
-    if parsed.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {device!r}: give cpu or cuda (or cuda:N)")
-
-
 def run(args) -> int:
     from results.rows import evaluation_rows
     from results.store import check_name, get_store
+    from trainables.train import check_device
 
     path = Path(args.path)
     if not path.exists():
         raise UsageError(f"{path} does not exist; give a trainer.pt checkpoint or a sweep directory")
     settings = _settings(args)
-    _check_device(args.device)
+    check_device(args.device)
     if args.data and not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder; point it at the folder that holds "
                          f"cifar-10-batches-py (or -bin)")

@@ -66,6 +66,23 @@ def test_bad_bench_options_are_one_clear_line(capsys):
     assert line.startswith("scs-sweep bench: error: config key 'pooling' is 'nope'")
 
 
+def test_check_device_names_the_flag_or_variable_a_bad_device_came_from(monkeypatch):
+    """bench and evaluate share one --device check; a bad SCS_DEVICE is named as such."""
+    from trainables.config import ConfigError
+    from trainables.train import check_device
+
+    assert check_device("cpu") == torch.device("cpu")
+    for requested, says in (("tpu9", "--device 'tpu9' is not a device"), ("meta", "--device 'meta': give cpu")):
+        with pytest.raises(ConfigError, match=says):
+            check_device(requested)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="--device cuda:3: this machine has no GPU"):
+            check_device("cuda:3")
+    monkeypatch.setenv("SCS_DEVICE", "nope")
+    with pytest.raises(ConfigError, match="SCS_DEVICE 'nope' is not a device"):
+        check_device("")
+
+
 def test_the_reference_pipeline_computes_the_projects_model_and_trains(tiny_data):
     """The bench's baseline is the same function as the project's model: the reference's layers, the same
     weights, the same logits; and its DataLoader loop trains."""

@@ -30,11 +30,11 @@ from torch import nn
 
 from .config import ConfigError, TrialConfig
 from .errors import ScsSweepError
-from .vocabulary import COMPILE_MODES, PRECISIONS
 from .data import make_synthetic
 from .layers import SharpCosSim2d
 from .reference_pipeline import ReferenceStyleSCS
-from .train import Trainer, compiles, pick_device
+from .train import Trainer, check_device, compiles
+from .vocabulary import COMPILE_MODES, PRECISIONS
 
 __all__ = ["bench_epochs", "bench_layer", "variant_keys", "LAYER_SHAPES", "ReferenceStyleSCS", "main"]
 
@@ -196,13 +196,7 @@ def _check(args: argparse.Namespace) -> torch.device:
         raise ConfigError("--quick-table1 runs table1 on CIFAR-10: give its folder with --data")
     if args.data and not os.path.isdir(args.data):
         raise ConfigError(f"--data {args.data} is not a folder; give the one that holds cifar-10-batches-py (or -bin)")
-    try:
-        device = pick_device(args.device)
-    except RuntimeError:
-        raise ConfigError(f"--device {args.device!r} is not a device; give cpu or cuda (or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {args.device}: this machine has no GPU that torch can use; give cpu")
-    return device
+    return check_device(args.device)
 
 
 def run(args: argparse.Namespace) -> int:

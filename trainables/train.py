@@ -37,7 +37,7 @@ from .fused import compile_failures
 from .layers import SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
 
-__all__ = ["Trainer", "EpochResult", "LayerStats", "NonFiniteLossError", "pick_device",
+__all__ = ["Trainer", "EpochResult", "LayerStats", "NonFiniteLossError", "pick_device", "check_device",
            "CHECKPOINT_FORMAT", "COMPILE_MODES", "compiles", "compiles_kernels", "KERNEL_COMPILE_MIN_STEPS"]
 
 CHECKPOINT_FORMAT = 1
@@ -89,6 +89,21 @@ def pick_device(requested: str = "") -> torch.device:
     if requested:
         return torch.device(requested)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device(requested: str = "") -> torch.device:
+    """pick_device for a command's --device, every device it cannot train on one ConfigError line: a name
+    torch does not know, a type other than cpu and cuda, or cuda on a machine without a GPU torch can use."""
+    flag, value = ("--device", requested) if requested else ("SCS_DEVICE", os.environ.get("SCS_DEVICE", ""))
+    try:
+        device = pick_device(requested)
+    except RuntimeError:
+        raise ConfigError(f"{flag} {value!r} is not a device; give cpu or cuda (or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{flag} {value}: this machine has no GPU that torch can use; give cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{flag} {value!r}: give cpu or cuda (or cuda:N)")
+    return device
 
 
 def _layer_type(m: nn.Module) -> str:
