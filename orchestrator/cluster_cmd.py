@@ -52,13 +52,24 @@ def hosts(config: dict) -> list[tuple[str, str]]:
         [("provider.worker_ips", ip) for ip in provider.get("worker_ips") or []]
 
 
-def _ssh_login(user: str, host: str, key: Path) -> str:
-    """'' when user@host accepts the key; else ssh's own last line."""
-    cmd = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}",
-           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-           f"{user}@{host}", "true"]
+def _ssh_key(config: dict) -> Path:
+    """The key `ray up` logs in with: auth.ssh_private_key, else ssh's default."""
+    return Path((config.get("auth") or {}).get("ssh_private_key", "~/.ssh/id_rsa")).expanduser()
+
+
+def _ssh(config: dict, host: str, command: str) -> list[str]:
+    """ssh as `ray up` logs in to a host of the file (its user and key), never prompting and keeping no
+    known_hosts entry; runs `command` there."""
+    user = (config.get("auth") or {}).get("ssh_user", "")
+    return ["ssh", "-i", str(_ssh_key(config)), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            f"{user}@{host}", command]
+
+
+def _ssh_login(config: dict, host: str) -> str:
+    """'' when the host accepts the file's user and key; else ssh's own last line."""
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SSH_TIMEOUT_S + 5)
+        done = subprocess.run(_ssh(config, host, "true"), capture_output=True, text=True, timeout=SSH_TIMEOUT_S + 5)
     except subprocess.TimeoutExpired:
         return "no answer"
     lines = done.stderr.strip().splitlines()
@@ -85,7 +96,7 @@ def check(path: str) -> dict:
                 "create it"
             raise UsageError(f"{source} (a file_mounts source in {path}) does not exist: {make}")
     auth = config.get("auth") or {}
-    key = Path(auth.get("ssh_private_key", "~/.ssh/id_rsa")).expanduser()
+    key = _ssh_key(config)
     if "ssh_private_key" in auth and not key.is_file():
         raise UsageError(f"no SSH key at {key} (auth.ssh_private_key in {path}): make one with "
                          f"`ssh-keygen -t ed25519 -f {key}` and copy it to every node with `ssh-copy-id -i {key} "
@@ -99,7 +110,7 @@ def check(path: str) -> dict:
                 socket.create_connection((host, 22), timeout=SSH_TIMEOUT_S).close()
             except OSError as exc:
                 raise UsageError(f"cannot reach SSH on {host}:22 ({where} in {path}): {exc}") from None
-            refused = _ssh_login(user, host, key)
+            refused = _ssh_login(config, host)
             if refused:
                 raise UsageError(f"{user}@{host} does not accept the key {key} ({refused}): "
                                  f"`ssh-copy-id -i {key} {user}@{host}`")
@@ -165,14 +176,9 @@ def down(args) -> int:
     rc = subprocess.run([_ray(), "down", args.config, *(["-y"] if args.yes else [])]).returncode
     if config["provider"].get("type") != "local":
         return rc
-    auth = config.get("auth") or {}
-    key = str(Path(auth.get("ssh_private_key", "~/.ssh/id_rsa")).expanduser())
     for _, host in hosts(config)[1:]:  # after the head: no autoscaler left to restart them
         try:
-            done = subprocess.run(["ssh", "-i", key, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}",
-                                   "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                                   "-o", "LogLevel=ERROR", f"{auth.get('ssh_user', '')}@{host}",
-                                   "bash -lc '. ~/.scs-sweep.env 2>/dev/null; ray stop'"],
+            done = subprocess.run(_ssh(config, host, "bash -lc '. ~/.scs-sweep.env 2>/dev/null; ray stop'"),
                                   capture_output=True, text=True, timeout=120)
         except subprocess.TimeoutExpired:
             print(f"{host}: ray stop: no answer in 120 s; stop Ray there by hand (`ray stop`)")
