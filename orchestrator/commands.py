@@ -10,12 +10,11 @@ from pathlib import Path
 
 from search_spaces import get_preset, is_sweep_file, list_presets, load_sweep_file, sweep_file_text
 from trainables import defaults
-from trainables.vocabulary import COUNTED
 
 from .cluster_cmd import RAY_JOB_MARK
 from .errors import UsageError
 from .plan import RunOptions, SweepPlan, estimate_gpu_hours, plan_sweep
-from .records import STATUSES, gather_path, sweep_name_of, sweep_status
+from .records import count_line, gather_path, sweep_name_of, sweep_status
 
 SWEEP_FILE = "sweep.toml"   # the sweep file (or the preset as one) that a sweep ran, in its folder
 
@@ -219,12 +218,7 @@ def status(args) -> int:
         rows, problems = sweep_status(storage / name, plan)
         for line in problems:
             print(f"{name}: warning: {line}")
-        counts = {}
-        for r in rows:
-            counts[r["state"]] = counts.get(r["state"], 0) + 1
-        summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in STATUSES if counts.get(k) or k in
-                            COUNTED)
-        print(f"{name}: {len(rows)} trials: {summary}")
+        print(f"{name}: {len(rows)} trials: {count_line(r['state'] for r in rows)}")
         if args.name:
             for r in rows:
                 acc = f"{r['test_acc']:.4f}" if r["test_acc"] is not None else "-"

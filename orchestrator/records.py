@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from results.rows import epoch_timeline, rows_for_trial
-from trainables.vocabulary import FINISHED, STATUSES
+from trainables.vocabulary import COUNTED, FINISHED, STATUSES
 
 from .tune_config import TrialSpec, trial_spec
 
-__all__ = ["TrialDir", "read_trial_dir", "trial_status", "trial_rows", "tune_states", "trial_dirs", "scan_part",
+__all__ = ["TrialDir", "read_trial_dir", "trial_status", "count_line", "trial_rows", "tune_states", "trial_dirs", "scan_part",
            "gather_part", "gather_path", "sweep_status", "sweep_name_of", "trial_id_of", "STATUSES",
            "FAILURE_KEY"]
 
@@ -122,6 +123,13 @@ def trial_status(epochs_done: int, epochs: int, error: str, tune_state: str | No
     if tune_state == "PENDING":
         return "pending" if not epochs_done else "running"
     return "stopped"                       # ended early, and nothing says why
+
+
+def count_line(states) -> str:
+    """'1 done, 2 running, 0 pending, 0 pruned, 0 failed': trials by state in STATUSES order, the COUNTED
+    states even at 0 (what `status` and the progress line print)."""
+    counts = Counter(states)
+    return ", ".join(f"{counts[k]} {k}" for k in STATUSES if counts[k] or k in COUNTED)
 
 
 def trial_rows(trial: TrialDir, experiment: str, tune_state: str | None) -> dict[str, list[dict]]:

@@ -16,10 +16,9 @@ from pathlib import Path
 from ray import tune
 
 from results.store import get_store
+from trainables.vocabulary import ENDED
 
-from trainables.vocabulary import COUNTED, ENDED, STATUSES
-
-from .records import read_trial_dir, trial_rows
+from .records import count_line, read_trial_dir, trial_rows
 from .scheduler import METRIC
 from .tune_config import trial_spec
 
@@ -124,13 +123,8 @@ class StoreAndProgress(tune.Callback):
         if not force and time.time() - self._last_progress < self.progress_s:
             return
         self._last_progress = time.time()
-        counts = {}
-        for t in trials:
-            state = self.state.get(t.trial_id) or t.status.lower()
-            counts[state] = counts.get(state, 0) + 1
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best[0] is not None else "-"
-        parts = ", ".join(f"{counts.get(k, 0)} {k}" for k in STATUSES
-                          if counts.get(k) or k in COUNTED)
+        parts = count_line(self.state.get(t.trial_id) or t.status.lower() for t in trials)
         done = sum(self.epochs_done.values())
         where = self.experiment if self.part == self.experiment else f"{self.experiment}/{self.part}"
         self._print(f"[{where}] {len(trials)}/{self.n_trials} trials: {parts}; best {METRIC} {best}; "
