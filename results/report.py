@@ -27,8 +27,8 @@ from trainables.vocabulary import PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES
 
 from .claims import DELTA
 from .figures import load_figure_data, tables_of, figures_for_group
-from .tables import (ACCURACY_NOTE, FINAL, LABEL_COLUMNS, build_tables, compare_paper, effect_rows, read_trials,
-                     render)
+from .tables import (ACCURACY_NOTE, FINAL, LABEL_COLUMNS, budget_line, build_tables, compare_paper, effect_rows,
+                     read_trials, render)
 
 __all__ = ["write_report", "REPORT_FILE", "summary_lines", "claim_detail"]
 
@@ -218,9 +218,9 @@ def write_report(store, out: str | Path, experiment: str = "") -> Path:
         claims = [f for f in figures if f.kind == "claims"]
         others = [f for f in figures if f.kind != "claims"]
         body = [f"<h3 id='{base}'>{_e(group)}</h3>"]
-        if compared.attrs.get("budget_note") and compared["Paper Val. Acc."].notna().any():
-            body.append(f"<p class='meta'>Not the paper's budget ({_e(compared.attrs['budget_note'])}): the "
-                        f"paper's values are shown for orientation, not compared.</p>")
+        not_compared = budget_line(compared)
+        if not_compared:
+            body.append(f"<p class='meta'>{_e(not_compared)}</p>")
         body += [f"<h4 id='{base}-table'>Table</h4>", _table_html(group, compared)]
         if claims:
             body += [f"<h4 id='{base}-claims'>Claims: paired differences and effect against epoch</h4>",

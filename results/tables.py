@@ -23,7 +23,8 @@ from .stats import Effect, effects, mean_interval
 from .timing import exclusive_trials
 
 __all__ = ["LABELS", "ARCH_LABELS", "LABEL_COLUMNS", "table_rows", "build_tables", "compare_paper",
-           "render", "render_all", "paper_values", "paper_table_of", "variant_label", "TRIAL_COLUMNS"]
+           "render", "render_all", "paper_values", "paper_table_of", "variant_label", "TRIAL_COLUMNS",
+           "ACCURACY_NOTE", "budget_line"]
 
 LABEL_COLUMNS = ["Architecture", "Layer", "Activation", "Pooling", "Dropout", "Normalization", "Image Dim."]
 PAPER_CSV = Path(__file__).parent / "reference" / "paper_tables.csv"
@@ -218,13 +219,19 @@ ACCURACY_NOTE = ("Val. Acc. is the best test accuracy over a trial's epochs (the
                  "as the paper did); Final Acc. is its last epoch's. Both: mean ± std over seeds.")
 
 
+def budget_line(frame: pd.DataFrame) -> str:
+    """Why the paper's values beside a compared table (compare_paper) are not compared with it: '' at the
+    paper's budget, or when no paper value is shown."""
+    note = frame.attrs.get("budget_note")
+    if note and "Paper Val. Acc." in frame and frame["Paper Val. Acc."].notna().any():
+        return f"Not the paper's budget ({note}): its values are shown for orientation, not compared."
+    return ""
+
+
 def _notes(frame: pd.DataFrame) -> list[str]:
     """What the table's numbers are, and (when the paper's are beside them) why they are not compared."""
-    note = frame.attrs.get("budget_note")
-    lines = [ACCURACY_NOTE]
-    if note and "Paper Val. Acc." in frame and frame["Paper Val. Acc."].notna().any():
-        lines.append(f"Not the paper's budget ({note}): its values are shown for orientation, not compared.")
-    return lines
+    line = budget_line(frame)
+    return [ACCURACY_NOTE] + ([line] if line else [])
 
 
 def effect_rows(trials: pd.DataFrame) -> list[tuple[str, Effect]]:
