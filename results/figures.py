@@ -37,8 +37,8 @@ from trainables.vocabulary import (ARCH_LABELS, CIFAR10_CLASSES, FINISHED, PAPER
 
 from .claims import full_budget  # noqa: E402
 from .stats import mean_interval  # noqa: E402
-from .tables import (_labels, _variant_keys, compare_paper, paper_table_of, table_rows, variant_label,  # noqa: E402
-                     with_settings)
+from .tables import (LABEL_COLUMNS, _variant_keys, compare_paper, paper_table_of, table_rows,  # noqa: E402
+                     variant_label, with_settings)
 
 __all__ = ["Figure", "figures_for_group", "claim_figures", "load_figure_data", "write_figures", "KINDS"]
 
@@ -217,10 +217,10 @@ def accuracy_by_variant(group: str, trials: pd.DataFrame) -> list[Figure]:
     y = np.arange(len(frame))
     labels = []
     values = []
+    variant_of = _variant_keys(finished)  # each trial's table row, as table_rows groups them
     for i, (_, row) in enumerate(frame.iterrows()):
-        keys = tuple(row[c] for c in ("Architecture", "Layer", "Activation", "Pooling", "Dropout", "Normalization",
-                                      "Image Dim.", "Setting"))
-        mine = finished[[_labels(r) == keys for _, r in finished.iterrows()]]
+        keys = tuple(row[c] for c in LABEL_COLUMNS + ["Setting"])
+        mine = finished[[key == keys for key in variant_of]]
         offsets = np.linspace(-0.18, 0.18, max(len(mine), 1))
         for offset, (_, trial) in zip(offsets, mine.sort_values("seed").iterrows()):
             ax.scatter(trial["val_acc"], i + offset, color=colours[trial["seed"]], s=18, zorder=3,
@@ -508,8 +508,6 @@ def optuna_search(group: str, trials: pd.DataFrame) -> list[Figure]:
                f"trial a line from its p to its best test accuracy; right, accuracy against p (x: ended early, "
                f"pruned or failed).")
     return [Figure("optuna", group, f"{_safe(group)}_optuna", f"{group}: Optuna search over p", fig, caption)]
-
-
 
 
 # ---------------------------------------------------------------------------------------------
