@@ -230,4 +230,145 @@ def test_fused_kernels_fall_back_to_the_same_eager_math_when_compiling_fails(mon
     assert fused._run("probe", lambda a: calls.append(a) or a * 2, True, fake_cuda, 21) == 42
     assert fused._compiled["probe/cuda"] is None and "inductor exploded" in caplog.text
     assert fused._run("probe", lambda a: a + 1, True, fake_cuda, 1) == 2  # no second attempt
-    assert fused.compile_failures() == ["fused SCS probe/cuda: RuntimeError: inductor exploded"]
+    assert fused.compile_failures() == ["compiled kernel probe/cuda: RuntimeError: inductor exploded"]
+
+
+# -- windowed kernels (windowed.py): the same values and gradients as ATen's pooling after the layer ------
+from trainables import windowed  # noqa: E402
+
+
+@pytest.fixture
+def traced_eagerly(monkeypatch):
+    """The windowed kernels' math run as plain torch ops (what torch.compile traces): fast, and exact to
+    compare; test_the_compiled_windowed_kernels_... compiles it for real once."""
+    from trainables import fused
+
+    monkeypatch.setattr(fused, "_compiled", {})
+    monkeypatch.setattr(fused, "_failures", {})
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+
+
+def _ties(shape):
+    """Random values with exact +a/-a ties in both scan orders, equal values and all-zero windows."""
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    x[:, :, 0:14:2, 0:14:2] = -x[:, :, 0:14:2, 1:14:2].abs()
+    x[:, :, 1:14:2, 1:14:2] = x[:, :, 1:14:2, 0:14:2].abs()
+    x[:, :, 2:14:4, 2:14:4] = x[:, :, 3:14:4, 3:14:4]
+    x[:, 1] = 0.0
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("size", [15, 16])
+@pytest.mark.parametrize("k,ceil_mode", [(2, True), (2, False), (4, True), (4, False)])
+@pytest.mark.parametrize("absolute", [True, False])
+def test_windowed_pooling_gives_atens_values_and_gradients(traced_eagerly, size, k, ceil_mode, absolute):
+    x = _ties((3, 6, size, size))
+    pool = MaxAbsPool2d(k, k, 0, ceil_mode) if absolute else torch.nn.MaxPool2d(k, k, 0, ceil_mode=ceil_mode)
+    assert windowed.runs_windowed(pool, x, True) and not windowed.runs_windowed(pool, x, False)
+    fast, ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    got = windowed.window_pool(pool, fast)
+    want = _two_pass_maxabs(ref, k, k, 0, ceil_mode) if absolute else F.max_pool2d(ref, k, k, 0, 1, ceil_mode)
+    grad = torch.randn_like(want)
+    got.backward(grad)
+    want.backward(grad)
+    assert torch.equal(got, want) and torch.equal(fast.grad, ref.grad)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_only_non_overlapping_float32_channels_last_cpu_windows_run_windowed():
+    x = _ties((2, 6, 15, 15))
+    assert windowed.runs_windowed(MaxAbsPool2d(2, ceil_mode=True), x, True)
+    assert not windowed.runs_windowed(MaxAbsPool2d(3, 2, 1), x, True)            # the ResNet stem overlaps
+    assert not windowed.runs_windowed(torch.nn.MaxPool2d(2, 1), x, True)          # stride != kernel
+    assert not windowed.runs_windowed(MaxAbsPool2d(2), x.contiguous(), True)     # NCHW
+    assert not windowed.runs_windowed(MaxAbsPool2d(2), x.double(), True)
+    assert not windowed.runs_windowed(MaxAbsPool2d(16), x, True)                 # window larger than input
+
+
+@pytest.mark.parametrize("cls,kwargs", [(SharpCosSim2d, {}), (SharpCosSim2d, {"p_value": 1.5}),
+                                        (SharpCosSim2d, {"groups": 6}), (SharpenedSDP2d, {})])
+@pytest.mark.parametrize("pool", [MaxAbsPool2d(2, ceil_mode=True), torch.nn.MaxPool2d(2, ceil_mode=True),
+                                  MaxAbsPool2d(4)], ids=["maxabs2", "max2", "maxabs4"])
+def test_a_layer_fused_with_its_pooling_gives_the_same_values_and_gradients(traced_eagerly, cls, kwargs, pool):
+    """Sharpening only the windows' winners gives the values of sharpening everything, bit for bit, and the
+    same gradients up to float32 summation order (the sums over positions run in another order)."""
+    torch.manual_seed(1)
+    layer = cls(6, 12 if kwargs.get("groups") else 8, 3, 1, 1, **kwargs)
+    x = _ties((3, 6, 15, 15))
+    x[:, 2:4] = x[:, 2:4].sign() * 1e-3  # small patches: c near 0, where sign and eps matter
+    layer.compiled_kernels = True
+    fast, ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    got = layer(fast, pool=pool)
+    grad = torch.randn_like(got)
+    got.backward(grad)
+    fast_grads = [fast.grad] + [t.grad.clone() for t in layer.parameters()]
+    layer.zero_grad()
+    layer.compiled_kernels = False  # the layer's own sharpening, then the pooling
+    want = pool(layer(ref))
+    want.backward(grad)
+    ref_grads = [ref.grad] + [t.grad for t in layer.parameters()]
+    assert torch.equal(got, want)
+    for a, b in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * b.abs().max().item())
+
+
+def test_the_compiled_windowed_kernels_match_atens_pooling_after_the_compiled_sharpening():
+    """The kernels inductor builds (a CPU run compiles them for every trial of 200 steps or more)."""
+    from trainables import fused
+
+    torch.manual_seed(2)
+    layer, pool = SharpCosSim2d(6, 8, 3, 1, 1), MaxAbsPool2d(2, ceil_mode=True)
+    x = _ties((3, 6, 15, 15))
+    results = []
+    for fused_pool in (True, False):
+        layer.compiled_kernels = True
+        inp = x.clone().requires_grad_(True)
+        y = layer(inp, pool=pool) if fused_pool else pool(layer(inp))
+        y.backward(torch.ones_like(y))
+        results.append((y, inp.grad, layer.p.grad.clone()))
+        layer.zero_grad()
+    (y, dx, dp), (y_ref, dx_ref, dp_ref) = results
+    assert not fused.compile_failures("cpu")
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dx, dx_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dp, dp_ref, rtol=1e-4, atol=1e-4)
+    pooled = MaxAbsPool2d(2, ceil_mode=True)
+    pooled.compiled_kernels = True
+    assert torch.equal(pooled(x), _two_pass_maxabs(x, 2, 2, 0, True))
+
+
+def test_a_windowed_kernel_that_fails_to_compile_sends_its_pooling_back_to_aten(monkeypatch, caplog):
+    from trainables import fused
+
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("inductor exploded")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(fused, "_compiled", {})
+    monkeypatch.setattr(fused, "_failures", {})
+    pool, x = MaxAbsPool2d(2, ceil_mode=True), _ties((2, 6, 15, 15))
+    pool.compiled_kernels = True
+    assert torch.equal(pool(x), _two_pass_maxabs(x, 2, 2, 0, True))  # the failing call: the same math, eagerly
+    assert fused.compile_failures("cpu") == ["compiled kernel pool maxabs k2 ceil/cpu: RuntimeError: inductor exploded"]
+    assert not windowed.runs_windowed(pool, x, True) and torch.equal(pool(x), _two_pass_maxabs(x, 2, 2, 0, True))
+
+
+def test_a_stage_without_pooling_or_with_batchnorm_runs_module_by_module(traced_eagerly):
+    """Rohrer25K's depthwise stage has no pooling, and BatchNorm sits between layer and pooling."""
+    from trainables.config import TrialConfig
+    from trainables.models import build_model
+
+    for normalization in ("none", "batchnorm"):
+        model = build_model(TrialConfig(arch="rohrer25k", layer="scs", pooling="maxabs",
+                                        normalization=normalization)).to(memory_format=torch.channels_last)
+        x = torch.rand(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+        want = model(x)
+        for m in model.modules():
+            if hasattr(m, "compiled_kernels"):
+                m.compiled_kernels = True
+        fused_stages = [stage._pools_in_layer(x) for stage in model.features[:1]]
+        assert fused_stages == [normalization == "none"]
+        torch.testing.assert_close(model(x), want, rtol=1e-5, atol=1e-6)

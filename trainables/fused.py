@@ -31,7 +31,7 @@ from torch.autograd.function import once_differentiable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["sharpened_ratio", "compile_failures"]
+__all__ = ["sharpened_ratio", "compile_failures", "kernel_failed", "allow_many_kernels"]
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
@@ -78,20 +78,43 @@ _failures: dict[str, str] = {}    # "name/device" -> why compiling it failed (a 
 def compile_failures(device_type: str = "") -> list[str]:
     """One line per fused kernel that fell back to the eager math in this process (on one device type),
     saying why; a failed kernel stays eager for the rest of the process."""
-    return [f"fused SCS {key}: {why}" for key, why in sorted(_failures.items())
+    return [f"compiled kernel {key}: {why}" for key, why in sorted(_failures.items())
             if not device_type or key.endswith("/" + device_type)]
 
 
-def _run(name: str, fn, compiled: bool, t: torch.Tensor, *args):
+def kernel_failed(name: str, device_type: str) -> bool:
+    """Whether compiling a kernel whose name starts with `name` failed on this device type (in this
+    process): its callers then take their ATen path."""
+    return any(key.startswith(name) and key.endswith("/" + device_type) for key in _failures)
+
+
+def allow_many_kernels() -> None:
+    """One compiled function serves many layers, widths and window constants (each a dynamo cache entry
+    of the same code); the default limit of 8 would silently run the rest uncompiled."""
+    import torch._dynamo
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+    torch._dynamo.config.accumulated_cache_size_limit = max(
+        torch._dynamo.config.accumulated_cache_size_limit, 1024)
+
+
+def _run(name: str, fn, compiled: bool, t: torch.Tensor, *args, shapes: str = "symbolic"):
     """fn(*args), as one compiled kernel per process and device type when `compiled`; eagerly otherwise,
     inside an outer torch.compile (which fuses it with its neighbours), and after a compiler failure
-    (the same math)."""
+    (the same math). shapes="symbolic": on the CPU one kernel for every shape (CUDA specialises);
+    "batch": one kernel per shape with the batch size (dim 0 of every argument) symbolic."""
     key = f"{name}/{t.device.type}"
     if compiled and not torch.compiler.is_compiling() and _compiled.get(key, fn) is not None:
         try:
             if key not in _compiled:
-                # the CPU: one kernel for every layer and batch size (symbolic shapes); CUDA: specialised
-                _compiled[key] = torch.compile(fn, dynamic=True if t.device.type == "cpu" else None)
+                allow_many_kernels()
+                dynamic = (True if t.device.type == "cpu" else None) if shapes == "symbolic" else False
+                _compiled[key] = torch.compile(fn, dynamic=dynamic)
+            # detached: dynamo guards on requires_grad, which would compile the forward again for evaluation
+            args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+            if shapes == "batch":
+                for a in args:
+                    if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] > 1:
+                        torch._dynamo.maybe_mark_dynamic(a, 0)
             return _compiled[key](*args)
         except torch.cuda.OutOfMemoryError:
             raise

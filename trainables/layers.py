@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from . import windowed
 from .fused import sharpened_ratio
 
 __all__ = ["SharpCosSim2d", "SharpenedSDP2d", "MaxAbsPool2d", "sharpen", "constrain_model_"]
@@ -83,6 +84,20 @@ class _SharpenedBase(nn.Module):
     def _dot(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, weight, None, self.stride, self.padding, 1, self.groups)
 
+    def dot_and_norm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The convolution with the (normalised) weight and the patch norm it is divided by (None: SDP)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, pool: nn.Module | None = None) -> torch.Tensor:
+        """The layer's output; with `pool`, pool(output), as one windowed kernel each way where the pooling
+        runs windowed (windowed.py: the pooling picks its winners before the sharpening, same values)."""
+        dot, norm = self.dot_and_norm(x)
+        if pool is None:
+            return self._sharpen(dot, norm)
+        if self.fused and windowed.runs_windowed(pool, dot, self.compiled_kernels):
+            return windowed.sharpened_pool(dot, norm, self.p, self.eps, pool)
+        return pool(self._sharpen(dot, norm))
+
     def extra_repr(self) -> str:
         p = f"p={self.p.flatten()[0].item():g} (fixed)" if self.p_fixed else "p learned"
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -109,22 +124,22 @@ class SharpCosSim2d(_SharpenedBase):
         window_sum = F.avg_pool2d(sq, k, self.stride, self.padding, count_include_pad=True) * (k * k)
         return torch.sqrt(window_sum + self.eps) + self.log_q.float().exp()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def dot_and_norm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._constrain_unless_compiled()
         w = self.weight / torch.linalg.vector_norm(self.weight, dim=(1, 2, 3), keepdim=True)
         dot = self._dot(x, w)
         norm = self.patch_norm(x)
         if self.groups > 1 and self.out_channels != self.groups:  # channel multiplier: group o // m
             norm = norm.repeat_interleave(self.out_channels // self.groups, dim=1)
-        return self._sharpen(dot, norm)
+        return dot, norm
 
 
 class SharpenedSDP2d(_SharpenedBase):
     """Sharpened strided dot product: a convolution raised to a learned p, with no normalisation."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def dot_and_norm(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         self._constrain_unless_compiled()
-        return self._sharpen(self._dot(x, self.weight), None)
+        return self._dot(x, self.weight), None
 
 
 @torch.no_grad()
@@ -190,15 +205,21 @@ def _pair(v) -> list:
 class MaxAbsPool2d(nn.Module):
     """Max-pooling of |x| that keeps the sign of the chosen element; a tie (+a, -a) picks +a."""
 
+    absolute = True  # what windowed.py pools by (nn.MaxPool2d: by value)
+
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0,
                  ceil_mode: bool = False):
         super().__init__()
         self.kernel_size, self.stride = kernel_size, stride or kernel_size
         self.padding, self.ceil_mode = padding, ceil_mode
+        self.compiled_kernels: bool | None = None  # the Trainer sets it: run windowed where possible
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if windowed.runs_windowed(self, x, self.compiled_kernels):
+            return windowed.window_pool(self, x)
         return _MaxAbsPool.apply(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"ceil_mode={self.ceil_mode}")
+

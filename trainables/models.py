@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .config import ARCHS, ConfigError, TrialConfig
+from . import windowed
 from .layers import MaxAbsPool2d, SharpCosSim2d, SharpenedSDP2d
 
 __all__ = ["build_model", "init_weights", "count_params", "list_archs", "sharpened_layers",
@@ -98,6 +99,17 @@ class RohrerStage(nn.Sequential):
         # MaxAbsPool2d uses ceil_mode as in the gallery scripts (15 -> 8 with k = s = 2)
         self.add_module("pool", blocks.pool(pool, ceil_mode=True) if pool else nn.Identity())
         self.add_module("act", blocks.act())
+
+    def forward(self, x):
+        if self._pools_in_layer(x):
+            return self.act(self.layer(x, pool=self.pool))
+        return super().forward(x)
+
+    def _pools_in_layer(self, x) -> bool:
+        """An SCS/SDP layer right before a pooling that runs windowed: one fused kernel (layers.py); else
+        module by module, so that hooks on the layer see its own output."""
+        return (isinstance(self.layer, (SharpCosSim2d, SharpenedSDP2d)) and isinstance(self.norm, nn.Identity)
+                and windowed.runs_windowed(self.pool, x, self.layer.compiled_kernels))
 
 
 class RohrerNet(nn.Module):

@@ -33,8 +33,8 @@ from torch import nn
 
 from .config import COMPILE_MODES, ConfigError, TrialConfig
 from .data import DeviceLoader, ImageSet, load_dataset
-from .fused import compile_failures
-from .layers import SharpCosSim2d, SharpenedSDP2d, constrain_model_
+from .fused import allow_many_kernels, compile_failures
+from .layers import MaxAbsPool2d, SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
 
 __all__ = ["Trainer", "EpochResult", "LayerStats", "NonFiniteLossError", "pick_device", "check_device",
@@ -122,6 +122,10 @@ def _layer_type(m: nn.Module) -> str:
 KERNEL_COMPILE_MIN_STEPS = 200
 
 
+# The modules with compiled kernels of their own (fused.py, windowed.py), switched on by compiles_kernels
+KERNEL_MODULES = (SharpCosSim2d, SharpenedSDP2d, MaxAbsPool2d)
+
+
 def compiles(mode: str, device: torch.device) -> bool:
     """Whether a compile mode compiles the whole model on this device (auto: on a GPU only)."""
     return mode == "on" or (mode == "auto" and device.type == "cuda")
@@ -147,12 +151,9 @@ def compiled_call(cuda_graphs: bool):
     its graphs (dynamo guards on the module's structure and mode, not on the instance)."""
     mode = "reduce-overhead" if cuda_graphs else None
     if mode not in _compiled_calls:
-        import torch._dynamo
         # Every variant x train/eval x batch size of a sweep is one cache entry; the default limit (8)
         # would silently send the rest of a reused worker's trials back to eager.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
-        torch._dynamo.config.accumulated_cache_size_limit = max(
-            torch._dynamo.config.accumulated_cache_size_limit, 1024)
+        allow_many_kernels()
         _compiled_calls[mode] = torch.compile(_call, mode=mode)
     return _compiled_calls[mode]
 
@@ -196,10 +197,10 @@ class Trainer:
         self.compile_mode = compile
         self.compiled = compiles(compile, self.device)
         self.cuda_graphs = self.compiled and on_gpu
-        sharpened = [m for m in self.model.modules() if isinstance(m, (SharpCosSim2d, SharpenedSDP2d))]
-        self.kernels_compiled = bool(sharpened) and compiles_kernels(
+        kernel_modules = [m for m in self.model.modules() if isinstance(m, KERNEL_MODULES)]
+        self.kernels_compiled = bool(kernel_modules) and compiles_kernels(
             compile, self.device, cfg.epochs * len(self.train_loader))
-        for m in sharpened:
+        for m in kernel_modules:
             m.compiled_kernels = self.kernels_compiled
         self.compile_s = 0.0     # seconds warm_up() spent compiling (and capturing CUDA graphs)
         self.compile_error = ""  # why compile="auto" fell back to eager, if it did
@@ -207,10 +208,10 @@ class Trainer:
 
     @property
     def compile_path(self) -> str:
-        """What runs compiled: 'model + CUDA graphs', 'model', 'sharpening kernels' or 'no'."""
+        """What runs compiled: 'model + CUDA graphs', 'model', 'kernels' or 'no'."""
         if self.compiled:
             return "model + CUDA graphs" if self.cuda_graphs else "model"
-        return "sharpening kernels" if self.kernels_compiled and not self._kernel_failures() else "no"
+        return "kernels" if self.kernels_compiled and not self._kernel_failures() else "no"
 
     def _kernel_failures(self) -> list[str]:
         return compile_failures(self.device.type) if self.kernels_compiled else []
