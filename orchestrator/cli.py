@@ -85,7 +85,7 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     r.add_argument("--no-evaluate", action="store_true", help="skip the end-of-trial PGD and saliency")
     r.add_argument("--pgd-images", type=int, default=0, help="test images attacked per trial (default 1000)")
     r.add_argument("--compile", default="auto", choices=COMPILE_MODES,
-                   help="auto: the whole model compiled + CUDA graphs on GPUs; on CPUs the sharpening kernels "
+                   help="auto: the whole model compiled + CUDA graphs on GPUs; on CPUs the SCS and pooling kernels "
                         "for trials of 200 steps or more; on: compile the whole model on CPUs too; off: nothing")
     r.set_defaults(handler="orchestrator.commands:run")
 

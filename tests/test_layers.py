@@ -372,3 +372,27 @@ def test_a_stage_without_pooling_or_with_batchnorm_runs_module_by_module(traced_
         fused_stages = [stage._pools_in_layer(x) for stage in model.features[:1]]
         assert fused_stages == [normalization == "none"]
         torch.testing.assert_close(model(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_every_thread_that_runs_a_compiled_kernel_raises_dynamos_recompile_limit():
+    """Dynamo's config is per thread and Tune runs each trial in a new thread of a reused worker: a limit
+    raised only where a kernel was first compiled left later trials at 8 entries, past which dynamo
+    silently runs the kernels uncompiled."""
+    import threading
+
+    import torch._dynamo
+
+    pool, x = MaxAbsPool2d(2, ceil_mode=True), _ties((2, 6, 15, 15))
+    pool.compiled_kernels = True
+    limits = []
+
+    def trial():
+        limits.append(torch._dynamo.config.cache_size_limit)
+        pool(x)
+        limits.append(torch._dynamo.config.cache_size_limit)
+
+    for _ in range(2):  # the second thread finds the kernel compiled by the first
+        thread = threading.Thread(target=trial)
+        thread.start()
+        thread.join()
+    assert limits == [8, 256, 8, 256]

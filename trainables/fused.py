@@ -89,12 +89,18 @@ def kernel_failed(name: str, device_type: str) -> bool:
 
 
 def allow_many_kernels() -> None:
-    """One compiled function serves many layers, widths and window constants (each a dynamo cache entry
-    of the same code); the default limit of 8 would silently run the rest uncompiled."""
+    """Raise dynamo's recompile limits for this thread; call it before every compiled call.
+
+    One compiled function serves many layers, widths, batch sizes and window constants (each a dynamo
+    cache entry of the same code), and dynamo's default limit of 8 silently runs the rest uncompiled.
+    Dynamo's config is per thread, and Tune runs each trial in a thread of its own: a limit raised once
+    by the first trial of a reused worker did not hold for the next (measured: a later trial's kernels
+    ran uncompiled, 40 % slower)."""
     import torch._dynamo
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
-    torch._dynamo.config.accumulated_cache_size_limit = max(
-        torch._dynamo.config.accumulated_cache_size_limit, 1024)
+    config = torch._dynamo.config
+    if config.cache_size_limit < 256:
+        config.cache_size_limit = 256
+        config.accumulated_cache_size_limit = max(config.accumulated_cache_size_limit, 1024)
 
 
 def _run(name: str, fn, compiled: bool, t: torch.Tensor, *args, shapes: str = "symbolic"):
@@ -105,8 +111,8 @@ def _run(name: str, fn, compiled: bool, t: torch.Tensor, *args, shapes: str = "s
     key = f"{name}/{t.device.type}"
     if compiled and not torch.compiler.is_compiling() and _compiled.get(key, fn) is not None:
         try:
+            allow_many_kernels()
             if key not in _compiled:
-                allow_many_kernels()
                 dynamic = (True if t.device.type == "cpu" else None) if shapes == "symbolic" else False
                 _compiled[key] = torch.compile(fn, dynamic=dynamic)
             # detached: dynamo guards on requires_grad, which would compile the forward again for evaluation

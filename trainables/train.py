@@ -10,12 +10,12 @@ Nothing here knows about Ray: the orchestrator calls `train_epoch()` and reports
 The fast path (`compile="auto"`): on a GPU the model's forward and backward run as one torch.compile'd
 graph replayed as CUDA graphs, the data never leaves the GPU and Adam is the fused kernel. On the CPU the
 model runs eagerly in channels_last (max-pooling and mkldnn's convolutions run several times faster in it)
-and only the SCS/SDP sharpening runs as compiled kernels, when the trial is long enough to pay for
-compiling them (`compiles_kernels`). Compilation happens in `warm_up()` before the first epoch's clock
-starts; compiled functions are shared by the whole process, so a later trial in the same worker (Tune
-reuses actors) finds them built, and inductor's disk cache serves new processes. `compile="on"`
-compiles the whole model on the CPU too (how the tests check that both paths train identically);
-`compile="off"` compiles nothing.
+and only the SCS/SDP sharpening and the windowed pooling (fused.py, windowed.py) run as compiled kernels,
+when the trial is long enough to pay for compiling them (`compiles_kernels`). Compilation happens in
+`warm_up()` before the first epoch's clock starts; compiled functions are shared by the whole process,
+so a later trial in the same worker (Tune reuses actors) finds them built, and inductor's disk cache
+serves new processes. `compile="on"` compiles the whole model on the CPU too (how the tests check that
+both paths train identically); `compile="off"` compiles nothing.
 """
 from __future__ import annotations
 
@@ -114,9 +114,10 @@ def _layer_type(m: nn.Module) -> str:
     return "linear" if isinstance(m, nn.Linear) else "conv"
 
 
-# On the CPU, compiling the sharpening kernels costs 4-8 s in a new process (about 1 s once inductor's
-# disk cache holds them) and saves about 0.1 s per Rohrer100K step of 128 images, so `auto` compiles them
-# for trials of at least this many steps (a quick run's 8 epochs x 40 steps: yes; a smoke test: no).
+# On the CPU, compiling the sharpening and pooling kernels costs 23-30 s for Rohrer100K in a process with
+# an empty inductor cache (4-5 s once its disk cache holds them) and saves 20-60 ms per step of 128 images
+# (much more against the eager sharpening), so `auto` compiles them for trials of at least this many
+# steps (a quick run's 8 epochs x 40 steps: yes; a smoke test: no).
 # Compiling the whole model on the CPU took 74 s for Rohrer100K SCS and made conv nets slower, so `auto`
 # leaves the rest eager there (bench/report.md).
 KERNEL_COMPILE_MIN_STEPS = 200
@@ -132,7 +133,7 @@ def compiles(mode: str, device: torch.device) -> bool:
 
 
 def compiles_kernels(mode: str, device: torch.device, steps: int) -> bool:
-    """Whether the SCS/SDP sharpening runs as compiled kernels: on a GPU unless off; on the CPU when asked
+    """Whether KERNEL_MODULES run their compiled kernels: on a GPU unless off; on the CPU when asked
     (on), or (auto) when the trial trains at least KERNEL_COMPILE_MIN_STEPS steps."""
     if mode == "off":
         return False
@@ -150,10 +151,10 @@ def compiled_call(cuda_graphs: bool):
     """One compiled `model(x)` per process: any model instance of an already-seen architecture reuses
     its graphs (dynamo guards on the module's structure and mode, not on the instance)."""
     mode = "reduce-overhead" if cuda_graphs else None
+    # Every variant x train/eval x batch size of a sweep is one cache entry; the default limit (8) would
+    # silently send the rest of a reused worker's trials back to eager. Per call: the limit is per thread.
+    allow_many_kernels()
     if mode not in _compiled_calls:
-        # Every variant x train/eval x batch size of a sweep is one cache entry; the default limit (8)
-        # would silently send the rest of a reused worker's trials back to eager.
-        allow_many_kernels()
         _compiled_calls[mode] = torch.compile(_call, mode=mode)
     return _compiled_calls[mode]
 

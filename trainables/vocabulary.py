@@ -18,8 +18,8 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("onecycle", "multistep", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")        # auto: bf16 autocast on CUDA, fp32 on the CPU
 # Trainer(compile=...): auto = the whole model compiled + CUDA graphs on a GPU (eager if that fails), and
-# on a CPU the sharpening kernels for trials long enough to pay (train.compiles_kernels); on = the whole
-# model on a CPU too; off = nothing compiled
+# on a CPU the sharpening and windowed-pooling kernels for trials long enough to pay
+# (train.compiles_kernels); on = the whole model on a CPU too; off = nothing compiled
 COMPILE_MODES = ("auto", "on", "off")
 
 # -- how tables, figures and the report print them (the paper's labels) --------------------------

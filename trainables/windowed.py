@@ -4,9 +4,10 @@ it, as compiled kernels for the CPU.
 Why: eagerly, MaxAbsPool2d is two ATen poolings plus a negation and a selection over the largest tensors
 of the net, and every Rohrer stage writes its full-size sharpened output only for the pooling to keep a
 quarter of it. Measured on one thread, Rohrer100K's three stages at batch 128 (forward and backward,
-channels_last): eager MaxPool2d 9.5 ms a step, eager MaxAbsPool2d 22.5 ms, either one here 3.6-5.1 ms;
-SCS followed by its pooling 23 ms (max) and 38 ms (maxabs) with the sharpening compiled on its own, 7.5 ms
-fused here.
+channels_last): eager MaxAbsPool2d 22.5 ms a step, here 3.6-5.1 ms; SCS followed by its pooling 23 ms
+(max) and 38 ms (maxabs) with the sharpening compiled on its own, 7.5 ms fused here. A plain
+nn.MaxPool2d after a Conv2d stays ATen's (the Trainer does not mark it): windowed, its micro-benchmark
+was faster (9.5 ms against 3.6-5.1 ms) but a whole Conv2d + MaxPool2d training step was not.
 
 Two facts make this exact:
 - Windows that do not overlap (stride = kernel, no padding, as in every Rohrer net) let one kernel read
@@ -14,8 +15,8 @@ Two facts make this exact:
   write each input position once (the gradient, or 0) with no zero-fill and scatter.
 - Max-pooling commutes with a per-channel increasing function, and MaxAbs-pooling with one that is also
   odd: sharpen(c) = sign(c) (|c| + eps)^p with p > 0 is both. So a stage "SCS/SDP -> pool" picks each
-  window's winner by c = dot / norm and sharpens only the winners: the same values (bit for bit) and the
-  same winners, and a quarter of the exp/log work forward and backward.
+  window's winner by c = dot / norm and sharpens only the winners: the same winners and values (bit for
+  bit where both ways run the same sharpening math), and a quarter of the exp/log work each way.
 
 The selection reproduces ATen's: windows are read in row-major order and a later element wins only when
 strictly larger (the first maximum is kept); MaxAbs compares |v| and a tie (+a, -a) goes to +a, as in
@@ -26,8 +27,8 @@ float: a uint8 made the compiled selection about 3x slower (its masks convert el
 The kernels work on (B, H, W, C) views of channels_last tensors, so they are vectorized over channels,
 and compile once per process and layer shape, for every batch size (symbolic in the batch only: a kernel
 symbolic in every size ran 2-4x slower), through fused._run: a compiler failure is recorded and that
-kernel's modules go back to ATen's pooling. CPU only: on a GPU the
-Trainer compiles the whole model, where inductor fuses these operations itself.
+kernel's modules go back to ATen's pooling. CPU only: on a GPU the Trainer compiles the whole model,
+where inductor fuses these operations itself.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def _square(v) -> int | None:
 
 def _name(kind: str, window: tuple[int, bool, bool]) -> str:
     k, ceil_mode, absolute = window
-    return f"{kind} {'maxabs' if absolute else 'max'} k{k}{' ceil' if ceil_mode else ''}"
+    return f"{kind} {'maxabs' if absolute else 'max'} k{k} {'ceil' if ceil_mode else 'floor'}"
 
 
 def runs_windowed(pool, x: torch.Tensor, compiled: bool | None) -> bool:
@@ -171,7 +172,8 @@ class _WindowPool(torch.autograd.Function):
     def backward(ctx, grad):
         at, = ctx.saved_tensors
         fn = functools.partial(_pool_backward, k=ctx.k)
-        return _nchw(_run(ctx.name + " backward", fn, True, grad, _nhwc(grad), at, *ctx.size, shapes="batch")), None
+        grad_x = _run(ctx.name + " backward", fn, True, grad, _nhwc(grad), at, *ctx.size, shapes="batch")
+        return _nchw(grad_x), None
 
 
 class _SharpenedPool(torch.autograd.Function):
