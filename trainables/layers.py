@@ -14,6 +14,9 @@ The sharpening runs in float32 even under bf16/fp16 autocast: (|c| + eps) ** p w
 near 0.1 has derivatives of order 1e5 that half precision cannot hold. By default it runs as the fused
 Function of fused.py; `fused=False` keeps plain autograd through `sharpen()` (the bench's baseline).
 
+Called as layer(x, pool=pool) (a Rohrer stage's pooling right after the layer), SCS and SDP return the
+pooled output, as one kernel each way where windowed.py runs that pooling (same values).
+
 The reference clamps weight and p in place at the start of every forward. Under torch.compile that
 in-place write to parameters would be traced into the graph (and keeps CUDA graphs from being used), so
 a compiled forward skips it and the caller projects after each optimizer step instead: the Trainer calls
@@ -222,4 +225,3 @@ class MaxAbsPool2d(nn.Module):
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"ceil_mode={self.ceil_mode}")
-

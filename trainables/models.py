@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .config import ARCHS, ConfigError, TrialConfig
 from . import windowed
+from .config import ARCHS, ConfigError, TrialConfig
 from .layers import MaxAbsPool2d, SharpCosSim2d, SharpenedSDP2d
 
 __all__ = ["build_model", "init_weights", "count_params", "list_archs", "sharpened_layers",
