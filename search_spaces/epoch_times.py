@@ -73,7 +73,7 @@ def seconds_per_epoch(trial: dict) -> float:
 # sharpening and pooling kernels compiled; bench/report.md); SDP + MaxAbsPool2d was not measured and is
 # put between SDP + MaxPool2d and Conv2d + MaxAbsPool2d. Only their order is used: a part's costliest
 # trials start first, so that the tail of a sweep, when cores fall idle, is its shortest trials.
-CPU_RELATIVE = {("conv", "max"): 1.0, ("conv", "maxabs"): 1.02, ("scs", "max"): 1.09, ("scs", "maxabs"): 1.13,
+CPU_RELATIVE = {("conv", "max"): 1.0, ("conv", "maxabs"): 1.02, ("scs", "max"): 1.09, ("scs", "maxabs"): 1.15,
                 ("sdp", "max"): 0.99, ("sdp", "maxabs"): 1.01}
 
 

@@ -75,8 +75,11 @@ def test_the_cpu_compiles_its_kernels_only_for_trials_long_enough_to_pay(tiny_da
     # a conv net has kernels of its own to compile only with MaxAbsPool2d (nn.MaxPool2d stays ATen's)
     conv = Trainer(cfg(epochs=KERNEL_COMPILE_MIN_STEPS // steps, layer="conv"), *tiny_data)
     conv_max = Trainer(cfg(epochs=KERNEL_COMPILE_MIN_STEPS // steps, layer="conv", pooling="max"), *tiny_data)
-    paths = (short.compile_path, long.compile_path, conv.compile_path, conv_max.compile_path)
-    assert paths == ("no", "kernels", "kernels", "no")
+    resnet_stem = Trainer(cfg(epochs=KERNEL_COMPILE_MIN_STEPS // steps, arch="resnet18", layer="conv"),
+                          *tiny_data)  # its stem MaxAbsPool2d(3, 2, 1) overlaps: nothing to compile
+    paths = (short.compile_path, long.compile_path, conv.compile_path, conv_max.compile_path,
+             resnet_stem.compile_path)
+    assert paths == ("no", "kernels", "kernels", "no", "no")
 
 
 def test_checkpoint_of_another_config_is_refused(tiny_data, tmp_path):

@@ -125,8 +125,8 @@ def _run(name: str, fn, compiled: bool, t: torch.Tensor, *args, shapes: str = "s
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - a compiler problem must not stop a trial
-            log.warning("compiling the fused SCS %s failed (%s: %s); using the eager math",
-                        name, type(exc).__name__, exc)
+            log.warning("compiling the kernel %s failed (%s: %s); this call runs its math eagerly, later "
+                        "ones the modules' eager path", name, type(exc).__name__, exc)
             _compiled[key] = None
             _failures[key] = f"{type(exc).__name__}: {exc}"[:300]
     return fn(*args)

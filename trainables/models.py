@@ -106,8 +106,9 @@ class RohrerStage(nn.Sequential):
         return super().forward(x)
 
     def _pools_in_layer(self, x) -> bool:
-        """An SCS/SDP layer right before a pooling that runs windowed: one fused kernel (layers.py); else
-        module by module, so that hooks on the layer see its own output."""
+        """An SCS/SDP layer right before a pooling that runs windowed: one fused kernel (layers.py), where
+        a hook on the layer sees the pooled output and one on the pooling does not run; else module by
+        module (a model without compiled kernels, as evaluate builds it for hooks, always is)."""
         return (isinstance(self.layer, (SharpCosSim2d, SharpenedSDP2d)) and isinstance(self.norm, nn.Identity)
                 and windowed.runs_windowed(self.pool, x, self.layer.compiled_kernels))
 

@@ -34,6 +34,7 @@ from torch import nn
 from .config import COMPILE_MODES, ConfigError, TrialConfig
 from .data import DeviceLoader, ImageSet, load_dataset
 from .fused import allow_many_kernels, compile_failures
+from . import windowed
 from .layers import MaxAbsPool2d, SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
 
@@ -123,7 +124,8 @@ def _layer_type(m: nn.Module) -> str:
 KERNEL_COMPILE_MIN_STEPS = 200
 
 
-# The modules with compiled kernels of their own (fused.py, windowed.py), switched on by compiles_kernels
+# The modules with compiled kernels of their own (fused.py, windowed.py), switched on by compiles_kernels;
+# a MaxAbsPool2d only where its windows do not overlap (the ResNet stem's do: it stays eager)
 KERNEL_MODULES = (SharpCosSim2d, SharpenedSDP2d, MaxAbsPool2d)
 
 
@@ -198,7 +200,8 @@ class Trainer:
         self.compile_mode = compile
         self.compiled = compiles(compile, self.device)
         self.cuda_graphs = self.compiled and on_gpu
-        kernel_modules = [m for m in self.model.modules() if isinstance(m, KERNEL_MODULES)]
+        kernel_modules = [m for m in self.model.modules() if isinstance(m, KERNEL_MODULES)
+                          and not (isinstance(m, MaxAbsPool2d) and windowed.window_of(m) is None)]
         self.kernels_compiled = bool(kernel_modules) and compiles_kernels(
             compile, self.device, cfg.epochs * len(self.train_loader))
         for m in kernel_modules:

@@ -15,19 +15,26 @@ Two facts make this exact:
   write each input position once (the gradient, or 0) with no zero-fill and scatter.
 - Max-pooling commutes with a per-channel increasing function, and MaxAbs-pooling with one that is also
   odd: sharpen(c) = sign(c) (|c| + eps)^p with p > 0 is both. So a stage "SCS/SDP -> pool" picks each
-  window's winner by c = dot / norm and sharpens only the winners: the same winners and values (bit for
-  bit where both ways run the same sharpening math), and a quarter of the exp/log work each way.
+  window's winner by c = dot / norm and sharpens only the winners: the same winners and values (but see
+  rounding below), and a quarter of the exp/log work each way.
 
 The selection reproduces ATen's: windows are read in row-major order and a later element wins only when
-strictly larger (the first maximum is kept); MaxAbs compares |v| and a tie (+a, -a) goes to +a, as in
-layers.MaxAbsPool2d. With ceil_mode the last window's missing rows and columns repeat its first ones, which
-can never win (a copy is not strictly larger), so no padding value is needed. The winner's position is a
+strictly larger (the first maximum is kept) or NaN (a NaN anywhere in a window passes through, so a
+diverging trial still stops); MaxAbs compares |v| and a tie (+a, -a) goes to +a, as in
+layers.MaxAbsPool2d. With ceil_mode the last window's missing rows and columns repeat the input's last
+real row and column, which the window has already read and so can never win (a copy is not strictly
+larger): no padding value is needed.
+
+Fused with the sharpening, the winners are picked by c where ATen picks them by y = sharpen(c). The two
+orders agree except where float32 rounding gives two different c the same y (or, pow not being correctly
+rounded, swaps them): then the gradient goes to another position of the window, or, for MaxAbs, a
+near-tie of +a and -b flips the pooled sign. Rare, and harmless to training, but not bit for bit. The winner's position is a
 float: a uint8 made the compiled selection about 3x slower (its masks convert element by element).
 
 The kernels work on (B, H, W, C) views of channels_last tensors, so they are vectorized over channels,
-and compile once per process and layer shape, for every batch size (symbolic in the batch only: a kernel
-symbolic in every size ran 2-4x slower), through fused._run: a compiler failure is recorded and that
-kernel's modules go back to ATen's pooling. CPU only: on a GPU the Trainer compiles the whole model,
+and compile once per process and layer shape, for every batch size above 1 (symbolic in the batch only:
+a kernel symbolic in every size ran 2-4x slower; a batch of 1 gets a kernel of its own), through
+fused._run: a compiler failure is recorded and that kernel's modules go back to ATen's pooling. CPU only: on a GPU the Trainer compiles the whole model,
 where inductor fuses these operations itself.
 """
 from __future__ import annotations
@@ -97,9 +104,9 @@ def _select(values: list[torch.Tensor], absolute: bool) -> tuple[torch.Tensor, t
     for e, v in enumerate(values[1:], 1):
         if absolute:
             size, best_size = v.abs(), best.abs()
-            better = (size > best_size) | ((size == best_size) & (v > 0) & ~(best > 0))
+            better = (size > best_size) | ((size == best_size) & (v > 0) & ~(best > 0)) | v.isnan()
         else:
-            better = v > best
+            better = (v > best) | v.isnan()
         best, at = torch.where(better, v, best), torch.where(better, float(e), at)
     return best, at
 
