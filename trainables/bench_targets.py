@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -157,7 +158,7 @@ def run_targets(args) -> int:
         if args.before:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(scratch / "before")],
                            capture_output=True)
-        subprocess.run(["rm", "-rf", str(scratch)])
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
