@@ -211,10 +211,9 @@ def test_constrain_model_projects_every_sharpened_layer():
     assert model[2].weight.min().item() == -7.0  # a plain conv is not the reference's to clamp
 
 
-def test_fused_kernels_fall_back_to_the_same_eager_math_when_compiling_fails(monkeypatch, caplog):
-    """On CUDA the fused bodies are compiled; a compiler failure must cost speed, never the trial."""
-    from types import SimpleNamespace
-
+@pytest.fixture
+def broken_compiler(monkeypatch):
+    """torch.compile whose every compiled function raises, and fused.py's kernel caches emptied."""
     from trainables import fused
 
     def broken_compile(fn, **kwargs):
@@ -225,6 +224,14 @@ def test_fused_kernels_fall_back_to_the_same_eager_math_when_compiling_fails(mon
     monkeypatch.setattr(torch, "compile", broken_compile)
     monkeypatch.setattr(fused, "_compiled", {})
     monkeypatch.setattr(fused, "_failures", {})
+    return fused
+
+
+def test_fused_kernels_fall_back_to_the_same_eager_math_when_compiling_fails(broken_compiler, caplog):
+    """On CUDA the fused bodies are compiled; a compiler failure must cost speed, never the trial."""
+    from types import SimpleNamespace
+
+    fused = broken_compiler
     calls = []
     fake_cuda = SimpleNamespace(is_cuda=True, device=torch.device("cuda"))
     assert fused._run("probe", lambda a: calls.append(a) or a * 2, True, fake_cuda, 21) == 42
@@ -354,17 +361,8 @@ def test_the_compiled_windowed_kernels_match_atens_pooling_after_the_compiled_sh
     assert counters["frames"]["ok"] == compiled_before
 
 
-def test_a_windowed_kernel_that_fails_to_compile_sends_its_pooling_back_to_aten(monkeypatch, caplog):
-    from trainables import fused
-
-    def broken_compile(fn, **kwargs):
-        def run(*args):
-            raise RuntimeError("inductor exploded")
-        return run
-
-    monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(fused, "_compiled", {})
-    monkeypatch.setattr(fused, "_failures", {})
+def test_a_windowed_kernel_that_fails_to_compile_sends_its_pooling_back_to_aten(broken_compiler, caplog):
+    fused = broken_compiler
     pool, x = MaxAbsPool2d(2, ceil_mode=True), _ties((2, 6, 15, 15))
     pool.compiled_kernels = True
     assert torch.equal(pool(x), _two_pass_maxabs(x, 2, 2, 0, True))  # the failing call: the same math, eagerly

@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
               "warm-up share of 100 epochs |\n|---|---|---|---|---|---|---|---|---|")
         for r in out["epochs"]:
             variant = f"{r['layer']}+{r['activation']}+{r['pooling']}+{r['normalization']}"
-            path = r["compile_path"]  # what ran compiled: model + CUDA graphs, model, sharpening kernels, no
+            path = r["compile_path"]  # what ran compiled: model + CUDA graphs, model, kernels, no
             print(f"| {r['arch']}@{r['image_dim']} | {variant} | {r['batch_size']} | {r['n_train']}/{r['n_test']} | "
                   f"{path} | {r['train_s_per_epoch']:.3f} | {r['eval_s_per_epoch']:.3f} | {r['compile_s']:.1f} | "
                   f"{100 * r['compile_share_100_epochs']:.1f} % |")

@@ -76,8 +76,8 @@ _failures: dict[str, str] = {}    # "name/device" -> why compiling it failed (a 
 
 
 def compile_failures(device_type: str = "") -> list[str]:
-    """One line per fused kernel that fell back to the eager math in this process (on one device type),
-    saying why; a failed kernel stays eager for the rest of the process."""
+    """One line per compiled kernel (fused.py's, windowed.py's) whose compiling failed in this process (on
+    one device type), saying why; its callers stay on their eager path for the rest of the process."""
     return [f"compiled kernel {key}: {why}" for key, why in sorted(_failures.items())
             if not device_type or key.endswith("/" + device_type)]
 

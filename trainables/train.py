@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import windowed
 from .config import COMPILE_MODES, ConfigError, TrialConfig
 from .data import DeviceLoader, ImageSet, load_dataset
 from .fused import allow_many_kernels, compile_failures
-from . import windowed
 from .layers import MaxAbsPool2d, SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
 
