@@ -9,8 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
-VENV=.venv
-stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
+VENV=${SCS_VENV:-.venv}                   # SCS_VENV: another place for the environment
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
+# SCS_TORCH_INDEX: a PyTorch wheel index for the CUDA build (e.g. https://download.pytorch.org/whl/cu126 for a
+# driver too old for PyPI's CUDA 13 wheel); part of the stamp, so changing it reinstalls
+stamp="$VENV/.installed-$( (cat pyproject.toml; echo "${SCS_TORCH_INDEX:-}") | sha1sum | cut -c1-12)"
+gpu=0; nvidia-smi -L >/dev/null 2>&1 && gpu=1
 if [ ! -f "$stamp" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
@@ -18,17 +22,26 @@ if [ ! -f "$stamp" ]; then
   # CUDA build: right where an NVIDIA GPU is; elsewhere a CPU build, from a local wheel folder when pip
   # is configured with one (dev and CI machines), else from PyTorch's CPU index (GBs less to download).
   TORCH="torch>=2.13,<2.14"
-  if nvidia-smi -L >/dev/null 2>&1; then
+  if [ "$gpu" = 1 ] && [ -n "${SCS_TORCH_INDEX:-}" ]; then
+    "$VENV/bin/python" -m pip install -q --force-reinstall "$TORCH" --index-url "$SCS_TORCH_INDEX"
+  elif [ "$gpu" = 1 ]; then
     "$VENV/bin/python" -m pip install -q "$TORCH"
   elif ! "$VENV/bin/python" -m pip install -q --no-index --no-deps "$TORCH" 2>/dev/null; then
     "$VENV/bin/python" -m pip install -q --no-deps "$TORCH" --index-url https://download.pytorch.org/whl/cpu
   fi
   "$VENV/bin/python" -m pip install -q -e ".[test]"
-  rm -f "$VENV"/.installed-*; touch "$stamp"
+  rm -f "$VENV"/.installed-*
+  # the stamp records which torch build went in (torch version, the CUDA it was built for)
+  "$VENV/bin/python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" > "$stamp"
 fi
-export PATH="$PWD/$VENV/bin:$PATH"
+if [ "$gpu" = 1 ]; then
+  # a GPU node ends set up only where torch can use its GPU and torch.compile can build GPU kernels;
+  # otherwise one line says what to install (trainables/devices.py)
+  "$VENV/bin/python" -m trainables.devices --require-gpu || exit 1
+fi
+export PATH="$VENV/bin:$PATH"
 case "${1:-demo}" in
-  setup) echo "scs-sweep is installed in $PWD/$VENV" ;;
+  setup) echo "scs-sweep is installed in $VENV" ;;
   test) shift || true; exec python -m pytest -q "$@" ;;
   demo)
     shift || true

@@ -133,12 +133,12 @@ def run(args) -> int:
 
         load_cifar10(options.data_dir)
     from . import tuner
+    from .gpus import assign_gpus
 
-    tuner.connect(args.address)
-    if tuner.has_gpu() and not args.smoke_test:
-        options.has_gpu = True
-        sweep = plan_sweep(name, args.preset, experiments, options, store=store, storage=str(storage))
-    elif options.gpus_per_trial:
+    on_cluster = tuner.connect(args.address)
+    supply = tuner.gpu_supply(on_cluster)  # the GPUs each trial asks for: decided once, from the cluster
+    requests = assign_gpus(sweep, options.gpus_per_trial, options.smoke_test, supply)
+    if options.gpus_per_trial and not supply.any:
         print(f"note: the cluster has no GPU now; trials asking for --gpus-per-trial "
               f"{options.gpus_per_trial:g} wait until a node with GPUs joins (an autoscaling cluster starts "
               f"one); Ctrl-C and drop --gpus-per-trial to train on CPUs")
@@ -150,6 +150,8 @@ def run(args) -> int:
     seeds = sorted({t["config"]["seed"] for part in sweep.parts for t in part.trials})
     print(f"sweep {name}: {sweep.n_trials} trials in {len(sweep.parts)} part(s), seeds {_ranges(seeds)}, "
           f"budget {sweep.budget}; runs in {storage / name}, rows in {store}")
+    for line in requests:
+        print(f"sweep {name}: {line}")
     if sweep.dropped:
         print(f"note: {sweep.dropped} planned trial(s) repeated another's resolved config and seed; each runs once")
     searches = [p.part for p in sweep.parts if p.search]

@@ -28,8 +28,7 @@ from trainables.vocabulary import FULL_BUDGET, PAPER_EPOCHS, PAPER_TEST_IMAGES, 
 
 from .errors import UsageError
 
-__all__ = ["PartPlan", "SweepPlan", "RunOptions", "plan_sweep", "default_gpus_per_trial",
-           "estimate_gpu_hours", "SMOKE", "QUICK", "IMAGES"]
+__all__ = ["PartPlan", "SweepPlan", "RunOptions", "plan_sweep", "estimate_gpu_hours", "SMOKE", "QUICK", "IMAGES"]
 
 # --smoke-test: one epoch on a few hundred synthetic images, on the CPU; PGD on 32 images with 2 steps.
 SMOKE = dict(epochs=1, n_train=256, n_test=128, batch_size=64, pgd_images=32, steps=2, samples=4)
@@ -39,13 +38,6 @@ SMOKE = dict(epochs=1, n_train=256, n_test=128, batch_size=64, pgd_images=32, st
 QUICK = dict(epochs=8, n_train=5000, n_test=2000, seeds=3, pgd_images=100, samples=8)
 # The images a data set has: a subset cannot be larger (synthetic data is drawn to any size).
 IMAGES = {"cifar10": {"n_train": PAPER_TRAIN_IMAGES, "n_test": PAPER_TEST_IMAGES}}
-
-
-def default_gpus_per_trial(arch: str, image_dim: int = 32) -> float:
-    """Small nets share a GPU: the paper_facts H200 anchor is ~2x total throughput at 4 processes."""
-    if arch == "resnet18":
-        return 1.0 if image_dim == 224 else 0.5
-    return 0.25
 
 
 @dataclass
@@ -61,8 +53,7 @@ class RunOptions:
     smoke_test: bool = False
     prune: bool = True
     num_samples: int = 0
-    gpus_per_trial: float | None = None
-    has_gpu: bool = False
+    gpus_per_trial: float | None = None   # None: decided from the cluster once Ray runs (gpus.py)
     max_concurrent: int = 0
     checkpoint_every: int = defaults.CHECKPOINT_EVERY
     evaluate: bool = True
@@ -90,9 +81,9 @@ class RunOptions:
                 raise UsageError(f"{flag} {given:,} is more than {self.resolved_dataset} has "
                                  f"({limits[key]:,}); give at most {limits[key]:,}, or leave it out for all")
         gpus = self.gpus_per_trial
-        if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
-            raise UsageError(f"--gpus-per-trial must be a fraction of one GPU or a whole number of GPUs, "
-                             f"got {gpus:g}")
+        if gpus is not None and not 0 <= gpus <= 1:
+            raise UsageError(f"--gpus-per-trial {gpus:g}: a trial trains on one GPU; give 1, or a fraction "
+                             f"(0.25: four trials share a GPU)")
         if gpus and self.smoke_test:
             raise UsageError("--smoke-test runs on the CPU; drop --gpus-per-trial (or use --epochs 1 "
                              "--train-images 256 to try the GPU)")
@@ -282,10 +273,8 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
                 planned, n = _unique(planned, seen, where)
                 dropped += n
                 # costliest first (stable: seeds keep their order), so the last trials are the shortest
-                planned.sort(key=lambda t: -expected_epoch_cost(t["config"], options.has_gpu))
-            first = planned[0]["config"]
-            gpus = options.gpus_per_trial if options.gpus_per_trial is not None else \
-                default_gpus_per_trial(first["arch"], first["image_dim"]) if options.has_gpu else 0.0
+                # (re-ordered for a GPU when the sweep's GPUs are decided: gpus.assign_gpus)
+                planned.sort(key=lambda t: -expected_epoch_cost(t["config"], False))
             asha = None
             # a quick run is too short to prune (every trial counts), and a part a later stage starts from
             # must finish its trials
@@ -293,7 +282,7 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
                 asha = dict(grace_period=experiment.asha.grace(epochs),
                             reduction_factor=experiment.asha.reduction_factor)
             parts.append(PartPlan(part=part, trials=planned, epochs=epochs, search=search, asha=asha,
-                                  depends_on=depends_on, gpus_per_trial=gpus))
+                                  depends_on=depends_on, gpus_per_trial=options.gpus_per_trial or 0.0))
     evaluation = None
     if options.evaluate:
         evaluation = dict(pgd_images=SMOKE["pgd_images"], steps=SMOKE["steps"]) if smoke else \

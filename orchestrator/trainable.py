@@ -55,8 +55,8 @@ def _train(params: dict) -> None:
     import torch
 
     from trainables import Trainer, TrialConfig
-
     from trainables.config import ConfigError
+    from trainables.devices import trial_device
 
     run = params[RUN_KEY]
     spec = trial_spec(params)
@@ -64,7 +64,10 @@ def _train(params: dict) -> None:
         raise ConfigError(spec.init_error)
     cfg = TrialConfig.from_dict(spec.config)
     torch.set_num_threads(max(1, int(run.get("cpus_per_trial", 1))))
-    trainer = Trainer(cfg, compile=run.get("compile", "auto"))
+    # what Ray assigned, never "any visible GPU": Ray leaves CUDA_VISIBLE_DEVICES alone for a trial that
+    # asked for no GPU, and a GPU torch cannot use is one line here (DeviceError: failed, not retried)
+    gpu_ids = ray.get_gpu_ids()
+    trainer = Trainer(cfg, device=trial_device(gpu_ids), compile=run.get("compile", "auto"))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -76,6 +79,8 @@ def _train(params: dict) -> None:
         "code_version": run.get("code_version", "unknown"), "config_hash": cfg.config_hash(),
         "node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran this epoch
         "node_ip": ray.util.get_node_ip_address(),  # the same node as its address, as the cluster file names it
+        # the GPU Ray assigned, as its node numbers them (None on the CPU, or a GPU Ray names by UUID)
+        "gpu_index": int(gpu_ids[0]) if gpu_ids and str(gpu_ids[0]).isdigit() else None,
         "compile_s": trainer.warm_up(),  # compile + CUDA-graph capture before epoch 1 (0 when eager)
     }
     every = max(1, int(run.get("checkpoint_every", defaults.CHECKPOINT_EVERY)))

@@ -21,8 +21,10 @@ from results.store import get_store
 from search_spaces.experiment import stage_ref
 from trainables.vocabulary import FINISHED
 
+from . import gpus
 from .cluster_cmd import RAY_JOB_MARK
 from .errors import UsageError
+from .gpus import GpuSupply
 from .plan import PartPlan, SweepPlan
 from .records import gather_part, trial_dirs, tune_states
 from .scheduler import METRIC, MODE, ResumableASHA
@@ -30,7 +32,7 @@ from .store_callback import StoreAndProgress
 from .trainable import CHECKPOINT_FILE, train_scs
 from .tune_config import param_space
 
-__all__ = ["connect", "execute", "has_gpu", "code_version", "OPTUNA_DB", "CPUS_PER_TRIAL"]
+__all__ = ["connect", "execute", "gpu_supply", "code_version", "OPTUNA_DB", "CPUS_PER_TRIAL"]
 
 CPUS_PER_TRIAL = 1
 OPTUNA_DB = "optuna.db"   # in the sweep's folder: `optuna-dashboard sqlite:///.../optuna.db`
@@ -176,12 +178,13 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> str:
     return resolved
 
 
-def connect(address: str = "") -> None:
+def connect(address: str = "") -> bool:
     """Join a cluster (auto | HOST:PORT), or start Ray embedded on this machine.
 
     Embedded means a fresh local Ray whatever RAY_ADDRESS or Ray's "current cluster" file say: a plain
     ray.init() would join any cluster a `ray start` left behind, alive or dead. The one exception is a
     driver that Ray's Job server started: the Job's own cluster is the one it was submitted to.
+    Returns whether this joined a cluster (False: embedded, or already connected in this process).
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # we add the loggers ourselves
@@ -189,7 +192,7 @@ def connect(address: str = "") -> None:
     # TensorBoard at the driver's temporary staging folder instead of the sweep's folder
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
-        return
+        return False
     if not address and os.environ.get(RAY_JOB_MARK):
         address = "auto"
         print("running as a Ray Job: the sweep uses the Job's cluster", flush=True)
@@ -200,14 +203,16 @@ def connect(address: str = "") -> None:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UsageError(f"cannot join the Ray cluster at {resolved} ({first}); {_START_ONE}") from None
-    else:
-        os.environ.pop("RAY_ADDRESS", None)  # nor may anything this process starts join it
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+        return True
+    os.environ.pop("RAY_ADDRESS", None)  # nor may anything this process starts join it
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    return False
 
 
-def has_gpu() -> bool:
-    return ray.cluster_resources().get("GPU", 0) > 0
+def gpu_supply(on_cluster: bool) -> GpuSupply:
+    """The GPUs the connected Ray has, and on a cluster the GPU node types its autoscaler can start."""
+    return gpus.gpu_supply(ray.cluster_resources(), on_cluster)
 
 
 def execute(sweep: SweepPlan, resume: bool = False) -> list[dict]:

@@ -19,7 +19,7 @@ __all__ = ["rows_for_trial", "evaluation_rows", "epoch_timeline"]
 
 # Provenance the trainable reports with every epoch; the trial's row keeps the last epoch's values.
 _PROVENANCE = ("params", "gpu", "host", "code_version", "torch_version", "ray_version", "config_hash",
-               "compile_s", "compiled", "compile_error", "node_ip")
+               "compile_s", "compiled", "compile_error", "node_ip", "gpu_index")
 
 
 def _ended(result: dict) -> float | None:

@@ -8,9 +8,10 @@ import pyarrow as pa
 #    interval); trials gain paper_table, init_from_trial, compiled (what ran compiled: model + CUDA graphs,
 #    model, kernels (before 2026-11-29: sharpening kernels) or no), compile_error and node_ip (the host that ran it); epochs gain
 #    ended_at, wall_s and node_id (when and where each epoch ran); saliency gains the input image.
+# 4: trials gain gpu_index (the GPU Ray assigned the trial, as its node numbers them; null on the CPU).
 # A reader with this schema sees older files' missing columns as null and their ISO-text times as
 # timestamps (pyarrow casts them on read), and `ensure` upgrades the version: old stores read as they are.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # milliseconds: timing.py tells epochs of two trials apart that end within the same second
 _F, _I, _S, _B, _T = pa.float64(), pa.int64(), pa.string(), pa.bool_(), pa.timestamp("ms")
@@ -27,7 +28,7 @@ _COLUMNS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("ray_version", _S), ("config_hash", _S), ("config_json", _S), ("started_at", _T),
         ("ended_at", _T), ("compile_s", _F), ("budget", _S), ("n_train", _I), ("n_test", _I),
         ("data_dir", _S), ("paper_table", _S), ("init_from_trial", _S), ("compiled", _S),
-        ("compile_error", _S), ("node_ip", _S),
+        ("compile_error", _S), ("node_ip", _S), ("gpu_index", _I),
     ],
     "epochs": [
         ("trial_id", _S), ("epoch", _I), ("train_loss", _F), ("train_acc", _F), ("test_loss", _F),

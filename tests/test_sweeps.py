@@ -78,6 +78,8 @@ def test_table1_smoke_run_reports_every_trial_and_gather_reproduces_its_rows(loc
     assert span["later"] is True  # Parquet timestamps: DuckDB subtracts them as they are
     out = capsys.readouterr().out
     assert "part 1/1: table1, 8 trial(s) of 1 epoch(s)" in out and "seeds 0" in out
+    assert "part table1: each trial asks for 1 CPU and no GPU (--smoke-test trains on the CPU)" in out
+    assert all(t["gpu"] == "cpu" and t["gpu_index"] is None and t["node_ip"] for t in trials)
     assert "8 done" in out and "best test_acc" in out and "ETA" in out
     assert (runs / "table1" / "sweep.toml").read_text().startswith("# scs-sweep sweep file: table1")
     assert list((runs / "table1" / "table1").rglob("events.out.tfevents*"))  # TensorBoard logs

@@ -106,14 +106,16 @@ def allow_many_kernels() -> None:
 def _run(name: str, fn, compiled: bool, t: torch.Tensor, *args, shapes: str = "symbolic"):
     """fn(*args), as one compiled kernel per process and device type when `compiled`; eagerly otherwise,
     inside an outer torch.compile (which fuses it with its neighbours), and after a compiler failure
-    (the same math). shapes="symbolic": on the CPU one kernel for every shape (CUDA specialises);
+    (the same math). shapes="symbolic": on the CPU one kernel for every shape (on CUDA one per shape);
     "batch": one kernel per shape with the batch size (dim 0 of every argument) symbolic."""
     key = f"{name}/{t.device.type}"
     if compiled and not torch.compiler.is_compiling() and _compiled.get(key, fn) is not None:
         try:
             allow_many_kernels()
             if key not in _compiled:
-                dynamic = (True if t.device.type == "cpu" else None) if shapes == "symbolic" else False
+                # CPU: one kernel symbolic in every size; CUDA: specialised per shape (Triton's static
+                # kernels are the fast ones, and dynamic=None would turn symbolic at the second shape)
+                dynamic = t.device.type == "cpu" if shapes == "symbolic" else False
                 _compiled[key] = torch.compile(fn, dynamic=dynamic)
             # detached: dynamo guards on requires_grad, which would compile the forward again for evaluation
             args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)

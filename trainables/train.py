@@ -157,8 +157,22 @@ def compiled_call(cuda_graphs: bool):
     # silently send the rest of a reused worker's trials back to eager. Per call: the limit is per thread.
     allow_many_kernels()
     if mode not in _compiled_calls:
-        _compiled_calls[mode] = torch.compile(_call, mode=mode)
+        # dynamic=False: one static graph per batch size. An epoch's last, partial batch is a second size,
+        # and by default dynamo then recompiles the model with a symbolic batch size, and that graph
+        # (slower kernels, a CUDA graph recorded per size) serves every later step of every later trial
+        # in the process. Static: 2 sizes x train/eval = 4 graphs per architecture, each at full speed.
+        _compiled_calls[mode] = torch.compile(_call, mode=mode, dynamic=False)
     return _compiled_calls[mode]
+
+
+def forget_cuda_graphs() -> None:
+    """Free the CUDA graphs earlier trials of this process recorded. A graph is recorded for the addresses
+    of one trial's parameters: a later trial in the same (reused) worker records its own, and without this
+    the old ones would stay, holding their memory pools (and re-recording counts toward a limit after
+    which inductor stops using graphs at all). One trial trains per worker at a time (Tune's actors)."""
+    from torch._inductor.cudagraph_trees import reset_cudagraph_trees
+
+    reset_cudagraph_trees()
 
 
 class Trainer:
@@ -255,7 +269,7 @@ class Trainer:
         """Copy every tensor whose name and shape match (a conv net's kernels into its SCS twin)."""
         if not Path(path).is_file():
             raise ConfigError(f"init_from {path} is not a checkpoint file")
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # load_state_dict copies to the device
         source = state.get("model", state)
         target = self.model.state_dict()
         matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
@@ -285,6 +299,8 @@ class Trainer:
         dim = self.cfg.image_dim
         self._sync()
         start = time.perf_counter()
+        if self.cuda_graphs:
+            forget_cuda_graphs()
         try:
             for train, n in ((True, len(self.train_set)), (False, len(self.test_set))):
                 self.model.train(train)
@@ -339,8 +355,11 @@ class Trainer:
                 logits = self._forward(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             self.scaler.scale(loss).backward()
+            # the gradients' true size: unscale_ divides them by the fp16 loss scale on the device (step()
+            # then does not divide again); get_scale() would copy the scale to the host at every step
+            self.scaler.unscale_(self.optimizer)
             grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]
-            grad_norm_sum += torch.stack(torch._foreach_norm(grads)).float() / self.scaler.get_scale()
+            grad_norm_sum += torch.stack(torch._foreach_norm(grads)).float()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             if self.compiled:  # the compiled forward leaves the reference's clamps to us (layers.py)
@@ -416,9 +435,10 @@ class Trainer:
         return {"torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None}
 
     def _set_rng_state(self, state: dict) -> None:
-        torch.set_rng_state(state["torch_rng"])
+        # generator states are CPU byte tensors on every device (set_rng_state refuses any other)
+        torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
 
     def state_dict(self) -> dict:
         return {
@@ -446,7 +466,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
-        self.gen.set_state(state["rng"])
+        self.gen.set_state(state["rng"].cpu())
         self._set_rng_state(state)
         self.epoch = state["epoch"]
         self.history = list(state["history"])
@@ -459,7 +479,9 @@ class Trainer:
         os.replace(tmp, path)
 
     def load(self, path: str | Path) -> None:
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        """Restore a checkpoint written on any device: read onto the CPU (where the RNG states must stay),
+        then model, optimizer and scaler copy their tensors to this Trainer's device."""
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
     @property
     def done(self) -> bool:
