@@ -34,7 +34,7 @@ from .data import make_synthetic
 from .layers import SharpCosSim2d
 from .reference_pipeline import ReferenceStyleSCS
 from .train import Trainer, check_device, compiles
-from .vocabulary import COMPILE_MODES, PRECISIONS
+from .vocabulary import COMPILE_MODES, PRECISIONS, parse_variant
 
 __all__ = ["bench_epochs", "bench_layer", "variant_keys", "LAYER_SHAPES", "ReferenceStyleSCS", "main"]
 
@@ -54,7 +54,7 @@ LAYER_SHAPES = [
 
 def variant_keys(variant: str) -> dict:
     """TrialConfig keys from the bench's spelling of a variant: layer+activation+pooling[+normalization]."""
-    return dict(zip(("layer", "activation", "pooling", "normalization"), variant.strip().split("+")))
+    return parse_variant(variant)
 
 
 def _timer(device: torch.device):

@@ -59,3 +59,13 @@ PAPER_EPOCHS = {"table1": 800, "table2": 200, "table3": 800, "table4": 800, "tab
                 "table7": 800, "table8": 200, "cosine": 800}
 PAPER_TABLES = tuple(PAPER_EPOCHS)
 PAPER_TRAIN_IMAGES, PAPER_TEST_IMAGES = 50_000, 10_000   # CIFAR-10's training and test sets
+
+
+# -- how benches spell a variant ----------------------------------------------------------------
+VARIANT_KEYS = ("layer", "activation", "pooling", "normalization")
+
+
+def parse_variant(variant: str) -> dict:
+    """TrialConfig keys from the benches' spelling of a variant, layer+activation+pooling[+normalization]
+    (e.g. scs+none+maxabs); TrialConfig checks the values."""
+    return dict(zip(VARIANT_KEYS, variant.strip().split("+")))
