@@ -1,8 +1,8 @@
 """Seconds to evaluate one checkpoint the way every trial's end does: PGD (the default eps list, 10 steps,
 1,000 images) and one saliency map per class (10 images). Needs only torch.
 
-    PYTHONPATH=. python3 bench/evaluation.py                      # rohrer100k and ResNet18@224, SCS
-    PYTHONPATH=. python3 bench/evaluation.py --models rohrer100k:scs+none+maxabs --pgd-images 100
+    python -m bench.evaluation                      # rohrer100k and ResNet18@224, SCS
+    python -m bench.evaluation --models rohrer100k:scs+none+maxabs --pgd-images 100
 
 The weights are freshly initialised: the attack does the same work on any weights, so the time is
 what a trained checkpoint costs (its accuracies are not meaningful here).
@@ -14,18 +14,18 @@ import time
 
 import torch
 
-from trainables.bench import variant_keys
 from trainables.config import TrialConfig
 from trainables.data import make_synthetic
 from trainables.evaluation import EvalSettings, evaluate_model
 from trainables.models import build_model
 from trainables.train import pick_device
+from trainables.vocabulary import parse_variant
 
 
 def time_evaluation(spec: str, settings: EvalSettings, device: torch.device) -> dict:
     arch_dim, variant = spec.split(":")
     arch, _, dim = arch_dim.partition("@")
-    cfg = TrialConfig(arch=arch, image_dim=int(dim or 32), **variant_keys(variant))
+    cfg = TrialConfig(arch=arch, image_dim=int(dim or 32), **parse_variant(variant))
     model = build_model(cfg).to(device)
     _, test = make_synthetic(100, 10_000)
     test = test.to(device)
@@ -40,7 +40,7 @@ def time_evaluation(spec: str, settings: EvalSettings, device: torch.device) -> 
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.evaluation", description=__doc__.splitlines()[0])
     p.add_argument("--models", default="rohrer100k:scs+none+maxabs,resnet18@224:scs+none+max+batchnorm")
     p.add_argument("--pgd-images", type=int, default=1000)
     p.add_argument("--steps", type=int, default=10)

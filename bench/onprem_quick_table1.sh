@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quick Table 1 on real CIFAR-10, run as a Ray Job on a two-host cluster that `ray up
 # cluster-onprem.yaml` brings up on this machine (head 127.0.0.1, worker 127.0.0.2, each an sshd in its own
-# namespace: bench/onprem_lab.py), then its wall time and `scs-sweep tables`; everything is torn down.
+# namespace: tests/support/onprem_lab.py), then its wall time and `scs-sweep tables`; everything is torn down.
 #   sudo bash bench/onprem_quick_table1.sh DATA_DIR [WORK_DIR]     # DATA_DIR holds cifar-10-batches-py (or -bin)
 # SCS_LAB_SWEEP replaces the Job's arguments (tried here only as "run table1 --smoke-test").
 set -euo pipefail
@@ -12,7 +12,7 @@ name=onprem-quick-table1
 read -r -a sweep <<< "${SCS_LAB_SWEEP:-run table1 --quick}"
 ./dev.sh setup
 start=$(date +%s)
-.venv/bin/python bench/onprem_lab.py "$work" --data "$data" --name "$name" --timeout 3600 \
+.venv/bin/python tests/support/onprem_lab.py "$work" --data "$data" --name "$name" --timeout 3600 \
   -- "${sweep[@]}" --data /mnt/scs/data
 .venv/bin/python - "$work/lab.json" <<'PY'
 import json, sys

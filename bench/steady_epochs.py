@@ -1,7 +1,7 @@
 """Rohrer100K training epochs of several variants in one process, taking turns: the steady state, after
 each variant's warm-up and first epoch, with no process start or compile in the timing.
 
-    PYTHONPATH=. python3 bench/steady_epochs.py conv+relu+max,conv+relu+maxabs,scs+none+max [IMAGES] [ROUNDS]
+    python -m bench.steady_epochs conv+relu+max,conv+relu+maxabs,scs+none+max [IMAGES] [ROUNDS]
 
 A variant is layer+activation+pooling, optionally @COMPILE (auto, on, off; default auto for a 100-epoch
 trial). One thread, as a sweep's trial; synthetic images (default 2,560), batch 128. Prints each variant's
@@ -15,6 +15,7 @@ import torch
 from trainables.config import TrialConfig
 from trainables.data import make_synthetic
 from trainables.train import Trainer
+from trainables.vocabulary import parse_variant
 
 
 def main(variants: list[str], n_train: int, rounds: int) -> None:
@@ -23,8 +24,7 @@ def main(variants: list[str], n_train: int, rounds: int) -> None:
     trainers = {}
     for variant in variants:
         spec, _, mode = variant.partition("@")
-        keys = dict(zip(("layer", "activation", "pooling"), spec.split("+")))
-        cfg = TrialConfig(arch="rohrer100k", batch_size=128, dataset="synthetic", epochs=100, **keys)
+        cfg = TrialConfig(arch="rohrer100k", batch_size=128, dataset="synthetic", epochs=100, **parse_variant(spec))
         trainers[variant] = Trainer(cfg, train, test, device="cpu", compile=mode or "auto")
         trainers[variant].train_epoch()  # warm-up and the first epoch, untimed
     times = {v: [] for v in variants}

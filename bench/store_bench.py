@@ -6,29 +6,26 @@ rows with every p value (the real layer counts and kernel counts of each arch), 
 effects), the PNG figures and the self-contained report. Time `scs-sweep query` and `scs-sweep tables`
 on the store it leaves (OUT/store) with /usr/bin/time -v for their wall time and peak memory.
 
-    python bench/store_bench.py [--epochs 800] [--out /tmp/store_bench]
+    python -m bench.store_bench [--epochs 800] [--out /tmp/store_bench]
 """
 from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from results.figures import write_figures  # noqa: E402
-from results.report import write_report  # noqa: E402
-from results.rows import evaluation_rows, rows_for_trial  # noqa: E402
-from results.store import ParquetStore  # noqa: E402
-from results.tables import render_all  # noqa: E402
-from search_spaces.presets import get_preset  # noqa: E402
-from trainables.config import TrialConfig  # noqa: E402
-from trainables.models import build_model, weight_layers  # noqa: E402
+from results.figures import write_figures
+from results.report import write_report
+from results.rows import evaluation_rows, rows_for_trial
+from results.store import ParquetStore
+from results.tables import render_all
+from search_spaces.presets import get_preset
+from trainables.config import TrialConfig
+from trainables.models import build_model, weight_layers
 
 
 def layer_shapes(trial: dict) -> list[tuple[str, str, int]]:
@@ -80,7 +77,7 @@ def disk_size(path: Path) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(prog="python -m bench.store_bench", description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=800)
     p.add_argument("--out", default="/tmp/store_bench")
     args = p.parse_args()

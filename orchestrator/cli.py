@@ -1,9 +1,11 @@
-"""The `scs-sweep` console script: parses arguments and hands each command to its module.
+"""The `scs-sweep` console script: parses arguments and calls each command's function.
 
-Parsing imports neither torch nor ray: each command imports what it needs when it runs, so the read
-commands (presets, status, query, tables, figures, report) start in well under a second, and `models`
-and `bench` work on a machine that has only torch. Every failure the user can fix is a ScsSweepError,
-printed as one line with exit code 2; a sweep with failed trials exits with 1.
+Every subcommand's handler is a real function (commands.py, cluster_cmd.py, evaluate_cmd.py), set on its
+parser. Parsing imports neither torch nor ray, nor do the modules those functions live in: each command
+imports what it needs when it runs, so the read commands (presets, status, query, tables, figures,
+report) start in well under a second, and `models` and `bench` work on a machine that has only torch.
+Every failure the user can fix is a ScsSweepError, printed as one line with exit code 2; a sweep with
+failed trials exits with 1.
 """
 from __future__ import annotations
 
@@ -12,7 +14,11 @@ import sys
 
 from trainables import defaults
 from trainables.errors import ScsSweepError
+from trainables.eval_settings import EvalSettings
 from trainables.vocabulary import COMPILE_MODES, DATASETS
+
+from . import cluster_cmd, commands, evaluate_cmd
+from .budget import QUICK, SMOKE
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -51,11 +57,11 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="every arch x variant with parameter counts")
     m.add_argument("--json", action="store_true")
-    m.set_defaults(handler="orchestrator.models_cmd:run")
+    m.set_defaults(handler=commands.models)
 
     pr = sub.add_parser("presets", help="experiments, trial counts, epoch budgets, est. GPU-hours")
     pr.add_argument("--show", default="", metavar="PRESET", help="print a preset as a TOML sweep file")
-    pr.set_defaults(handler="orchestrator.commands:presets")
+    pr.set_defaults(handler=commands.presets)
 
     r = sub.add_parser("run", help="run a preset or a sweep file as a Ray Tune sweep")
     r.add_argument("preset", metavar="PRESET|SWEEP.toml")
@@ -72,8 +78,8 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
                    help="train on a fixed seeded subset of N images (default: all 50,000)")
     r.add_argument("--test-images", type=int, default=None, metavar="N",
                    help="test on a fixed seeded subset of N images (default: all 10,000)")
-    r.add_argument("--quick", action="store_true", help="a reduced budget sized for a 2-core CPU: "
-                   "8 epochs, 5,000/2,000 images, 3 seeds, no pruning, PGD on 100 images")
+    r.add_argument("--quick", action="store_true", help=f"a reduced budget sized for a 2-core CPU: "
+                   f"{QUICK.describe()}")
     r.add_argument("--address", default="", help="Ray cluster: auto or HOST:PORT (default: embedded)")
     r.add_argument("--gpus-per-trial", type=float, default=None)
     r.add_argument("--max-concurrent", type=int, default=0)
@@ -81,33 +87,34 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
                    help="epochs between checkpoints")
     r.add_argument("--num-samples", type=int, default=0, help="trials of an Optuna search ([search] only)")
     r.add_argument("--no-prune", action="store_true", help="no ASHA: every trial runs every epoch")
-    r.add_argument("--smoke-test", action="store_true", help="1 epoch, 256 images, CPU")
+    r.add_argument("--smoke-test", action="store_true", help=f"on the CPU: {SMOKE.describe()}")
     r.add_argument("--no-evaluate", action="store_true", help="skip the end-of-trial PGD and saliency")
-    r.add_argument("--pgd-images", type=int, default=0, help="test images attacked per trial (default 1000)")
+    r.add_argument("--pgd-images", type=int, default=0,
+                   help=f"test images attacked per trial (default {EvalSettings.pgd_images:,})")
     r.add_argument("--compile", default="auto", choices=COMPILE_MODES,
                    help="auto: the whole model compiled + CUDA graphs on GPUs; on CPUs the SCS and pooling kernels "
                         "for trials of 200 steps or more; on: compile the whole model on CPUs too; off: nothing")
-    r.set_defaults(handler="orchestrator.commands:run")
+    r.set_defaults(handler=commands.run)
 
     re_ = sub.add_parser("resume", help="continue an interrupted sweep where it stopped")
     re_.add_argument("name")
     _store(re_)
     _storage(re_)
     re_.add_argument("--address", default="")
-    re_.set_defaults(handler="orchestrator.commands:resume")
+    re_.set_defaults(handler=commands.resume)
 
     st = sub.add_parser("status", help="trials done / running / pending / pruned / failed")
     st.add_argument("name", nargs="?", default="")
     _storage(st)
     st.add_argument("--address", default="", help="also the sweep's Ray Jobs: the cluster's Job server "
                     "(http://HOST:8265, as `ray job` takes it; `ray dashboard CONFIG` tunnels it here)")
-    st.set_defaults(handler="orchestrator.commands:status")
+    st.set_defaults(handler=commands.status)
 
     g = sub.add_parser("gather", help="(re)build store rows from a sweep or Tune experiment directory")
     g.add_argument("experiment_dir")
     _store(g)
     g.add_argument("--experiment", default="", help="experiment name in the store (default: the sweep's)")
-    g.set_defaults(handler="orchestrator.commands:gather")
+    g.set_defaults(handler=commands.gather)
 
     ev = sub.add_parser("evaluate", help="PGD robustness and saliency of stored checkpoints")
     ev.add_argument("path", help="a trainer checkpoint (trainer.pt) or a sweep/experiment directory")
@@ -115,18 +122,18 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     ev.add_argument("--experiment", default="", help="store experiment name (default: from the path)")
     ev.add_argument("--trial-id", default="", help="store trial id of a single checkpoint")
     ev.add_argument("--data", default="", help="CIFAR-10 folder (default: the trial's own data setting)")
-    ev.add_argument("--eps", default="", help="comma-separated eps list (default 0,0.001,0.002,0.005,0.01,0.02,0.03)")
-    ev.add_argument("--steps", type=int, default=10)
-    ev.add_argument("--pgd-images", type=int, default=1000)
-    ev.add_argument("--saliency-per-class", type=int, default=1)
+    ev.add_argument("--eps", default="", help=f"comma-separated eps list (default {EvalSettings().eps_text})")
+    ev.add_argument("--steps", type=int, default=EvalSettings.steps)
+    ev.add_argument("--pgd-images", type=int, default=EvalSettings.pgd_images)
+    ev.add_argument("--saliency-per-class", type=int, default=EvalSettings.saliency_per_class)
     ev.add_argument("--device", default="")
-    ev.set_defaults(handler="orchestrator.evaluate_cmd:run")
+    ev.set_defaults(handler=evaluate_cmd.run)
 
     q = sub.add_parser("query", help="SQL over the store (tables: trials, epochs, layers, ...)")
     q.add_argument("sql")
     _store(q)
     q.add_argument("--format", default="table", choices=["table", "csv", "json"])
-    q.set_defaults(handler="orchestrator.commands:query")
+    q.set_defaults(handler=commands.query)
 
     t = sub.add_parser("tables", help="the paper's tables from the store, with intervals and verdicts")
     _store(t)
@@ -135,46 +142,39 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     t.add_argument("--compare-paper", action="store_true", help="paper values, intervals, claims, effects")
     t.add_argument("--include-partial", action="store_true",
                    help="also average pruned, failed and unfinished trials (marked)")
-    t.set_defaults(handler="orchestrator.commands:tables")
+    t.set_defaults(handler=commands.tables)
 
     f = sub.add_parser("figures", help="the paper's figures as PNG files")
     _store(f)
     f.add_argument("--experiment", default="", help="only this sweep's trials")
     f.add_argument("--out", default="figures")
-    f.set_defaults(handler="orchestrator.commands:figures")
+    f.set_defaults(handler=commands.figures)
 
     rp = sub.add_parser("report", help="one self-contained HTML file: tables, verdicts, effects, figures")
     _store(rp)
     rp.add_argument("--experiment", default="", help="only this sweep's trials")
     rp.add_argument("--out", default="report", help="folder to write report.html into")
-    rp.set_defaults(handler="orchestrator.commands:report")
+    rp.set_defaults(handler=commands.report)
 
     up = sub.add_parser("up", help="check a cluster file, this machine and its hosts, then `ray up`")
     up.add_argument("config", help="cluster-onprem.yaml or cluster.yaml (run from this checkout's root)")
     up.add_argument("-y", "--yes", action="store_true", help="no confirmation prompts (ray up -y)")
-    up.set_defaults(handler="orchestrator.cluster_cmd:up")
+    up.set_defaults(handler=cluster_cmd.up)
 
     dn = sub.add_parser("down", help="`ray down`, and on your own machines `ray stop` on every worker host")
     dn.add_argument("config", help="the cluster file `up` used")
     dn.add_argument("-y", "--yes", action="store_true", help="no confirmation prompts (ray down -y)")
-    dn.set_defaults(handler="orchestrator.cluster_cmd:down")
+    dn.set_defaults(handler=cluster_cmd.down)
 
     b = sub.add_parser("bench", help="training-core speed: epoch times, SCS vs conv (no Ray needed)",
                        description="Training-core speed: seconds per epoch of any arch x variant, and one SCS "
                                    "layer vs one Conv2d.")
-    b.set_defaults(handler="trainables.bench:run")
+    b.set_defaults(handler=commands.bench)
     if bench_options:
         from trainables import bench
 
         bench.add_arguments(b)
     return p
-
-
-def _call(handler: str, args) -> int:
-    import importlib
-
-    module, func = handler.split(":")
-    return getattr(importlib.import_module(module), func)(args)
 
 
 def main(argv=None) -> int:
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # a bad argument (one line, printed) or --help
         return int(exc.code or 0)
     try:
-        return _call(args.handler, args)
+        return args.handler(args)
     except ScsSweepError as exc:
         print(f"scs-sweep {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,8 @@
-"""The commands of `scs-sweep`: presets, run, resume, status, gather, query, tables, figures, report.
+"""The commands of `scs-sweep`: models, presets, run, resume, status, gather, query, tables, figures, report,
+bench (cluster_cmd.py has up and down, evaluate_cmd.py evaluate).
 
-Only `run` and `resume` import ray (through tuner.py); the read commands import neither ray nor torch.
+Only `run` and `resume` import ray (through tuner.py), and only models, bench, evaluate and a sweep's run
+torch; the read commands import neither, each importing what it needs when it runs.
 """
 from __future__ import annotations
 
@@ -278,3 +280,45 @@ def report(args) -> int:
     path = write_report(store, args.out, args.experiment)
     print(f"wrote {path} ({os.path.getsize(path):,} bytes)")
     return 0
+
+
+def list_variants() -> list[dict]:
+    """Every arch x layer x activation x pooling x normalization with its parameter count."""
+    import itertools
+
+    import torch
+
+    from trainables.config import ACTIVATIONS, LAYERS, NORMALIZATIONS, POOLINGS, TrialConfig
+    from trainables.models import ARCH_SPECS, build_model, count_params
+
+    rows = []
+    for arch in ARCH_SPECS:
+        for layer, act, pool, norm in itertools.product(LAYERS, ACTIVATIONS, POOLINGS, NORMALIZATIONS):
+            cfg = TrialConfig(arch=arch, layer=layer, activation=act, pooling=pool, normalization=norm)
+            with torch.device("meta"):  # shapes only: no memory, no init
+                params = count_params(build_model(cfg, init=False))
+            rows.append({"arch": arch, "layer": layer, "activation": act, "pooling": pool,
+                         "normalization": norm, "params": params})
+    return rows
+
+
+def models(args) -> int:
+    import json
+
+    rows = list_variants()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'arch':<11} {'layer':<5} {'activation':<10} {'pooling':<7} {'normalization':<13} {'params':>11}")
+    for r in rows:
+        print(f"{r['arch']:<11} {r['layer']:<5} {r['activation']:<10} {r['pooling']:<7} "
+              f"{r['normalization']:<13} {r['params']:>11,}")
+    return 0
+
+
+def bench(args) -> int:
+    """`scs-sweep bench`: the training core's own benchmark (trainables/bench.py; needs only torch)."""
+    from trainables.bench import run as run_bench
+
+    return run_bench(args)
+

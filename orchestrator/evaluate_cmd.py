@@ -9,6 +9,8 @@ import pickle
 import time
 from pathlib import Path
 
+from trainables import defaults
+
 from .errors import UsageError
 from .records import read_trial_dir, sweep_name_of
 
@@ -24,7 +26,7 @@ def _trial_id_of(checkpoint: Path) -> str:
 
 def _newest_checkpoints(folder: Path) -> list[Path]:
     newest = {}
-    for ckpt in folder.rglob("trainer.pt"):
+    for ckpt in folder.rglob(defaults.CHECKPOINT_FILE):
         tid = _trial_id_of(ckpt) or str(ckpt.parent.parent)
         if tid not in newest or ckpt.stat().st_mtime > newest[tid].stat().st_mtime:
             newest[tid] = ckpt
@@ -96,7 +98,7 @@ def run(args) -> int:
                          f"cifar-10-batches-py (or -bin)")
     checkpoints = [path] if path.is_file() else _newest_checkpoints(path)
     if not checkpoints:
-        raise UsageError(f"no trainer.pt checkpoints under {path}")
+        raise UsageError(f"no {defaults.CHECKPOINT_FILE} checkpoints under {path}")
     store = get_store(args.store)
     experiment = check_name("experiment", args.experiment or sweep_name_of(path.resolve()) or "evaluations")
     for ckpt in checkpoints:

@@ -42,6 +42,7 @@ class GpuSupply:
     now: float = 0.0
     node_types: tuple = ()          # ("gpu_worker: 1 GPU each, up to 8 nodes", ...)
     source: str = ""                # where node_types came from (the autoscaler config's path)
+    on_cluster: bool = False        # a cluster joined (else an embedded Ray on this machine)
 
     @property
     def any(self) -> bool:
@@ -83,7 +84,8 @@ def gpu_supply(resources: dict, on_cluster: bool) -> GpuSupply:
         return GpuSupply(now=float(resources.get("GPU", 0)))
     path = os.environ.get(AUTOSCALER_CONFIG_ENV) or AUTOSCALER_CONFIG
     types = read_autoscaler_gpus(path)
-    return GpuSupply(now=float(resources.get("GPU", 0)), node_types=types, source=path if types else "")
+    return GpuSupply(now=float(resources.get("GPU", 0)), node_types=types, source=path if types else "",
+                     on_cluster=True)
 
 
 @dataclass
@@ -112,9 +114,11 @@ def assign_gpus(sweep, explicit: float | None, smoke: bool, supply: GpuSupply) -
             share = f"{round(1 / gpus)} trials share a GPU" if gpus < 1 else "one GPU each"
             request = Request(part.part, gpus, f"{first['arch']}@{first['image_dim']}: {share}, the default for "
                                                f"it (--gpus-per-trial sets it); the cluster: {supply.describe()}")
-        else:
-            request = Request(part.part, 0.0, "the cluster has no GPU and its autoscaler config names no GPU "
+        elif supply.on_cluster:
+            request = Request(part.part, 0.0, "the cluster has no GPU now and its autoscaler config names no GPU "
                                               "node type; trials train on CPUs")
+        else:
+            request = Request(part.part, 0.0, "this machine has no GPU; trials train on its CPUs")
         part.gpus_per_trial = request.gpus
         if not part.search:
             part.trials.sort(key=lambda t: -expected_epoch_cost(t["config"], request.gpus > 0))

@@ -24,20 +24,11 @@ from search_spaces.epoch_times import expected_epoch_cost
 from search_spaces.experiment import GROUP_KEY, Experiment, config_keys, stage_ref
 from trainables import defaults
 from trainables.config import COMPILE_MODES, ConfigError, TrialConfig
-from trainables.vocabulary import FULL_BUDGET, PAPER_EPOCHS, PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES
 
+from .budget import IMAGES, budget_for
 from .errors import UsageError
 
-__all__ = ["PartPlan", "SweepPlan", "RunOptions", "plan_sweep", "estimate_gpu_hours", "SMOKE", "QUICK", "IMAGES"]
-
-# --smoke-test: one epoch on a few hundred synthetic images, on the CPU; PGD on 32 images with 2 steps.
-SMOKE = dict(epochs=1, n_train=256, n_test=128, batch_size=64, pgd_images=32, steps=2, samples=4)
-# --quick: any preset at a budget a 2-core CPU finishes in minutes, with seeds for intervals. Sized so that
-# `run table1 --quick` on real CIFAR-10 (8 variants x 3 seeds, 2 trials at a time) ends within 15 minutes
-# on this project's 2-core dev machine, evaluation included (see the README's figures).
-QUICK = dict(epochs=8, n_train=5000, n_test=2000, seeds=3, pgd_images=100, samples=8)
-# The images a data set has: a subset cannot be larger (synthetic data is drawn to any size).
-IMAGES = {"cifar10": {"n_train": PAPER_TRAIN_IMAGES, "n_test": PAPER_TEST_IMAGES}}
+__all__ = ["PartPlan", "SweepPlan", "RunOptions", "plan_sweep", "resolve_trial", "estimate_gpu_hours"]
 
 
 @dataclass
@@ -94,19 +85,6 @@ class RunOptions:
         if self.compile not in COMPILE_MODES:
             raise UsageError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
 
-    def budget(self, epochs: int, target_epochs: int, n_train: int, n_test: int) -> str:
-        """The label every trial row carries: smoke | quick | full (CIFAR-10, all its images, at least
-        `target_epochs`: the paper's epochs for an experiment linked to the paper, else the
-        experiment's own) | reduced (anything less, or other data). Tables and claims read it as the
-        one rule for "ran the paper's budget"."""
-        if self.smoke_test:
-            return "smoke"
-        if self.quick:
-            return "quick"
-        all_images = all(n in (0, IMAGES["cifar10"][k]) for n, k in ((n_train, "n_train"), (n_test, "n_test")))
-        full = self.resolved_dataset == "cifar10" and all_images and epochs >= target_epochs
-        return FULL_BUDGET if full else "reduced"
-
 
 @dataclass
 class PartPlan:
@@ -118,6 +96,7 @@ class PartPlan:
     asha: dict | None = None         # {grace_period, reduction_factor}; None: no pruning
     depends_on: str = ""             # the part whose trained checkpoints an "@group" init_from refers to
     gpus_per_trial: float = 0.0
+    budget: dict | None = None       # the experiment's budget.Budget, as a dict
 
     @property
     def n_trials(self) -> int:
@@ -174,16 +153,16 @@ def _seed_axis(experiment: Experiment) -> list:
     return sorted({s for axis in axes for s in axis})
 
 
-def _resolve(trial: dict, overrides: dict, where: str) -> dict:
-    """The trial's TrialConfig as a dict: validated, with the arch's defaults filled in."""
+def resolve_trial(trial: dict, overrides: dict, where: str) -> dict:
+    """The trial's TrialConfig as a dict: validated, with the arch's defaults filled in; an init_from file is
+    read, so that one that is missing or not a checkpoint is refused here, before anything starts."""
     values = {k: v for k, v in trial.items() if k != GROUP_KEY}
     values.update(overrides)
     waits_for = stage_ref(values)
     if waits_for:
         values["init_from"] = ""
-    elif values.get("init_from") and not Path(str(values["init_from"])).is_file():
-        raise UsageError(f"{where}: init_from {values['init_from']} is not a checkpoint file (give a "
-                         f"trainer.pt, or \"@GROUP\" for the trained run of another group of the sweep)")
+    elif values.get("init_from"):
+        _check_checkpoint(str(values["init_from"]), where)
     try:
         # plain JSON types (tuples as lists): the config travels through Tune's params.json as it is
         config = json.loads(json.dumps(TrialConfig.from_dict(values).to_dict()))
@@ -192,6 +171,27 @@ def _resolve(trial: dict, overrides: dict, where: str) -> dict:
     if waits_for:
         config["init_from"] = "@" + waits_for  # resolved per seed to a trained checkpoint when the stage starts
     return config
+
+
+_CHECKED: dict = {}  # checkpoint path -> (mtime, size) already read by this process: read each file once
+
+
+def _check_checkpoint(path: str, where: str) -> None:
+    """UsageError unless `path` is a checkpoint holding model weights (reads it with torch, once)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"{where}: init_from {path} is not a checkpoint file (give a trainer.pt, or \"@GROUP\" "
+                         f"for the trained run of another group of the sweep)")
+    stamp = (file.stat().st_mtime_ns, file.stat().st_size)
+    if _CHECKED.get(path) == stamp:
+        return
+    from trainables.checkpoints import read_model_weights  # torch: only where a sweep starts from weights
+
+    try:
+        read_model_weights(path)
+    except ConfigError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    _CHECKED[path] = stamp
 
 
 def _unique(planned: list[dict], seen: dict[str, str], where: str) -> tuple[list[dict], int]:
@@ -220,7 +220,6 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
     """Every experiment x trial x seed as a validated, resolved, unique trial config, in parts to run in
     order."""
     options.check()
-    smoke, quick = options.smoke_test, options.quick
     dataset = options.resolved_dataset
     if options.num_samples and not any(e.search for e in experiments):
         raise UsageError(f"--num-samples sets the number of trials of an Optuna search, and {source} has no "
@@ -228,34 +227,25 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
     if options.seeds and all(e.search for e in experiments):
         raise UsageError(f"--seeds repeats grid trials, and {source} is an Optuna search (its trials are drawn "
                          f"from one seed); drop it, or set the search's seed in the sweep file")
-    parts, seen, dropped = [], {}, 0
+    parts, seen, dropped, evaluation = [], {}, 0, None
     for experiment in experiments:
         where = f"{source} ({experiment.name})"
         listed = _seed_axis(experiment)
         if listed and options.seeds:
             raise UsageError(f"{where} lists its seeds ({', '.join(map(str, listed))}); --seeds would repeat "
                              f"them: drop --seeds, or the seed axis")
-        seeds = 1 if listed else options.seeds or (QUICK["seeds"] if quick else 1)
-        epochs = options.epochs or (SMOKE["epochs"] if smoke else
-                                    min(experiment.epochs, QUICK["epochs"]) if quick else experiment.epochs)
-        overrides = {"epochs": epochs, "dataset": dataset}
+        budget = budget_for(experiment, options, listed_seeds=bool(listed))
+        evaluation = budget.evaluation  # the same for every experiment: the options that set it are the run's
+        overrides = {"epochs": budget.epochs, "dataset": dataset}
         if dataset == "cifar10":
             overrides["data_dir"] = options.data_dir
-        sized = SMOKE if smoke else QUICK if quick else {}
-        for key, given in (("n_train", options.train_images), ("n_test", options.test_images)):
-            value = given if given is not None else sized.get(key, 0)
-            if value:
-                overrides[key] = value
-        if smoke:
-            overrides["batch_size"] = SMOKE["batch_size"]
-        target = PAPER_EPOCHS.get(experiment.paper_table, experiment.epochs)
-        budget = options.budget(epochs, target, overrides.get("n_train", 0), overrides.get("n_test", 0))
+        for key in ("n_train", "n_test", "batch_size"):
+            if getattr(budget, key):
+                overrides[key] = getattr(budget, key)
         search = None
         if experiment.search:
             s = experiment.search
-            samples = options.num_samples or (SMOKE["samples"] if smoke else
-                                              min(s.samples, QUICK["samples"]) if quick else s.samples)
-            search = dict(key=s.key, low=s.low, high=s.high, log=s.log, samples=samples,
+            search = dict(key=s.key, low=s.low, high=s.high, log=s.log, samples=budget.samples,
                           integer=config_keys()[s.key] is int)
         stages = _stages(experiment, experiment.trials())
         depended_on = {depends_on for _, _, depends_on in stages}
@@ -264,10 +254,10 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
             for trial in trials:
                 base = trial.get("seed", 0)
                 # a search draws its trials from the first seed of the block; a grid runs every seed of it
-                for seed in range(base * seeds, base * seeds + (1 if search else seeds)):
+                for seed in range(base * budget.seeds, base * budget.seeds + (1 if search else budget.seeds)):
                     extra = {search["key"]: search["low"]} if search else {}
-                    config = _resolve({**trial, **extra}, {**overrides, "seed": seed}, where)
-                    planned.append({GROUP_KEY: trial[GROUP_KEY], "budget": budget,
+                    config = resolve_trial({**trial, **extra}, {**overrides, "seed": seed}, where)
+                    planned.append({GROUP_KEY: trial[GROUP_KEY], "budget": budget.name,
                                     "paper_table": experiment.paper_table, "config": config})
             if not search:
                 planned, n = _unique(planned, seen, where)
@@ -276,19 +266,13 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
                 # (re-ordered for a GPU when the sweep's GPUs are decided: gpus.assign_gpus)
                 planned.sort(key=lambda t: -expected_epoch_cost(t["config"], False))
             asha = None
-            # a quick run is too short to prune (every trial counts), and a part a later stage starts from
-            # must finish its trials
-            if options.prune and not quick and part not in depended_on:
-                asha = dict(grace_period=experiment.asha.grace(epochs),
+            # a part a later stage starts from must finish its trials
+            if budget.prune and part not in depended_on:
+                asha = dict(grace_period=experiment.asha.grace(budget.epochs),
                             reduction_factor=experiment.asha.reduction_factor)
-            parts.append(PartPlan(part=part, trials=planned, epochs=epochs, search=search, asha=asha,
-                                  depends_on=depends_on, gpus_per_trial=options.gpus_per_trial or 0.0))
-    evaluation = None
-    if options.evaluate:
-        evaluation = dict(pgd_images=SMOKE["pgd_images"], steps=SMOKE["steps"]) if smoke else \
-            dict(pgd_images=QUICK["pgd_images"]) if quick else {}
-        if options.pgd_images:
-            evaluation["pgd_images"] = options.pgd_images
+            parts.append(PartPlan(part=part, trials=planned, epochs=budget.epochs, search=search, asha=asha,
+                                  depends_on=depends_on, gpus_per_trial=options.gpus_per_trial or 0.0,
+                                  budget=budget.to_dict()))
     budgets = sorted({t["budget"] for part in parts for t in part.trials})
     return SweepPlan(name=name, source=source, parts=parts, store=store, storage=storage,
                      max_concurrent=options.max_concurrent, checkpoint_every=options.checkpoint_every,

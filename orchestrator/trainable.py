@@ -23,9 +23,9 @@ from .records import FAILURE_KEY
 from .scheduler import METRIC
 from .tune_config import RUN_KEY, trial_spec
 
-__all__ = ["train_scs", "CHECKPOINT_FILE"]
+__all__ = ["train_scs"]
 
-CHECKPOINT_FILE = "trainer.pt"
+CHECKPOINT_FILE = defaults.CHECKPOINT_FILE
 
 
 def _report(metrics: dict, trainer=None) -> None:
@@ -38,14 +38,22 @@ def _report(metrics: dict, trainer=None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
+def _node_address(node_id: str) -> str:
+    """The address Ray's control store lists for a node (what `ray status` and `ray list nodes` print, and
+    the address a cluster file names for it), else the one this worker's raylet was started with."""
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id and node.get("NodeManagerAddress"):
+            return node["NodeManagerAddress"]
+    return ray.util.get_node_ip_address()
+
+
 def train_scs(params: dict) -> None:
     """Function trainable: one trial of any sweep."""
-    from trainables import NonFiniteLossError
     from trainables.errors import ScsSweepError
 
     try:
         _train(params)
-    except (ScsSweepError, NonFiniteLossError) as exc:
+    except ScsSweepError as exc:  # the user's to fix (data, config, device, a diverged loss): no retry
         # Tune requires the metric in every result; NaN is what ASHA's cutoffs (nanpercentile) ignore
         # and what makes Optuna record the trial as failed
         _report({FAILURE_KEY: f"{type(exc).__name__}: {exc}", METRIC: float("nan")})
@@ -72,13 +80,14 @@ def _train(params: dict) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             trainer.load(Path(d) / CHECKPOINT_FILE)
+    node_id = ray.get_runtime_context().get_node_id()
     provenance = {
         "params": trainer.n_params, "host": socket.gethostname(),
         "gpu": torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else "cpu",
         "torch_version": torch.__version__, "ray_version": ray.__version__,
         "code_version": run.get("code_version", "unknown"), "config_hash": cfg.config_hash(),
-        "node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran this epoch
-        "node_ip": ray.util.get_node_ip_address(),  # the same node as its address, as the cluster file names it
+        "node_id": node_id,  # which cluster node ran this epoch
+        "node_ip": _node_address(node_id),  # the same node as `ray status` and the cluster file name it
         # the GPU Ray assigned, as its node numbers them (None on the CPU, or a GPU Ray names by UUID)
         "gpu_index": int(gpu_ids[0]) if gpu_ids and str(gpu_ids[0]).isdigit() else None,
         "compile_s": trainer.warm_up(),  # compile + CUDA-graph capture before epoch 1 (0 when eager)

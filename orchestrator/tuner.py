@@ -19,17 +19,17 @@ from ray.tune.schedulers import FIFOScheduler
 
 from results.store import get_store
 from search_spaces.experiment import stage_ref
+from trainables import defaults
 from trainables.vocabulary import FINISHED
 
 from . import gpus
 from .cluster_cmd import RAY_JOB_MARK
 from .errors import UsageError
-from .gpus import GpuSupply
 from .plan import PartPlan, SweepPlan
 from .records import gather_part, trial_dirs, tune_states
 from .scheduler import METRIC, MODE, ResumableASHA
 from .store_callback import StoreAndProgress
-from .trainable import CHECKPOINT_FILE, train_scs
+from .trainable import train_scs
 from .tune_config import param_space
 
 __all__ = ["connect", "execute", "gpu_supply", "code_version", "OPTUNA_DB", "CPUS_PER_TRIAL"]
@@ -38,14 +38,20 @@ CPUS_PER_TRIAL = 1
 OPTUNA_DB = "optuna.db"   # in the sweep's folder: `optuna-dashboard sqlite:///.../optuna.db`
 
 
-def code_version() -> str:
+def _commit(folder: Path) -> str:
     try:
-        here = Path(__file__).resolve().parent.parent
-        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        return sha or "unknown"
+        return subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return ""
+
+
+def code_version() -> str:
+    """The commit the sweep's code comes from. A Ray Job's driver runs in the working dir `ray job submit
+    --working-dir .` uploaded (the submitter's checkout, .git included; the workers import its code), which
+    may be newer than the copy `ray up` put on the head: there, that folder's commit. Else this checkout's."""
+    folders = ([Path.cwd()] if os.environ.get(RAY_JOB_MARK) else []) + [Path(__file__).resolve().parent.parent]
+    return next(filter(None, map(_commit, folders)), "unknown")
 
 
 class ScalarTBXLogger(TBXLoggerCallback):
@@ -119,7 +125,7 @@ def stage_trials(part: PartPlan, sweep_dir: Path) -> list[dict]:
     states, _ = tune_states(source_dir)
     finished = {}
     for trial in trial_dirs(source_dir):
-        checkpoints = sorted(trial.path.rglob(CHECKPOINT_FILE), key=lambda p: p.parent.name)  # checkpoint_000NNN
+        checkpoints = sorted(trial.path.rglob(defaults.CHECKPOINT_FILE), key=lambda p: p.parent.name)  # checkpoint_000NNN
         if trial.status(states.get(trial.trial_id)) == FINISHED and checkpoints:
             finished[(trial.spec.group, trial.spec.config.get("seed"))] = (trial.trial_id, str(checkpoints[-1]))
     out = []
@@ -138,7 +144,7 @@ def stage_trials(part: PartPlan, sweep_dir: Path) -> list[dict]:
 _START_ONE = "start one with `ray up CONFIG` or `ray start --head`, or drop --address to run locally"
 
 
-def _resolve(address: str) -> tuple[str, str]:
+def _locate(address: str) -> tuple[str, str]:
     """(HOST:PORT, where it came from) of `auto` or HOST:PORT, without waiting on the cluster. `auto`
     looks where Ray looks: RAY_ADDRESS, the file the last `ray start` wrote, a running GCS process."""
     if address != "auto":
@@ -165,7 +171,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> str:
     for a long time, and `auto` may name a cluster that died without cleaning up)."""
     if "://" in address:  # ray:// (Ray Client): ray.init checks it itself
         return address
-    resolved, source = _resolve(address)
+    resolved, source = _locate(address)
     if resolved == "auto":
         return resolved
     host, _, port = resolved.rpartition(":")
@@ -210,7 +216,7 @@ def connect(address: str = "") -> bool:
     return False
 
 
-def gpu_supply(on_cluster: bool) -> GpuSupply:
+def gpu_supply(on_cluster: bool) -> gpus.GpuSupply:
     """The GPUs the connected Ray has, and on a cluster the GPU node types its autoscaler can start."""
     return gpus.gpu_supply(ray.cluster_resources(), on_cluster)
 

@@ -1,4 +1,5 @@
-"""The Parquet results store: schema, writer, gather, query; the paper's tables; figures."""
+"""The Parquet store and everything read from it: queries, the paper's tables, claims, figures, the report.
+May import trainables' plain-Python modules (vocabulary, errors, defaults) only: no torch, no ray."""
 from .schema import KEYS, SCHEMA_VERSION, TABLES
 from .store import ParquetStore, StoreError, get_store
 

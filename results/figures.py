@@ -30,17 +30,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import pyarrow.dataset as ds  # noqa: E402
 
 from trainables.vocabulary import (ARCH_LABELS, CIFAR10_CLASSES, FINISHED, PAPER_EPOCHS,  # noqa: E402
                                    PAPER_TRAIN_IMAGES)
 
 from .claims import full_budget  # noqa: E402
 from .stats import mean_interval  # noqa: E402
-from .tables import (LABEL_COLUMNS, _variant_keys, compare_paper, paper_table_of, table_rows,  # noqa: E402
-                     variant_label, with_settings)
+from .table_data import load_table_data, per_batch_norms, tables_of  # noqa: E402
+from .tables import compare_paper, paper_table_of, table_rows  # noqa: E402
+from .variants import LABEL_COLUMNS, variant_keys, variant_label, with_settings  # noqa: E402
 
-__all__ = ["Figure", "figures_for_group", "claim_figures", "load_figure_data", "write_figures", "KINDS"]
+__all__ = ["Figure", "figures_for_group", "claim_figures", "write_figures", "KINDS"]
 
 KINDS = ("claims", "accuracy", "curves", "times", "pgd", "saliency", "p-per-kernel", "weight-norms", "optuna")
 FEW_EPOCHS = 30          # up to this many points a curve gets a marker on every epoch
@@ -116,8 +116,7 @@ def _labelled(trials: pd.DataFrame) -> pd.DataFrame:
     """trials + `label`: the variant as the legends spell it, with any setting beyond the paper's columns
     (an lr axis, a searched p), so that trials differing in it never share a curve, colour or bar."""
     trials = with_settings(trials)
-    trials["label"] = [variant_label(r) + (f" / {r['setting']}" if r["setting"] else "")
-                       for _, r in trials.iterrows()]
+    trials["label"] = [variant_label(r) for _, r in trials.iterrows()]
     return trials
 
 
@@ -217,7 +216,7 @@ def accuracy_by_variant(group: str, trials: pd.DataFrame) -> list[Figure]:
     y = np.arange(len(frame))
     labels = []
     values = []
-    variant_of = _variant_keys(finished)  # each trial's table row, as table_rows groups them
+    variant_of = variant_keys(finished)  # each trial's table row, as table_rows groups them
     for i, (_, row) in enumerate(frame.iterrows()):
         keys = tuple(row[c] for c in LABEL_COLUMNS + ["Setting"])
         mine = finished[[key == keys for key in variant_of]]
@@ -233,7 +232,7 @@ def accuracy_by_variant(group: str, trials: pd.DataFrame) -> list[Figure]:
                         ms=14, capsize=3, zorder=2)
         else:
             ax.scatter(mean, i, marker="|", s=200, color="black", zorder=2)
-        labels.append(_row_label(row))
+        labels.append(variant_label(mine.iloc[0]))
     comparable = full_budget(trials) and frame["Paper Val. Acc."].notna().any()
     if comparable:
         ax.scatter(frame["Paper Val. Acc."], y, marker="D", color="#dd8452", zorder=3,
@@ -256,18 +255,6 @@ def accuracy_by_variant(group: str, trials: pd.DataFrame) -> list[Figure]:
                 " The paper's values (its own budget) are in the table, not here: this run's budget is not the "
                 "paper's." if frame["Paper Val. Acc."].notna().any() else "")
     return [Figure("accuracy", group, f"{_safe(group)}_accuracy", f"{group}: accuracy per variant", fig, caption)]
-
-
-def _row_label(row) -> str:
-    """A table row's variant as the figures spell it: "SCS / None / MaxAbsPool2d [/ BN] [/ setting]"."""
-    parts = [row["Layer"], row["Activation"], row["Pooling"]]
-    if row["Normalization"] == "BatchNorm2d":
-        parts.append("BN")
-    if row["Dropout"] != "None":
-        parts.append(f"dropout {row['Dropout']}")
-    if row.get("Setting"):
-        parts.append(row["Setting"])
-    return " / ".join(parts)
 
 
 def learning_curves(group: str, trials: pd.DataFrame, epochs: pd.DataFrame) -> list[Figure]:
@@ -313,7 +300,7 @@ def time_bars(group: str, trials: pd.DataFrame, alone: set | None = None) -> lis
     if timed.empty:
         return []
     per_variant = [(part["label"].iloc[0], part["train_time_s"].mean(), part["eval_time_s"].mean())
-                   for _, part in timed.groupby(_variant_keys(timed), sort=True)]
+                   for _, part in timed.groupby(variant_keys(timed), sort=True)]
     fig, ax = plt.subplots(figsize=(WIDTH, 0.42 * len(per_variant) + 1.3))
     y = np.arange(len(per_variant))
     for offset, index, name, colour in ((-0.2, 1, "train", "#4c72b0"), (0.2, 2, "eval", "#55a868")):
@@ -419,7 +406,7 @@ def p_per_kernel(group: str, trials: pd.DataFrame, layers: pd.DataFrame) -> list
     learned = trials[(trials["p_mode"] == "learned") & trials["layer"].isin(["scs", "sdp"])]
     panels = []
     limit = MAX_P_PANELS
-    for _, part in learned.sort_values(["seed", "trial_id"]).groupby(_variant_keys(learned), sort=True):
+    for _, part in learned.sort_values(["seed", "trial_id"]).groupby(variant_keys(learned), sort=True):
         trial = part.iloc[0]
         rows = layers[(layers["trial_id"] == trial["trial_id"]) & (layers["experiment"] == trial["experiment"])]
         rows = rows[rows["p_values"].notna()]
@@ -511,35 +498,8 @@ def optuna_search(group: str, trials: pd.DataFrame) -> list[Figure]:
 
 
 # ---------------------------------------------------------------------------------------------
-# From the store
+# Per table
 # ---------------------------------------------------------------------------------------------
-def _per_batch_norms(trials: pd.DataFrame) -> pd.Series:
-    """Which trials recorded every layer's weight norm per mini-batch (their config's batch_weight_norms)."""
-    if "config_json" not in trials:
-        return pd.Series(False, index=trials.index)
-    return trials["config_json"].fillna("").str.contains('"batch_weight_norms": true', regex=False)
-
-
-def load_figure_data(store, experiment: str = "") -> dict[str, pd.DataFrame]:
-    """The store tables the figures and the summary read, only the columns and layer rows they draw."""
-    exp = experiment or None
-    trials = store.read_table("trials", exp).to_pandas()
-    epochs = store.read_table("epochs", exp, columns=["experiment", "trial_id", "epoch", "test_acc", "ended_at",
-                                                      "wall_s", "node_id"]).to_pandas()
-    # layers: every row of the weight-norms runs; of the others only the first layer, when sharpened
-    # (every weight layer of an SCS/SDP net is sharpened, and the first comes first in forward order)
-    wanted = ds.field("layer_type").isin(["scs", "sdp"]) & (ds.field("layer_index") == 0)
-    norms_ids = trials.loc[_per_batch_norms(trials), "trial_id"].tolist()
-    if norms_ids:
-        wanted = wanted | ds.field("trial_id").isin(norms_ids)
-    layers = store.read_table("layers", exp, where=wanted, columns=[
-        "experiment", "trial_id", "epoch", "layer_index", "layer_name", "layer_type", "weight_norm",
-        "p_values", "weight_norm_per_batch"]).to_pandas()
-    return {"trials": trials, "epochs": epochs, "layers": layers,
-            "robustness": store.read_table("robustness", exp).to_pandas(),
-            "saliency": store.read_table("saliency", exp).to_pandas()}
-
-
 def figures_for_group(group: str, data: dict[str, pd.DataFrame], summary=None, alone: set | None = None) -> list[Figure]:
     """Every figure one table (group of one experiment) of trials has the data for; `summary`
     (summary.TableSummary) adds the claim figures, `alone` the trials that had their node to themselves."""
@@ -555,27 +515,11 @@ def figures_for_group(group: str, data: dict[str, pd.DataFrame], summary=None, a
     out += accuracy_by_variant(group, trials) + learning_curves(group, trials, of("epochs"))
     out += time_bars(group, trials, alone) + robustness_curves(group, trials, of("robustness"))
     out += saliency_grid(group, trials, of("saliency"))
-    if _per_batch_norms(trials).any():  # Fig 2's runs (batch_weight_norms), whatever the group is called
+    if per_batch_norms(trials).any():  # Fig 2's runs (batch_weight_norms), whatever the group is called
         out += weight_norms(group, trials, layers)
     else:
         out += p_per_kernel(group, trials, layers)
     return out + optuna_search(group, trials)
-
-
-def tables_of(data: dict[str, pd.DataFrame]):
-    """(experiment, group, that experiment's data, its summary, the trials that ran alone) of every table:
-    what the report and `figures` draw, each table from its own sweep's rows."""
-    from .summary import summarize
-    from .timing import exclusive_trials
-
-    alone, why_not = exclusive_trials(data["epochs"])
-    trials = data["trials"]
-    for experiment in sorted(trials["experiment"].unique()):
-        mine = {k: (v[v["experiment"] == experiment] if "experiment" in v else v) for k, v in data.items()}
-        for group in sorted(mine["trials"]["group"].dropna().unique()):
-            part = mine["trials"][mine["trials"]["group"] == group]
-            summary = summarize(group, paper_table_of(group, part), part, mine["epochs"], alone, why_not)
-            yield experiment, group, mine, summary, alone
 
 
 def write_figures(store, out: str | Path, experiment: str = "") -> list[Path]:
@@ -583,7 +527,7 @@ def write_figures(store, out: str | Path, experiment: str = "") -> list[Path]:
     Files are named by table, prefixed by the experiment when the store holds several."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_figure_data(store, experiment)
+    data = load_table_data(store, experiment)
     several = data["trials"]["experiment"].nunique() > 1
     paths = []
     for name, group, mine, summary, alone in tables_of(data):

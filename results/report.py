@@ -26,7 +26,8 @@ import pandas as pd
 from trainables.vocabulary import PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES
 
 from .claims import DELTA
-from .figures import load_figure_data, tables_of, figures_for_group
+from .figures import figures_for_group
+from .table_data import load_table_data, tables_of
 from .tables import (ACCURACY_NOTE, FINAL, LABEL_COLUMNS, budget_line, build_tables, compare_paper, effect_rows,
                      read_trials, render)
 
@@ -203,7 +204,7 @@ def _provenance(store, experiment: str, trials: pd.DataFrame) -> str:
 def write_report(store, out: str | Path, experiment: str = "") -> Path:
     """Write OUT/report.html for the store (or one experiment); returns its path."""
     read_trials(store, experiment, ["trial_id"])  # one clear line when there is nothing to report
-    data = load_figure_data(store, experiment)
+    data = load_table_data(store, experiment)
     trials = data["trials"]
     several = trials["experiment"].nunique() > 1
     tables = list(tables_of(data))

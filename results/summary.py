@@ -19,7 +19,7 @@ from trainables.vocabulary import FINISHED
 
 from .claims import Verdict, budget_note, check_claims, claim_values
 from .stats import Interval, mean_interval, per_seed_slopes
-from .tables import _variant_keys, variant_label, with_settings
+from .variants import variant_keys, variant_label, with_settings
 
 __all__ = ["TableSummary", "Trend", "summarize", "claim_series", "MAX_SERIES_EPOCHS"]
 
@@ -124,12 +124,11 @@ def _curve_trends(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict:
     out = {}
     mine = epochs.merge(trials[["trial_id", "seed"]], on="trial_id")
     trials = with_settings(trials)
-    for _, rows in trials.groupby(_variant_keys(trials), sort=True):  # a table row: every label and setting
+    for _, rows in trials.groupby(variant_keys(trials), sort=True):  # a table row: every label and setting
         series = mine[mine["trial_id"].isin(rows["trial_id"])].rename(columns={"test_acc": "value"})
         trend = _trend(series[["seed", "epoch", "value"]])
         if trend is not None:
-            setting = rows["setting"].iloc[0]
-            out[variant_label(rows.iloc[0]) + (f" / {setting}" if setting else "")] = trend
+            out[variant_label(rows.iloc[0])] = trend
     return out
 
 

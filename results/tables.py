@@ -10,23 +10,21 @@ trials' `paper_table` (the sweep's link to the paper), not through its name.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from trainables.vocabulary import ARCH_LABELS, FINISHED, LABELS, PAPER_TABLES, dropout_label
+from trainables.vocabulary import ARCH_LABELS, FINISHED, PAPER_TABLES
 
 from .claims import budget_note, check_claims, full_budget
 from .stats import Effect, effects, mean_interval
 from .timing import exclusive_trials
+from .variants import LABEL_COLUMNS, variant_keys, with_settings
 
-__all__ = ["LABELS", "ARCH_LABELS", "LABEL_COLUMNS", "table_rows", "build_tables", "compare_paper",
-           "render", "render_all", "paper_values", "paper_table_of", "variant_label", "TRIAL_COLUMNS",
-           "ACCURACY_NOTE", "budget_line"]
+__all__ = ["table_rows", "build_tables", "compare_paper", "render", "render_all", "paper_values", "paper_table_of",
+           "TRIAL_COLUMNS", "ACCURACY_NOTE", "budget_line", "effect_rows", "read_trials", "FINAL"]
 
-LABEL_COLUMNS = ["Architecture", "Layer", "Activation", "Pooling", "Dropout", "Normalization", "Image Dim."]
 PAPER_CSV = Path(__file__).parent / "reference" / "paper_tables.csv"
 # The trials columns tables, claims and effects read (the store is scanned for these only).
 TRIAL_COLUMNS = ["experiment", "trial_id", "group", "paper_table", "arch", "layer", "activation", "pooling",
@@ -34,52 +32,6 @@ TRIAL_COLUMNS = ["experiment", "trial_id", "group", "paper_table", "arch", "laye
                  "dataset", "n_train", "n_test", "budget", "status", "val_acc", "final_acc", "train_time_s",
                  "eval_time_s", "gpu", "config_json"]
 FINAL = (FINISHED,)
-# Config keys that never tell variants apart: the label columns, and what seeds and data placement change.
-# init_from: a later stage's checkpoint is each seed's own (its row names the trial in init_from_trial)
-_NOT_SETTINGS = {"arch", "layer", "activation", "pooling", "normalization", "image_dim", "dropout", "seed",
-                 "data_dir", "init_from"}
-
-
-def _labels(row) -> tuple:
-    return (ARCH_LABELS.get(row["arch"], row["arch"]), LABELS["layer"][row["layer"]],
-            LABELS["activation"][row["activation"]], LABELS["pooling"][row["pooling"]],
-            dropout_label(row.get("dropout")),
-            LABELS["normalization"].get(row["normalization"], row["normalization"]),
-            f"{row['image_dim']}x{row['image_dim']}", row.get("setting", ""))
-
-
-def _variant_keys(trials: pd.DataFrame) -> pd.Series:
-    """Each trial's table row (its label columns, a tuple), to group trials by variant."""
-    return pd.Series([_labels(r) for _, r in trials.iterrows()], index=trials.index, dtype=object)
-
-
-def with_settings(trials: pd.DataFrame) -> pd.DataFrame:
-    """trials + a `setting` column: the config keys beyond the paper's label columns that differ between
-    the trials (a learning-rate axis, the searched p, ...), as "max_lr=0.01, p_value=0.5". Trials that
-    differ only by seed share a setting, so a row's interval is over seeds, never over another axis."""
-    trials = trials.copy()
-    if "config_json" not in trials or trials.empty:
-        trials["setting"] = ""
-        return trials
-    configs = pd.DataFrame([json.loads(c) if isinstance(c, str) else {} for c in trials["config_json"]],
-                           index=trials.index)
-    varying = [k for k in configs.columns if k not in _NOT_SETTINGS and configs[k].astype(str).nunique() > 1]
-    trials["setting"] = [", ".join(f"{k}={configs.at[i, k]}" for k in varying) for i in trials.index]
-    return trials
-
-
-def variant_label(row) -> str:
-    parts = [LABELS["layer"][row["layer"]], LABELS["activation"][row["activation"]],
-             LABELS["pooling"][row["pooling"]]]
-    if row.get("normalization") == "batchnorm":
-        parts.append("BN")
-    if dropout_label(row.get("dropout")) != "None":
-        parts.append(f"dropout {dropout_label(row.get('dropout'))}")
-    if row.get("p_mode") == "fixed" and row.get("p_value") == row.get("p_value"):
-        parts.append(f"p={row['p_value']:.2g}")
-    return " / ".join(parts)
-
-
 def _what_happened(part: pd.DataFrame) -> str:
     """'2 pruned (at 50-200/800 epochs), 1 failed (at 3/800)' for trials that did not finish."""
     out = []
@@ -94,7 +46,7 @@ def table_rows(trials: pd.DataFrame, include_partial: bool = False) -> pd.DataFr
     """One row per variant of one table: labels, the interval of Val. Acc. over seeds, times, n, epochs."""
     rows = []
     trials = with_settings(trials)
-    for labels, part in trials.groupby(_variant_keys(trials), sort=True):
+    for labels, part in trials.groupby(variant_keys(trials), sort=True):
         finished = part[part["status"].isin(FINAL)]
         used = part if include_partial else finished
         unfinished = part[~part["status"].isin(FINAL)]

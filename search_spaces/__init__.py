@@ -1,4 +1,5 @@
-"""Each experiment of the paper as plain data, and sweep files in the same shape (no torch, no ray)."""
+"""Each experiment of the paper as plain data, and sweep files in the same shape.
+May import trainables' plain-Python modules (config, errors, vocabulary, defaults) only: no torch, no ray."""
 from .experiment import Asha, Experiment, Search, SpecError
 from .presets import PRESETS, get_preset, list_presets
 from .sweep_file import is_sweep_file, load_sweep_file, sweep_file_text

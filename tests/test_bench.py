@@ -88,7 +88,8 @@ def test_the_reference_pipeline_computes_the_projects_model_and_trains(tiny_data
     weights, the same logits; and its DataLoader loop trains."""
     from trainables.config import TrialConfig
     from trainables.models import build_model
-    from trainables.reference_pipeline import ReferenceMaxAbsPool2d, ReferenceStyleSCS, reference_model, train_reference
+    from bench.reference_pipeline import ReferenceMaxAbsPool2d, reference_model, train_reference
+    from trainables.bench import ReferenceStyleSCS
 
     cfg = TrialConfig(arch="rohrer25k", layer="scs", activation="none", pooling="maxabs", epochs=1, batch_size=64)
     ours, ref = build_model(cfg).eval(), reference_model(cfg).eval()
@@ -99,3 +100,31 @@ def test_the_reference_pipeline_computes_the_projects_model_and_trains(tiny_data
         assert (ours(x) - ref(x)).abs().max() < 1e-4 * ours(x).abs().max()
     (row,) = train_reference(cfg, *tiny_data, epochs=1)
     assert row["train_s"] > 0 and 0 <= row["test_acc"] <= 1
+
+
+def test_the_targets_bench_refuses_bad_options_in_one_line(capsys, tmp_path):
+    from bench import targets
+
+    for argv, says in ((["--quick-table1"], "--quick-table1 runs table1 on CIFAR-10: give its folder with --data"),
+                       (["--data", str(tmp_path / "nowhere")], "is not a folder")):
+        assert targets.main(argv) == 2
+        (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert line.startswith("python -m bench.targets: error: ") and says in line
+
+
+def test_a_targets_measurement_runs_on_the_code_its_pythonpath_names(tmp_path):
+    """bench/targets_measure.py is run as a file with PYTHONPATH at the revision measured: here this checkout."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from bench.targets import MEASURE, ROOT
+
+    args = dict(threads=1, variant="conv+relu+max", n_train=128, n_test=64, epochs=1, warmup=0, budget=1)
+    done = subprocess.run([sys.executable, str(MEASURE), "epoch", json.dumps(args)], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["layer"] == "conv" and result["train_s_per_epoch"] > 0 and result["n_train"] == 128
+

@@ -14,14 +14,19 @@ from ray.cluster_utils import Cluster  # noqa: E402
 EPOCHS = 16
 
 
-def node_ids_by_trial(runs):
-    """trial_id -> [node_id of every reported epoch, in order]."""
+def reports(runs):
+    """trial_id -> every report of its result.json, in order."""
     out = {}
     for result in runs.rglob("result.json"):
         lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
         if lines:
-            out[lines[0]["trial_id"]] = [(r["epoch"], r["node_id"]) for r in lines]
+            out[lines[0]["trial_id"]] = lines
     return out
+
+
+def node_ids_by_trial(runs):
+    """trial_id -> [(epoch, node_id) of every reported epoch, in order]."""
+    return {trial_id: [(r["epoch"], r["node_id"]) for r in lines] for trial_id, lines in reports(runs).items()}
 
 
 def test_trials_use_both_nodes_and_survive_a_worker_node_kill(tmp_path):
@@ -29,6 +34,7 @@ def test_trials_use_both_nodes_and_survive_a_worker_node_kill(tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
+    address_of = {node.node_id: node.node_ip_address for node in cluster.list_all_nodes()}
     runs, store = tmp_path / "runs", tmp_path / "store"
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", "cosine", "--smoke-test", "--epochs", str(EPOCHS),
@@ -61,3 +67,8 @@ def test_trials_use_both_nodes_and_survive_a_worker_node_kill(tmp_path):
     rows = ds.dataset(str(store / "epochs"), format="parquet", partitioning="hive").to_table().to_pylist()
     mine = sorted(r["epoch"] for r in rows if r["trial_id"] == killed_trial)
     assert mine == list(range(1, EPOCHS + 1))  # no epoch lost or repeated in the store
+    # each report names its node by the address Ray lists for it, and the trial's row keeps its last node's
+    assert all(r["node_ip"] == address_of[r["node_id"]] for lines in reports(runs).values() for r in lines)
+    trials = ds.dataset(str(store / "trials"), format="parquet", partitioning="hive").to_table().to_pylist()
+    last = {trial_id: lines[-1] for trial_id, lines in reports(runs).items()}
+    assert all(t["node_ip"] == address_of[last[t["trial_id"]]["node_id"]] for t in trials)

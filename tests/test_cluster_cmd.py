@@ -174,3 +174,23 @@ def test_embedded_means_embedded_and_a_dead_address_is_one_line_in_seconds(tmp_p
             assert seconds < 20
     finally:
         subprocess.run(["rm", "-rf", str(ray_tmp)])
+
+
+def test_a_job_submitted_sweep_records_the_commit_of_the_folder_it_was_submitted_from(tmp_path, monkeypatch):
+    """`ray job submit --working-dir .` runs the driver in the uploaded checkout (its .git included): the
+    commit recorded is that folder's, not the one of the copy `ray up` left on the head."""
+    from orchestrator.tuner import code_version
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(git[:1] + ["init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f").write_text("x")
+    subprocess.run(git + ["add", "f"], check=True)
+    subprocess.run(git + ["commit", "-qm", "c"], check=True)
+    submitted = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    here = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(cluster_cmd.RAY_JOB_MARK, raising=False)
+    assert code_version() == here  # a sweep run from a shell: this checkout's commit
+    monkeypatch.setenv(cluster_cmd.RAY_JOB_MARK, "{}")
+    assert code_version() == submitted != here

@@ -83,7 +83,7 @@ def _run_trial(monkeypatch, gpu_ids, cuda_available: bool, visible: str | None =
     trial's reports)."""
     import orchestrator.trainable as trainable
     import trainables.train
-    from orchestrator.plan import _resolve
+    from orchestrator.plan import resolve_trial
 
     reported, built = [], []
 
@@ -100,7 +100,7 @@ def _run_trial(monkeypatch, gpu_ids, cuda_available: bool, visible: str | None =
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    config = _resolve({"arch": "rohrer25k", "group": "g"}, {"epochs": 1, "dataset": "synthetic"}, "test")
+    config = resolve_trial({"arch": "rohrer25k", "group": "g"}, {"epochs": 1, "dataset": "synthetic"}, "test")
     params = {"trial": {"group": "g", "budget": "smoke", "config": config}, "run": {"cpus_per_trial": 2}}
     try:
         trainable.train_scs(params)

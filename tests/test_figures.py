@@ -106,7 +106,8 @@ def test_the_report_is_one_self_contained_file_with_every_kind(store, tmp_path):
 
 def test_a_setting_beyond_the_papers_columns_gets_its_own_curves(tmp_path):
     """Two learning rates of one variant are two curves, not one averaged over them."""
-    from results.figures import figures_for_group, load_figure_data
+    from results.figures import figures_for_group
+    from results.table_data import load_table_data
 
     store = ParquetStore(str(tmp_path / "store"))
     for i, lr in enumerate((0.003, 0.01)):
@@ -117,7 +118,7 @@ def test_a_setting_beyond_the_papers_columns_gets_its_own_curves(tmp_path):
         store.write_trial("e", f"t{i}", evaluation_rows(f"t{i}", {"robustness": [
             {"attack": "pgd_linf", "eps": eps, "steps": 2, "step_size": eps, "accuracy": 0.4 - i / 10,
              "n_images": 10} for eps in (0.01, 0.03)]}))
-    figures = {f.kind: f for f in figures_for_group("lr", load_figure_data(store))}
+    figures = {f.kind: f for f in figures_for_group("lr", load_table_data(store))}
     _, labels = figures["pgd"].fig.axes[0].get_legend_handles_labels()
     panels = [ax.get_title() for ax in figures["curves"].fig.axes if ax.get_title()]
     for shown in (labels, panels):

@@ -213,8 +213,8 @@ def test_constrain_model_projects_every_sharpened_layer():
 
 @pytest.fixture
 def broken_compiler(monkeypatch):
-    """torch.compile whose every compiled function raises, and fused.py's kernel caches emptied."""
-    from trainables import fused
+    """torch.compile whose every compiled function raises, and kernels.py's caches emptied."""
+    from trainables import kernels
 
     def broken_compile(fn, **kwargs):
         def run(*args):
@@ -222,22 +222,22 @@ def broken_compiler(monkeypatch):
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(fused, "_compiled", {})
-    monkeypatch.setattr(fused, "_failures", {})
-    return fused
+    monkeypatch.setattr(kernels, "_compiled", {})
+    monkeypatch.setattr(kernels, "_failures", {})
+    return kernels
 
 
 def test_fused_kernels_fall_back_to_the_same_eager_math_when_compiling_fails(broken_compiler, caplog):
     """On CUDA the fused bodies are compiled; a compiler failure must cost speed, never the trial."""
     from types import SimpleNamespace
 
-    fused = broken_compiler
+    kernels = broken_compiler
     calls = []
     fake_cuda = SimpleNamespace(is_cuda=True, device=torch.device("cuda"))
-    assert fused._run("probe", lambda a: calls.append(a) or a * 2, True, fake_cuda, 21) == 42
-    assert fused._compiled["probe/cuda"] is None and "inductor exploded" in caplog.text
-    assert fused._run("probe", lambda a: a + 1, True, fake_cuda, 1) == 2  # no second attempt
-    assert fused.compile_failures() == ["compiled kernel probe/cuda: RuntimeError: inductor exploded"]
+    assert kernels.run_kernel("probe", lambda a: calls.append(a) or a * 2, True, fake_cuda, 21) == 42
+    assert kernels._compiled["probe/cuda"] is None and "inductor exploded" in caplog.text
+    assert kernels.run_kernel("probe", lambda a: a + 1, True, fake_cuda, 1) == 2  # no second attempt
+    assert kernels.compile_failures() == ["compiled kernel probe/cuda: RuntimeError: inductor exploded"]
 
 
 # -- windowed kernels (windowed.py): the same values and gradients as ATen's pooling after the layer ------
@@ -248,10 +248,10 @@ from trainables import windowed  # noqa: E402
 def traced_eagerly(monkeypatch):
     """The windowed kernels' math run as plain torch ops (what torch.compile traces): fast, and exact to
     compare; test_the_compiled_windowed_kernels_... compiles it for real once."""
-    from trainables import fused
+    from trainables import kernels
 
-    monkeypatch.setattr(fused, "_compiled", {})
-    monkeypatch.setattr(fused, "_failures", {})
+    monkeypatch.setattr(kernels, "_compiled", {})
+    monkeypatch.setattr(kernels, "_failures", {})
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
 
 
@@ -330,7 +330,7 @@ def test_a_layer_fused_with_its_pooling_gives_the_same_values_and_gradients(trac
 
 def test_the_compiled_windowed_kernels_match_atens_pooling_after_the_compiled_sharpening():
     """The kernels inductor builds (a CPU run compiles them for every trial of 200 steps or more)."""
-    from trainables import fused
+    from trainables import kernels
 
     torch.manual_seed(2)
     layer, pool = SharpCosSim2d(6, 8, 3, 1, 1), MaxAbsPool2d(2, ceil_mode=True)
@@ -344,7 +344,7 @@ def test_the_compiled_windowed_kernels_match_atens_pooling_after_the_compiled_sh
         results.append((y, inp.grad, layer.p.grad.clone()))
         layer.zero_grad()
     (y, dx, dp), (y_ref, dx_ref, dp_ref) = results
-    assert not fused.compile_failures("cpu")
+    assert not kernels.compile_failures("cpu")
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(dx, dx_ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(dp, dp_ref, rtol=1e-4, atol=1e-4)
@@ -362,11 +362,11 @@ def test_the_compiled_windowed_kernels_match_atens_pooling_after_the_compiled_sh
 
 
 def test_a_windowed_kernel_that_fails_to_compile_sends_its_pooling_back_to_aten(broken_compiler, caplog):
-    fused = broken_compiler
+    kernels = broken_compiler
     pool, x = MaxAbsPool2d(2, ceil_mode=True), _ties((2, 6, 15, 15))
     pool.compiled_kernels = True
     assert torch.equal(pool(x), _two_pass_maxabs(x, 2, 2, 0, True))  # the failing call: the same math, eagerly
-    assert fused.compile_failures("cpu") == ["compiled kernel pool maxabs k2 ceil/cpu: RuntimeError: inductor exploded"]
+    assert kernels.compile_failures("cpu") == ["compiled kernel pool maxabs k2 ceil/cpu: RuntimeError: inductor exploded"]
     assert not windowed.runs_windowed(pool, x, True) and torch.equal(pool(x), _two_pass_maxabs(x, 2, 2, 0, True))
 
 

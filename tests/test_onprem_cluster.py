@@ -1,6 +1,6 @@
 """`ray up cluster-onprem.yaml` for real: two SSH hosts on this machine, a sweep as a Ray Job, a lost worker.
 
-bench/onprem_lab.py does the work inside its own PID, mount and network namespaces (head 127.0.0.1 and
+tests/support/onprem_lab.py does the work inside its own PID, mount and network namespaces (head 127.0.0.1 and
 worker 127.0.0.2, each an sshd with its own PID namespace), so `ray stop` / `ray down` reach only what it
 started. It needs root, unshare and apt (sshd and rsync are installed when missing); CI has all three.
 Locally, SCS_SKIP_ONPREM=1 skips it (about 4 minutes); under CI=true that flag is refused, not obeyed.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from test_data import write_cifar_bin
+from support.data import write_cifar_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD, WORKER = "127.0.0.1", "127.0.0.2"
@@ -36,7 +36,7 @@ def test_ray_up_a_two_host_lab_run_a_job_lose_the_worker_and_ray_down(tmp_path):
     assert os.geteuid() == 0, "the on-prem test needs root (namespaces, sshd on port 22, apt-get)"
     work = tmp_path / "lab"
     write_cifar_bin(work / "shared" / "data", n=130)  # every node sees it as /mnt/scs/data
-    cmd = [sys.executable, str(ROOT / "bench" / "onprem_lab.py"), str(work), "--timeout", "600",
+    cmd = [sys.executable, str(ROOT / "tests" / "support" / "onprem_lab.py"), str(work), "--timeout", "600",
            "--kill-worker-after", "3", "--name", "onprem-smoke", "--", "run", "table1", "--smoke-test",
            "--epochs", str(EPOCHS), "--checkpoint-every", str(CHECKPOINT_EVERY), "--no-prune",
            "--data", "/mnt/scs/data"]
@@ -76,6 +76,11 @@ def test_ray_up_a_two_host_lab_run_a_job_lose_the_worker_and_ray_down(tmp_path):
         assert resumed_at > 1 and (resumed_at - 1) % CHECKPOINT_EVERY == 0  # right after a checkpoint
         mine = sorted(r["epoch"] for r in epochs if r["trial_id"] == trial_id)
         assert mine == list(range(1, EPOCHS + 1))  # the store holds every epoch once
+
+    # the commit the Job was submitted from (the working dir `ray job submit` uploaded), not "unknown"
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    assert {t["code_version"] for t in trials} == {commit}
 
     # the README's read commands on the head, and the report
     assert "onprem-smoke: 8 trials: 8 done" in report["status"]

@@ -1,44 +1,20 @@
 """Plans validate before Ray starts: bad options and bad sweep files are one line and exit code 2;
 --quick and the image subsets are recorded in every planned trial."""
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from orchestrator.budget import QUICK
 from orchestrator.errors import UsageError
-from orchestrator.plan import QUICK, RunOptions, plan_sweep
+from orchestrator.plan import RunOptions, plan_sweep
 from search_spaces import SpecError, get_preset, load_sweep_file
-
-ENV = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-
-GOOD = """
-name = "lr-axis"
-epochs = 2
-
-[fixed]
-arch = "rohrer25k"
-activation = "none"
-pooling = "maxabs"
-batch_size = 64
-
-[[grid]]
-layer = ["conv", "scs"]
-max_lr = [0.003, 0.01]
-"""
-GRID = "[[grid]]\nlayer = [\"conv\", \"scs\"]\nmax_lr = [0.003, 0.01]"
+from support.cli import cli, cli_many
+from support.sweep_files import GOOD, GRID
 
 
-def cli(args, cwd=None):
-    """Run the CLI in a fresh interpreter; report whether it ever imported ray or torch."""
-    code = ("import sys; from orchestrator.cli import main; rc = main(sys.argv[1:]); "
-            "print('IMPORTED', 'ray' in sys.modules, 'torch' in sys.modules); sys.exit(rc)")
-    return subprocess.run([sys.executable, "-c", code, *args], env=ENV, cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
 
 
 def test_a_two_axis_sweep_file_expands_to_its_product(tmp_path):
@@ -75,28 +51,6 @@ BAD_OPTIONS = [
     (["--quick", "--smoke-test"], "--quick and --smoke-test exclude each other"),
     (["--data", "/no/such/folder"], "--data /no/such/folder is not a folder"),
 ]
-
-
-def cli_many(commands: list[list[str]]):
-    """Run CLI commands in one fresh interpreter: [(exit code, stderr lines)], and whether ray or torch
-    was ever imported (one interpreter for all: each start costs most of a second)."""
-    code = """
-import contextlib, io, json, sys
-from orchestrator.cli import main
-out = []
-for argv in json.loads(sys.argv[1]):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        rc = main(argv)
-    out.append([rc, [line for line in err.getvalue().splitlines() if line.strip()]])
-print(json.dumps({"results": out, "ray": "ray" in sys.modules, "torch": "torch" in sys.modules}))
-"""
-    import json
-
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(commands)], env=ENV, capture_output=True,
-                          text=True, timeout=300)
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    return report["results"], report["ray"], report["torch"]
 
 
 def test_a_bad_sweep_file_is_one_line_naming_the_problem_and_nothing_starts(tmp_path):
@@ -137,13 +91,13 @@ def test_plan_rejects_a_preset_key_that_trial_config_does_not_know():
 def test_quick_and_subsets_are_recorded_in_every_trial():
     quick = plan_sweep("table1", "table1", get_preset("table1"), RunOptions(quick=True, data_dir="/d"))
     (part,) = quick.parts
-    assert part.n_trials == 8 * QUICK["seeds"] and part.asha is None  # every trial of a quick run counts
+    assert part.n_trials == 8 * QUICK.seeds and part.asha is None  # every trial of a quick run counts
     for t in part.trials:
         assert t["budget"] == "quick"
         c = t["config"]
-        assert (c["epochs"], c["n_train"], c["n_test"]) == (QUICK["epochs"], QUICK["n_train"], QUICK["n_test"])
+        assert (c["epochs"], c["n_train"], c["n_test"]) == (QUICK.epochs, QUICK.n_train, QUICK.n_test)
         assert c["dataset"] == "cifar10" and c["data_dir"] == "/d"
-    assert quick.evaluation == {"pgd_images": QUICK["pgd_images"]}
+    assert quick.evaluation == QUICK.evaluation
     sub = plan_sweep("table1", "table1", get_preset("table1"),
                      RunOptions(train_images=1000, test_images=500, epochs=3, data_dir="/d"))
     assert all(t["budget"] == "reduced" and (t["config"]["n_train"], t["config"]["n_test"], t["config"]["epochs"])
@@ -363,3 +317,25 @@ def test_no_comment_or_docstring_points_outside_the_repository():
     for path in [*root.glob("*/*.py"), *root.glob("*.yaml"), *root.glob("*.sh"), *root.glob("bench/*")]:
         if ".venv" not in path.parts and path != Path(__file__):
             assert not outside.search(path.read_text()), path
+
+
+def test_an_init_from_that_is_not_a_checkpoint_is_refused_when_the_sweep_is_planned(tmp_path):
+    """A file that exists but holds no model weights used to start Ray and fail the trial three times with an
+    unpickler's IndexError; now it is one line, before Ray (and with nothing started)."""
+    import torch
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save({"format": 1, "epoch": 3}, tmp_path / "no_weights.pt")
+    commands = []
+    for i, target in enumerate(("/etc/passwd", str(tmp_path / "empty.pt"), str(tmp_path / "no_weights.pt"))):
+        path = tmp_path / f"init{i}.toml"
+        path.write_text(GOOD.replace("[fixed]", f"[fixed]\ninit_from = \"{target}\""))
+        commands.append(["run", str(path), "--dataset", "synthetic", "--storage", str(tmp_path / "runs"),
+                         "--store", str(tmp_path / "store")])
+    results, imported_ray, _ = cli_many(commands)
+    for (rc, lines), message in zip(results, ("/etc/passwd is not a checkpoint of scs-sweep",
+                                              "empty.pt is not a checkpoint of scs-sweep",
+                                              "no_weights.pt holds no model weights")):
+        assert rc == 2 and len(lines) == 1 and message in lines[0], lines
+        assert lines[0].startswith("scs-sweep run: error: ") and "give a trainer.pt that a sweep wrote" in lines[0]
+    assert not imported_ray and not (tmp_path / "runs").exists() and not (tmp_path / "store").exists()

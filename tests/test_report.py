@@ -9,7 +9,7 @@ import pytest
 from results.report import summary_lines, write_report
 from results.rows import rows_for_trial
 from results.store import ParquetStore
-from results.figures import load_figure_data, tables_of
+from results.table_data import load_table_data, tables_of
 
 TABLE1 = [(layer, act, pool) for layer in ("conv", "scs") for act in ("relu", "none") for pool in ("max", "maxabs")]
 EPOCHS = 6
@@ -47,7 +47,7 @@ def plant(store, seeds=range(5), dip=0.15, conv_relu_gain=0.08, budget="full", o
 
 
 def summary_of(store):
-    ((_, _, _, summary, _),) = list(tables_of(load_figure_data(store)))
+    ((_, _, _, summary, _),) = list(tables_of(load_table_data(store)))
     return summary
 
 

@@ -19,7 +19,7 @@ from orchestrator.plan import RunOptions, plan_sweep
 from results.query import run_query
 from results.store import ParquetStore
 from search_spaces.experiment import Experiment
-from test_plan import GOOD
+from support.sweep_files import GOOD
 
 ray = pytest.importorskip("ray")  # the sweep tests need ray; the project's install always has it
 
@@ -102,7 +102,7 @@ TWO_AXES = GOOD  # the two-axis sweep file of test_plan.py: layer x max_lr, 4 tr
 
 
 def test_a_sweep_file_from_a_folder_holding_data_trains_on_that_data(local_ray, tmp_path, monkeypatch):
-    from test_data import write_cifar_bin
+    from support.data import write_cifar_bin
 
     write_cifar_bin(tmp_path / "data", n=40)
     (tmp_path / "two_axes.toml").write_text(TWO_AXES)
@@ -253,9 +253,9 @@ def test_cluster_yaml_passes_rays_schema_validation():
 
 def _trial_dir(root, epochs_recorded, budget=4):
     """A Tune trial folder as the sweep leaves it: params.json and result.json lines."""
-    from orchestrator.plan import _resolve
+    from orchestrator.plan import resolve_trial
 
-    config = _resolve(_good(), {"epochs": budget, "dataset": "synthetic"}, "test")
+    config = resolve_trial(_good(), {"epochs": budget, "dataset": "synthetic"}, "test")
     trial_dir = root / "train_scs_ab123_00000_0_x"
     trial_dir.mkdir(parents=True)
     (trial_dir / "params.json").write_text(json.dumps({"trial": {"group": "g", "budget": "full", "config": config},
@@ -290,7 +290,7 @@ def test_a_data_error_in_a_worker_ends_the_trial_as_failed_without_a_retry(tmp_p
     """The trainable reports the failure as the trial's last result and returns: Tune has nothing to
     retry (on this node or another), and the trial's rows say failed with the error."""
     import orchestrator.trainable as trainable
-    from orchestrator.plan import _resolve
+    from orchestrator.plan import resolve_trial
     from orchestrator.records import read_trial_dir, trial_rows
     from trainables.data import DataError
 
@@ -298,7 +298,7 @@ def test_a_data_error_in_a_worker_ends_the_trial_as_failed_without_a_retry(tmp_p
     monkeypatch.setattr(trainable, "tune", SimpleNamespace(report=reported.append))
     monkeypatch.setattr("trainables.data.load_cifar10", lambda root: (_ for _ in ()).throw(
         DataError(f"no CIFAR-10 in {root}")))
-    config = _resolve(_good(), {"epochs": 2, "dataset": "cifar10", "data_dir": "/nowhere"}, "test")
+    config = resolve_trial(_good(), {"epochs": 2, "dataset": "cifar10", "data_dir": "/nowhere"}, "test")
     params = {"trial": {"group": "g", "budget": "full", "config": config}, "run": {}}
     trainable.train_scs(params)  # returns: no exception for Tune to retry
     ((failure, acc),) = [(r["failure"], r["test_acc"]) for r in reported]
@@ -369,7 +369,7 @@ def test_each_later_stage_trial_starts_from_its_own_seeds_trial_and_evaluate_rea
 
 
 def test_bad_evaluate_and_models_arguments_are_one_line_and_models_lists_every_variant(tmp_path):
-    from test_plan import cli, cli_many
+    from support.cli import cli, cli_many
 
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     results, _, _ = cli_many([
@@ -419,3 +419,26 @@ def test_the_progress_line_counts_a_started_trial_as_running_and_names_its_part(
     callback.on_trial_start(0, trials, trials[1])
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith("[sweep/sweep-second] 3/3 trials: 0 done, 2 running, 1 pending")
+
+
+def test_a_checkpoint_that_breaks_after_planning_fails_its_trial_once_with_its_own_line(tmp_path, monkeypatch):
+    """A user error that can only show inside a trial is reported as the trial's failure (no retry): here the
+    init_from file was a checkpoint when the sweep was planned and is not one when the trial starts."""
+    import torch
+
+    import orchestrator.trainable as trainable
+    from orchestrator.plan import resolve_trial
+    from trainables.config import TrialConfig
+    from trainables.train import Trainer
+
+    source = tmp_path / "trainer.pt"
+    Trainer(TrialConfig(**{k: v for k, v in _good().items() if k != "group"}, dataset="synthetic",
+                        epochs=1)).save(source)
+    config = resolve_trial(dict(_good(), init_from=str(source)), {"epochs": 1, "dataset": "synthetic"}, "test")
+    source.write_text("overwritten by something else")
+    reported = []
+    monkeypatch.setattr(trainable, "tune", SimpleNamespace(report=reported.append, get_checkpoint=lambda: None))
+    trainable.train_scs({"trial": {"group": "g", "budget": "smoke", "config": config}, "run": {"cpus_per_trial": 2}})
+    (report,) = reported
+    assert report["failure"].startswith(f"ConfigError: init_from {source} is not a checkpoint of scs-sweep")
+    assert torch.get_num_threads() == 2

@@ -1,7 +1,8 @@
-"""The SCS training core: layers, models, data, the training loop and its benchmark. Never imports ray.
+"""The SCS training core: layers, models, data, the training loop, evaluation, and `scs-sweep bench`.
+May import torch and numpy only (never ray, nor any other package of this project).
 
-Names load lazily (PEP 562), so `trainables.config`, `trainables.errors` and `trainables.defaults` are
-plain Python and import without torch: the CLI's read commands (tables, query, status, ...) need them
+Names load lazily (PEP 562), so `trainables.config`, `errors`, `vocabulary`, `defaults` and `eval_settings`
+are plain Python and import without torch: the CLI's read commands (tables, query, status, ...) need them
 but not the ~1.6 s torch import.
 """
 from __future__ import annotations

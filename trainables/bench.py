@@ -13,28 +13,28 @@ and Conv2d measured side by side in one process:
                and on the CPU for trials of KERNEL_COMPILE_MIN_STEPS steps or more)
     compiled   the fused layer under a whole-layer torch.compile (what a compiled training step runs)
 
-Layers and models run in channels_last, as the Trainer runs them. `--targets` prints the CPU speed
-targets in one run (bench_targets.py); `--threads` sets torch's threads (a sweep's trial has one).
+Layers and models run in channels_last, as the Trainer runs them. `--threads` sets torch's threads (a
+sweep's trial has one). The developers' benchmarks (CPU targets against earlier revisions, the gallery
+scripts' pipeline, packing, the GPU check) live in the repository's bench/ folder, not here.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, TrialConfig
 from .errors import ScsSweepError
 from .data import make_synthetic
 from .layers import SharpCosSim2d
-from .reference_pipeline import ReferenceStyleSCS
 from .train import Trainer, check_device, compiles
-from .vocabulary import COMPILE_MODES, PRECISIONS, parse_variant
+from .vocabulary import COMPILE_MODES, PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES, PRECISIONS, parse_variant
 
 __all__ = ["bench_epochs", "bench_layer", "variant_keys", "LAYER_SHAPES", "ReferenceStyleSCS", "main"]
 
@@ -50,6 +50,23 @@ LAYER_SHAPES = [
     ("resnet18@224.layer3", 64, 256, 256, 3, 1, 1, 14),
     ("resnet18@224.layer4", 64, 512, 512, 3, 1, 1, 7),
 ]
+
+
+class ReferenceStyleSCS(SharpCosSim2d):
+    """SCS computed the way the reference layer does (docs/scs_reference.md §1.4): a ones-kernel conv2d for
+    the patch norm, repeat_interleave, plain autograd. The layer bench's baseline (and bench/'s pipeline)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.constrain_()
+        w = self.weight / torch.linalg.vector_norm(self.weight, dim=(1, 2, 3), keepdim=True)
+        dot = self._dot(x, w)
+        ones = torch.ones(self.groups, self.in_channels // self.groups, self.kernel_size, self.kernel_size,
+                          device=x.device, dtype=x.dtype)
+        sq = F.conv2d(x.square(), ones, None, self.stride, self.padding, 1, self.groups)
+        norm = (torch.sqrt(sq + self.eps) + self.log_q.exp()).repeat_interleave(
+            self.out_channels // self.groups, dim=1)
+        c = dot / norm
+        return torch.sign(c) * (c.abs() + self.eps) ** self.p
 
 
 def variant_keys(variant: str) -> dict:
@@ -150,22 +167,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated layer+activation+pooling[+normalization] (e.g. sdp+relu+max)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--image-dim", type=int, default=32)
-    p.add_argument("--n-train", type=int, default=None,
-                   help="training images (default CIFAR-10's 50,000; with --targets 5,000)")
-    p.add_argument("--n-test", type=int, default=None, help="test images (default 10,000; with --targets 2,000)")
+    p.add_argument("--n-train", type=int, default=PAPER_TRAIN_IMAGES,
+                   help=f"training images (default CIFAR-10's {PAPER_TRAIN_IMAGES:,})")
+    p.add_argument("--n-test", type=int, default=PAPER_TEST_IMAGES,
+                   help=f"test images (default CIFAR-10's {PAPER_TEST_IMAGES:,})")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs (after --warmup epochs)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--budget-epochs", type=int, default=100, help="the epochs of the trial being imitated: "
                    "what --compile auto decides by (default 100)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's; a trial has 1)")
-    p.add_argument("--targets", action="store_true", help="the CPU speed targets in one run: Rohrer100K "
-                   "epoch ratios (MaxAbsPool2d/MaxPool2d, SCS and SDP/Conv2d), with --data the project "
-                   "against the reference pipeline on CIFAR-10, with --quick-table1 its wall time")
-    p.add_argument("--data", default="", help="--targets: a CIFAR-10 folder for the real-data comparison")
-    p.add_argument("--quick-table1", action="store_true",
-                   help="--targets: also time `scs-sweep run table1 --quick --data DATA`")
-    p.add_argument("--before", default="", metavar="REV",
-                   help="--targets: measure git revision REV of this checkout too, interleaved (before/after)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--compile", default="auto", choices=COMPILE_MODES,
                    help="the Trainer's compile mode; also adds compiled layers to --layers when not off "
@@ -180,22 +190,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> torch.device:
-    """The device asked for, and the image counts filled in; every bad option is one ConfigError line."""
-    full = (5_000, 2_000) if args.targets else (50_000, 10_000)
-    args.n_train = full[0] if args.n_train is None else args.n_train
-    args.n_test = full[1] if args.n_test is None else args.n_test
+    """The device asked for; every bad option is one ConfigError line."""
     for flag, value, least in (("--n-train", args.n_train, 1), ("--n-test", args.n_test, 1),
                                ("--epochs", args.epochs, 1), ("--warmup", args.warmup, 0),
                                ("--batch-size", args.batch_size, 1), ("--threads", args.threads, 0)):
         if value < least:
             raise ConfigError(f"{flag} must be >= {least}, got {value}")
-    for flag, value in (("--data", args.data), ("--before", args.before), ("--quick-table1", args.quick_table1)):
-        if value and not args.targets:
-            raise ConfigError(f"{flag} belongs to --targets; add --targets or drop it")
-    if args.quick_table1 and not args.data:
-        raise ConfigError("--quick-table1 runs table1 on CIFAR-10: give its folder with --data")
-    if args.data and not os.path.isdir(args.data):
-        raise ConfigError(f"--data {args.data} is not a folder; give the one that holds cifar-10-batches-py (or -bin)")
     return check_device(args.device)
 
 
@@ -203,10 +203,6 @@ def run(args: argparse.Namespace) -> int:
     device = _check(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.targets:
-        from .bench_targets import run_targets
-
-        return run_targets(args)
     torch.backends.cudnn.benchmark = True
     out = {"device": _device_name(device), "torch": torch.__version__, "epochs": [], "layers": []}
     if not args.layers_only:

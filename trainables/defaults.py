@@ -23,4 +23,5 @@ def store(given: str = "") -> str:
 def runs_dir(given: str = "") -> str:
     return given or os.environ.get(RUNS_ENV) or RUNS_DEFAULT
 
-CHECKPOINT_EVERY = 10   # epochs between a trial's checkpoints (`run --checkpoint-every`)
+CHECKPOINT_EVERY = 10          # epochs between a trial's checkpoints (`run --checkpoint-every`)
+CHECKPOINT_FILE = "trainer.pt"  # a trial's checkpoint (Trainer.save) in each of its checkpoint folders

@@ -32,9 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import windowed
+from .checkpoints import read_model_weights
 from .config import COMPILE_MODES, ConfigError, TrialConfig
+from .errors import ScsSweepError
 from .data import DeviceLoader, ImageSet, load_dataset
-from .fused import allow_many_kernels, compile_failures
+from .kernels import allow_many_kernels, compile_failures
 from .layers import MaxAbsPool2d, SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
 
@@ -45,8 +47,9 @@ CHECKPOINT_FORMAT = 1
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the epoch."""
+class NonFiniteLossError(ScsSweepError):
+    """The loss became NaN or infinite; the message names the epoch. A user's settings cause it (a learning
+    rate too high for the variant), and a retry would only repeat it: the trial fails, not retried."""
 
 
 @dataclass
@@ -267,10 +270,7 @@ class Trainer:
 
     def _load_init_weights(self, path: str) -> int:
         """Copy every tensor whose name and shape match (a conv net's kernels into its SCS twin)."""
-        if not Path(path).is_file():
-            raise ConfigError(f"init_from {path} is not a checkpoint file")
-        state = torch.load(path, map_location="cpu", weights_only=True)  # load_state_dict copies to the device
-        source = state.get("model", state)
+        source = read_model_weights(path)  # on the CPU: load_state_dict copies to the device
         target = self.model.state_dict()
         matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
         if not matched:

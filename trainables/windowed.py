@@ -34,7 +34,7 @@ float: a uint8 made the compiled selection about 3x slower (its masks convert el
 The kernels work on (B, H, W, C) views of channels_last tensors, so they are vectorized over channels,
 and compile once per process and layer shape, for every batch size above 1 (symbolic in the batch only:
 a kernel symbolic in every size ran 2-4x slower; a batch of 1 gets a kernel of its own), through
-fused._run: a compiler failure is recorded and that kernel's modules go back to ATen's pooling. CPU only: on a GPU the Trainer compiles the whole model,
+kernels.run_kernel: a compiler failure is recorded and that kernel's modules go back to ATen's pooling. CPU only: on a GPU the Trainer compiles the whole model,
 where inductor fuses these operations itself.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .fused import _backward_math, _forward_math, _run, _sum_to, kernel_failed
+from .kernels import kernel_failed, run_kernel, sharpen_backward, sharpen_forward, sum_to
 
 __all__ = ["window_of", "runs_windowed", "window_pool", "sharpened_pool"]
 
@@ -137,19 +137,19 @@ def _sharpened_pool_forward(dot, norm, p, eps: float, k: int, ceil_mode: bool, a
     if norm is not None:
         c = [v / n for v, n in zip(c, _window_elements(norm, k, ceil_mode))]
     c, at = _select(c, absolute)
-    return _forward_math(c, None, p, eps), c, at
+    return sharpen_forward(c, None, p, eps), c, at
 
 
 def _sharpened_pool_backward(grad, c, y, at, norm, p, h, w, eps: float, k: int, need_norm: bool,
                              need_p: bool):
     """Gradients of dot (and norm, p): the sharpening's at the winners, spread to their positions;
     dc/d(dot) = 1 / norm and dc/d(norm) = -c / norm as in fused.py."""
-    grad_c, _, grad_p = _backward_math(grad, c, None, p, y, eps, False, need_p)
+    grad_c, _, grad_p = sharpen_backward(grad, c, None, p, y, eps, False, need_p)
     grad_dot = _scatter(grad_c, at, k, h, w)
     grad_norm = None
     if norm is not None:
         if need_norm:
-            grad_norm = -_sum_to(_scatter(grad_c * c, at, k, h, w), norm.shape) / norm
+            grad_norm = -sum_to(_scatter(grad_c * c, at, k, h, w), norm.shape) / norm
         grad_dot = grad_dot / norm
     return grad_dot, grad_norm, grad_p
 
@@ -169,7 +169,7 @@ class _WindowPool(torch.autograd.Function):
         k, ceil_mode, absolute = window
         name = _name("pool", window)  # one kernel per name: the name holds every constant bound into it
         fn = functools.partial(_pool_forward, k=k, ceil_mode=ceil_mode, absolute=absolute)
-        out, at = _run(name, fn, True, x, _nhwc(x), shapes="batch")
+        out, at = run_kernel(name, fn, True, x, _nhwc(x), shapes="batch")
         ctx.save_for_backward(at)
         ctx.name, ctx.k, ctx.size = name, k, tuple(x.shape[-2:])
         return _nchw(out)
@@ -179,7 +179,7 @@ class _WindowPool(torch.autograd.Function):
     def backward(ctx, grad):
         at, = ctx.saved_tensors
         fn = functools.partial(_pool_backward, k=ctx.k)
-        grad_x = _run(ctx.name + " backward", fn, True, grad, _nhwc(grad), at, *ctx.size, shapes="batch")
+        grad_x = run_kernel(ctx.name + " backward", fn, True, grad, _nhwc(grad), at, *ctx.size, shapes="batch")
         return _nchw(grad_x), None
 
 
@@ -189,7 +189,7 @@ class _SharpenedPool(torch.autograd.Function):
         k, ceil_mode, absolute = window
         name = _name("sharpened pool", window) + f" eps{eps:g}{'' if norm is None else ' norm'}"
         fn = functools.partial(_sharpened_pool_forward, eps=eps, k=k, ceil_mode=ceil_mode, absolute=absolute)
-        y, c, at = _run(name, fn, True, dot, _nhwc(dot), None if norm is None else _nhwc(norm),
+        y, c, at = run_kernel(name, fn, True, dot, _nhwc(dot), None if norm is None else _nhwc(norm),
                         _nhwc(p.detach()), shapes="batch")
         ctx.save_for_backward(c, y, at, norm, p)
         ctx.name, ctx.eps, ctx.k, ctx.size = name, eps, k, tuple(dot.shape[-2:])
@@ -204,7 +204,7 @@ class _SharpenedPool(torch.autograd.Function):
         fn = functools.partial(_sharpened_pool_backward, eps=ctx.eps, k=ctx.k, need_norm=need_norm,
                                need_p=need_p)
         name = f"{ctx.name} backward{' dnorm' if need_norm else ''}{' dp' if need_p else ''}"
-        grad_dot, grad_norm, grad_p = _run(
+        grad_dot, grad_norm, grad_p = run_kernel(
             name, fn, True, grad, _nhwc(grad), c, y, at,
             None if norm is None else _nhwc(norm), _nhwc(p.detach()), *ctx.size, shapes="batch")
         return (_nchw(grad_dot), None if grad_norm is None else _nchw(grad_norm),

@@ -5,6 +5,7 @@ docs/scs_reference.md §1.4), the two-pass MaxAbsPool2d, a per-image Dataset doi
 and RandomHorizontalFlip, and torch's DataLoader (batch 128, shuffled, no workers), trained with Adam and
 OneCycleLR as the gallery scripts do. Torch only (PIL-free transforms, no torchvision): the same
 arithmetic as the reference, on the same images and weights as the project's model of the same config.
+bench.targets times this project's training epoch against it (`python -m bench.targets --data DIR`).
 """
 from __future__ import annotations
 
@@ -15,28 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .config import TrialConfig
-from .data import ImageSet
-from .layers import MaxAbsPool2d, SharpCosSim2d
-from .models import build_model
+from trainables.bench import ReferenceStyleSCS
+from trainables.config import TrialConfig
+from trainables.data import ImageSet
+from trainables.layers import MaxAbsPool2d, SharpCosSim2d
+from trainables.models import build_model
 
-__all__ = ["ReferenceStyleSCS", "ReferenceMaxAbsPool2d", "reference_model", "train_reference"]
-
-
-class ReferenceStyleSCS(SharpCosSim2d):
-    """SCS computed the way the reference layer does (docs/scs_reference.md §1.4), as the speed baseline."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.constrain_()
-        w = self.weight / torch.linalg.vector_norm(self.weight, dim=(1, 2, 3), keepdim=True)
-        dot = self._dot(x, w)
-        ones = torch.ones(self.groups, self.in_channels // self.groups, self.kernel_size, self.kernel_size,
-                          device=x.device, dtype=x.dtype)
-        sq = F.conv2d(x.square(), ones, None, self.stride, self.padding, 1, self.groups)
-        norm = (torch.sqrt(sq + self.eps) + self.log_q.exp()).repeat_interleave(
-            self.out_channels // self.groups, dim=1)
-        c = dot / norm
-        return torch.sign(c) * (c.abs() + self.eps) ** self.p
+__all__ = ["ReferenceMaxAbsPool2d", "reference_model", "train_reference"]
 
 
 class ReferenceMaxAbsPool2d(nn.Module):

@@ -2,7 +2,7 @@
 the README says (a sweep submitted as a Ray Job through `ray dashboard`'s tunnel) and torn down with
 `ray down`; writes what it measured to WORK/lab.json.
 
-    sudo python bench/onprem_lab.py WORK -- run table1 --smoke-test --data /mnt/scs/data
+    sudo python tests/support/onprem_lab.py WORK -- run table1 --smoke-test --data /mnt/scs/data
 
 tests/test_onprem_cluster.py runs it with --kill-worker-after (the worker host's Ray is killed mid-sweep);
 bench/onprem_quick_table1.sh runs the quick Table 1 on real CIFAR-10 with it (--data DIR). Needs root,
@@ -36,7 +36,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HEAD, WORKER = "127.0.0.1", "127.0.0.2"
 SHARED = Path("/mnt/scs")            # what cluster-onprem.yaml calls the lab's shared folder
 KEEP = Path("/mnt/.lab-keep")        # where paths under /tmp wait while /tmp is replaced

@@ -13,6 +13,11 @@ Each measurement runs in a fresh process of the revision it measures (PYTHONPATH
 REV for --before), and the revisions take turns, repeat by repeat, so that both see the same machine:
 read the ratios, not the seconds, on a shared machine. Needs only torch (and git for --before; the
 quick Table 1 runs this checkout's `scs-sweep`).
+
+    python -m bench.targets [--before REV] [--data DIR [--quick-table1]] [--threads 1] ...
+
+What each fresh process runs is bench/targets_measure.py, run as a file so that its imports resolve to the
+revision being measured (its PYTHONPATH), whatever that revision's bench/ folder holds.
 """
 from __future__ import annotations
 
@@ -26,9 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import ScsSweepError
+import argparse
 
-__all__ = ["run_targets", "TARGETS", "VARIANTS", "BenchError"]
+from trainables.errors import ScsSweepError
+
+__all__ = ["run_targets", "TARGETS", "VARIANTS", "BenchError", "main"]
 
 BASE = "conv+relu+max"
 VARIANTS = (BASE, "conv+relu+maxabs", "scs+none+max", "scs+none+maxabs", "sdp+none+max")
@@ -43,50 +50,15 @@ ROOT = Path(__file__).resolve().parent.parent
 class BenchError(ScsSweepError):
     """A measurement that could not run; the message says which, and the end of its output."""
 
-EPOCH = """
-import inspect, json, sys, torch
-a = json.loads(sys.argv[1])
-torch.set_num_threads(a["threads"])
-from trainables.bench import bench_epochs
-from trainables.config import TrialConfig
-keys = dict(zip(("layer", "activation", "pooling"), a["variant"].split("+")))
-extra = {"budget_epochs": a["budget"]} if "budget_epochs" in inspect.signature(bench_epochs).parameters else {}
-r = bench_epochs(TrialConfig(arch="rohrer100k", batch_size=128, **keys), a["n_train"], a["n_test"], a["epochs"],
-                 a["warmup"], "cpu", "auto", **extra)
-print(json.dumps(r))
-"""
-PROJECT = """
-import json, sys, torch
-a = json.loads(sys.argv[1])
-torch.set_num_threads(a["threads"])
-from trainables.config import TrialConfig
-from trainables.train import Trainer
-cfg = TrialConfig(arch="rohrer100k", layer="scs", activation="none", pooling="maxabs", dataset="cifar10",
-                  data_dir=a["data"], n_train=a["n_train"], n_test=a["n_test"], epochs=a["budget"])
-trainer = Trainer(cfg, compile="auto")
-warm = trainer.warm_up()
-rows = [trainer.train_epoch() for _ in range(a["epochs"])]
-print(json.dumps({"train_s": [r.train_time_s for r in rows], "test_acc": rows[-1].test_acc, "warm_up_s": warm}))
-"""
-REFERENCE = """
-import json, sys, torch
-a = json.loads(sys.argv[1])
-torch.set_num_threads(a["threads"])
-from trainables.config import TrialConfig
-from trainables.data import load_dataset
-from trainables.reference_pipeline import train_reference
-cfg = TrialConfig(arch="rohrer100k", layer="scs", activation="none", pooling="maxabs", epochs=a["budget"])
-train, test = load_dataset("cifar10", a["data"], a["n_train"], a["n_test"], 0)
-rows = train_reference(cfg, train, test, a["epochs"])
-print(json.dumps({"train_s": [r["train_s"] for r in rows], "test_acc": rows[-1]["test_acc"]}))
-"""
+MEASURE = Path(__file__).resolve().parent / "targets_measure.py"
 
 
-def _measure(tree: Path, code: str, args: dict) -> dict:
-    """Run a measurement in a fresh interpreter on `tree`'s code; its JSON result."""
+def _measure(tree: Path, kind: str, args: dict) -> dict:
+    """Run one measurement (targets_measure.py: epoch | project | reference) in a fresh interpreter on `tree`'s
+    code; its JSON result."""
     env = dict(os.environ, PYTHONPATH=str(tree), PYTHONWARNINGS="ignore")
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(args)], cwd=tree, env=env, capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, str(MEASURE), kind, json.dumps(args)], cwd=tree, env=env,
+                          capture_output=True, text=True)
     if done.returncode:
         raise BenchError(f"measuring on {tree} failed: {_last_line(done)}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -136,7 +108,7 @@ def run_targets(args) -> int:
         for rep in range(repeats):
             for variant in VARIANTS:
                 for side, tree in sides.items():  # both revisions measure a variant back to back
-                    r = _measure(tree, EPOCH, dict(base, variant=variant))
+                    r = _measure(tree, "epoch", dict(base, variant=variant))
                     epochs[side][variant].append(r["train_s_per_epoch"])
                     print(f"[{rep + 1}/{repeats}] {side:6s} {variant:18s} {r['train_s_per_epoch']:.3f} s/epoch "
                           f"({r.get('compile_path', 'eager' if not r['compiled'] else 'model')}, warm-up "
@@ -145,9 +117,9 @@ def run_targets(args) -> int:
         if args.data:
             real_args = dict(base, data=str(Path(args.data).resolve()), n_train=REAL["n_train"],
                              n_test=REAL["n_test"], epochs=REAL["epochs"])
-            real["reference"] = _measure(ROOT, REFERENCE, real_args)
+            real["reference"] = _measure(ROOT, "reference", real_args)
             for side, tree in sides.items():
-                real[side] = _measure(tree, PROJECT, real_args)
+                real[side] = _measure(tree, "project", real_args)
         walls = {}
         if args.quick_table1:
             for side, tree in sides.items():
@@ -186,3 +158,31 @@ def _print(sides, epochs, real, walls, base) -> None:
     if real:
         accs = ", ".join(f"{k} {v['test_acc']:.3f}" for k, v in real.items())
         print(f"\nCIFAR-10 test accuracy after {REAL['epochs']} epochs (a check, not a target): {accs}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.targets", description=__doc__.splitlines()[0])
+    p.add_argument("--before", default="", metavar="REV", help="measure git revision REV of this checkout too, "
+                   "in turn with this one (before/after)")
+    p.add_argument("--data", default="", help="a CIFAR-10 folder: also this project against the reference pipeline")
+    p.add_argument("--quick-table1", action="store_true", help="also time `scs-sweep run table1 --quick --data DATA`")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per measurement (a sweep's trial has 1)")
+    p.add_argument("--n-train", type=int, default=5_000)
+    p.add_argument("--n-test", type=int, default=2_000)
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs (after --warmup epochs)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--budget-epochs", type=int, default=100, help="the trial imitated: what compile=auto decides by")
+    args = p.parse_args(argv)
+    try:
+        if args.quick_table1 and not args.data:
+            raise BenchError("--quick-table1 runs table1 on CIFAR-10: give its folder with --data")
+        if args.data and not os.path.isdir(args.data):
+            raise BenchError(f"--data {args.data} is not a folder; give the one that holds cifar-10-batches-py (or -bin)")
+        return run_targets(args)
+    except ScsSweepError as exc:
+        print(f"python -m bench.targets: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""The store read once for the figures, the summaries and the report, then split table by table.
+
+`load_table_data` reads only the columns and layer rows they draw; `tables_of` yields every table (one
+experiment's group of trials) with that experiment's rows, its summary (summary.py) and the trials that
+had their node to themselves (timing.py), which is what `figures` and `report` iterate over.
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow.dataset as ds
+
+from .summary import summarize
+from .tables import paper_table_of
+from .timing import exclusive_trials
+
+__all__ = ["load_table_data", "tables_of", "per_batch_norms"]
+
+
+def per_batch_norms(trials: pd.DataFrame) -> pd.Series:
+    """Which trials recorded every layer's weight norm per mini-batch (their config's batch_weight_norms)."""
+    if "config_json" not in trials:
+        return pd.Series(False, index=trials.index, dtype=bool)
+    return pd.Series([bool(json.loads(c).get("batch_weight_norms")) if isinstance(c, str) else False
+                      for c in trials["config_json"]], index=trials.index, dtype=bool)
+
+
+def load_table_data(store, experiment: str = "") -> dict[str, pd.DataFrame]:
+    """The store tables the figures and the summary read, only the columns and layer rows they draw."""
+    exp = experiment or None
+    trials = store.read_table("trials", exp).to_pandas()
+    epochs = store.read_table("epochs", exp, columns=["experiment", "trial_id", "epoch", "test_acc", "ended_at",
+                                                      "wall_s", "node_id"]).to_pandas()
+    # layers: every row of the weight-norms runs; of the others only the first layer, when sharpened
+    # (every weight layer of an SCS/SDP net is sharpened, and the first comes first in forward order)
+    wanted = ds.field("layer_type").isin(["scs", "sdp"]) & (ds.field("layer_index") == 0)
+    norms_ids = trials.loc[per_batch_norms(trials), "trial_id"].tolist()
+    if norms_ids:
+        wanted = wanted | ds.field("trial_id").isin(norms_ids)
+    layers = store.read_table("layers", exp, where=wanted, columns=[
+        "experiment", "trial_id", "epoch", "layer_index", "layer_name", "layer_type", "weight_norm",
+        "p_values", "weight_norm_per_batch"]).to_pandas()
+    return {"trials": trials, "epochs": epochs, "layers": layers,
+            "robustness": store.read_table("robustness", exp).to_pandas(),
+            "saliency": store.read_table("saliency", exp).to_pandas()}
+
+
+def tables_of(data: dict[str, pd.DataFrame]):
+    """(experiment, group, that experiment's data, its summary, the trials that ran alone) of every table,
+    each table from its own sweep's rows."""
+    alone, why_not = exclusive_trials(data["epochs"])
+    trials = data["trials"]
+    for experiment in sorted(trials["experiment"].unique()):
+        mine = {k: (v[v["experiment"] == experiment] if "experiment" in v else v) for k, v in data.items()}
+        for group in sorted(mine["trials"]["group"].dropna().unique()):
+            part = mine["trials"][mine["trials"]["group"] == group]
+            summary = summarize(group, paper_table_of(group, part), part, mine["epochs"], alone, why_not)
+            yield experiment, group, mine, summary, alone
