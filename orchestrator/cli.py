@@ -166,6 +166,17 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     dn.add_argument("-y", "--yes", action="store_true", help="no confirmation prompts (ray down -y)")
     dn.set_defaults(handler=cluster_cmd.down)
 
+    sb = sub.add_parser("submit", help="run an scs-sweep command on a cluster as a Ray Job (this checkout, its commit)",
+                        description="`ray job submit` of `scs-sweep ARGS` with this checkout as the working dir, the "
+                                    "sweep's --name as the submission id, and the commit recorded in every row.")
+    sb.add_argument("--address", default="http://127.0.0.1:8265",
+                    help="the cluster's Job server (default: the tunnel `ray dashboard CONFIG` opens)")
+    sb.add_argument("--submission-id", default="", help="the Job's id (default: the sweep's --name)")
+    sb.add_argument("--no-wait", action="store_true", help="return once submitted (follow with `ray job logs -f`)")
+    sb.add_argument("sweep", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                    help="the scs-sweep command to run, after --: run PRESET ..., resume NAME, settle ...")
+    sb.set_defaults(handler=cluster_cmd.submit)
+
     b = sub.add_parser("bench", help="training-core speed: epoch times, SCS vs conv (no Ray needed)",
                        description="Training-core speed: seconds per epoch of any arch x variant, and one SCS "
                                    "layer vs one Conv2d.")

@@ -1,4 +1,5 @@
-"""Cluster commands: `scs-sweep up` (check, then `ray up`), `scs-sweep down`, and a sweep's Ray Jobs.
+"""Cluster commands: `scs-sweep up` (check, then `ray up`), `scs-sweep down`, `scs-sweep submit` (a sweep as a Ray
+Job, with its commit), and a sweep's Ray Jobs.
 
 `ray up` on a machine without rsync, without the SSH key, or with a host that refuses the key fails with a
 traceback or a hang; these checks say the one thing to fix in one line each, before anything starts.
@@ -19,6 +20,9 @@ from .errors import UsageError
 
 # Set by Ray's Job supervisor in the driver it starts: this process is a Ray Job's entrypoint.
 RAY_JOB_MARK = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+# The commit a Job's code comes from, set by `scs-sweep submit`: Ray's upload of the working dir leaves out
+# .git, so the driver cannot ask git (orchestrator/tuner.py, code_version).
+CODE_VERSION_ENV = "SCS_CODE_VERSION"
 PLACEHOLDER = "YOUR-"      # how cluster-onprem.yaml and cluster.yaml mark the values a user must fill in
 AUTH_TOKEN = "~/.ray/auth_token"
 SSH_TIMEOUT_S = 10
@@ -188,3 +192,52 @@ def down(args) -> int:
         print(f"{host}: ray stop: {lines[-1] if lines else 'exit code %d' % done.returncode}")
         rc = rc or done.returncode
     return rc
+
+
+def checkout_commit(folder: Path) -> str:
+    """The short commit of the checkout at `folder`, '+dirty' when tracked files have changes ('' if none)."""
+    def git(*args) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        if head.returncode:
+            return ""
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def _option(argv: list, flag: str) -> str:
+    """The value of `flag` in an argument list ('' if absent): `--name x` or `--name=x`."""
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return ""
+
+
+def submit(args) -> int:
+    """`ray job submit` of `scs-sweep ARGS` with this checkout as the working dir, the sweep's --name as the
+    submission id (so `status NAME --address` finds it), and the checkout's commit passed to the driver."""
+    if not (Path("pyproject.toml").exists() and Path("orchestrator").is_dir()):
+        raise UsageError("run this from the root of the scs-sweep checkout: its folder is what the Job runs")
+    sweep = args.sweep[1:] if args.sweep[:1] == ["--"] else args.sweep
+    if not sweep:
+        raise UsageError("give the scs-sweep command to run after --, e.g. "
+                         "`scs-sweep submit -- run table1 --name t1`")
+    commit = checkout_commit(Path.cwd())
+    runtime_env = {"env_vars": {CODE_VERSION_ENV: commit}} if commit else {}
+    name = args.submission_id or _option(sweep, "--name")
+    cmd = [_ray(), "job", "submit", "--address", job_server(args.address), "--working-dir", "."]
+    if runtime_env:
+        cmd += ["--runtime-env-json", json.dumps(runtime_env)]
+    if name:
+        cmd += ["--submission-id", name]
+    if args.no_wait:
+        cmd.append("--no-wait")
+    print(f"submitting `scs-sweep {' '.join(sweep)}` to {job_server(args.address)} as a Ray Job"
+          + (f" {name}" if name else "") + f" (code {commit or 'not a git checkout'})", flush=True)
+    return subprocess.run([*cmd, "--", "scs-sweep", *sweep]).returncode
+

@@ -23,7 +23,7 @@ from trainables import defaults
 from trainables.vocabulary import FINISHED
 
 from . import gpus
-from .cluster_cmd import RAY_JOB_MARK
+from .cluster_cmd import CODE_VERSION_ENV, RAY_JOB_MARK
 from .errors import UsageError
 from .plan import PartPlan, SweepPlan
 from .records import gather_part, trial_dirs, tune_states
@@ -38,20 +38,34 @@ CPUS_PER_TRIAL = 1
 OPTUNA_DB = "optuna.db"   # in the sweep's folder: `optuna-dashboard sqlite:///.../optuna.db`
 
 
-def _commit(folder: Path) -> str:
+def _commit(folder: Path, why: list) -> str:
+    """The short commit of the git checkout holding `folder`, '' (and the reason appended to why) if none."""
     try:
-        return subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError) as exc:
+        why.append(f"{folder}: {exc}")
         return ""
+    if done.returncode:
+        why.append(f"{folder}: {(done.stderr.strip().splitlines() or ['git failed'])[-1]}")
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def code_version() -> str:
     """The commit the sweep's code comes from. A Ray Job's driver runs in the working dir `ray job submit
-    --working-dir .` uploaded (the submitter's checkout, .git included; the workers import its code), which
-    may be newer than the copy `ray up` put on the head: there, that folder's commit. Else this checkout's."""
+    --working-dir .` uploaded (the submitter's checkout; the workers import its code), which may be newer
+    than the copy `ray up` put on the head, and Ray's upload leaves out .git: `scs-sweep submit` passes the
+    commit in SCS_CODE_VERSION. Else the git checkout of the working dir (a Job) or of this code."""
+    if os.environ.get(CODE_VERSION_ENV):  # `scs-sweep submit` passed the submitting checkout's commit
+        return os.environ[CODE_VERSION_ENV]
     folders = ([Path.cwd()] if os.environ.get(RAY_JOB_MARK) else []) + [Path(__file__).resolve().parent.parent]
-    return next(filter(None, map(_commit, folders)), "unknown")
+    why: list = []
+    for folder in folders:
+        commit = _commit(folder, why)
+        if commit:
+            return commit
+    print(f"note: the sweep's rows record code_version 'unknown': no git commit found ({'; '.join(why)})", flush=True)
+    return "unknown"
 
 
 class ScalarTBXLogger(TBXLoggerCallback):

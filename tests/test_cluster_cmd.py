@@ -194,3 +194,47 @@ def test_a_job_submitted_sweep_records_the_commit_of_the_folder_it_was_submitted
     assert code_version() == here  # a sweep run from a shell: this checkout's commit
     monkeypatch.setenv(cluster_cmd.RAY_JOB_MARK, "{}")
     assert code_version() == submitted != here
+
+
+def test_submit_sends_this_checkout_with_its_commit_and_the_sweeps_name_as_the_job_id(tmp_path, monkeypatch, capsys):
+    """Ray's upload of the working dir leaves out .git: `scs-sweep submit` passes the commit to the driver."""
+    import json as json_
+    from types import SimpleNamespace
+
+    calls = []
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(cluster_cmd, "_ray", lambda: "ray")
+    monkeypatch.setattr(cluster_cmd.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or SimpleNamespace(
+        returncode=0))
+    monkeypatch.setattr(cluster_cmd, "checkout_commit", lambda folder: "abc1234+dirty")
+    args = SimpleNamespace(address="http://127.0.0.1:8265", submission_id="", no_wait=True,
+                           sweep=["--", "run", "table1", "--name", "t1"])
+    assert cluster_cmd.submit(args) == 0
+    (cmd,) = calls
+    assert cmd[:6] == ["ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir"]
+    env = json_.loads(cmd[cmd.index("--runtime-env-json") + 1])
+    assert env == {"env_vars": {cluster_cmd.CODE_VERSION_ENV: "abc1234+dirty"}}
+    assert cmd[cmd.index("--submission-id") + 1] == "t1" and "--no-wait" in cmd
+    assert cmd[cmd.index("--") + 1:] == ["scs-sweep", "run", "table1", "--name", "t1"]
+    monkeypatch.setenv(cluster_cmd.CODE_VERSION_ENV, "abc1234+dirty")
+    from orchestrator.tuner import code_version
+
+    assert code_version() == "abc1234+dirty"  # what the Job's driver records
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="run this from the root of the scs-sweep checkout"):
+        cluster_cmd.submit(args)
+
+
+def test_checkout_commit_says_dirty_when_tracked_files_changed(tmp_path):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f").write_text("x")
+    subprocess.run(git + ["add", "f"], check=True)
+    subprocess.run(git + ["commit", "-qm", "c"], check=True)
+    clean = cluster_cmd.checkout_commit(tmp_path)
+    assert clean and "+" not in clean
+    (tmp_path / "untracked").write_text("y")
+    assert cluster_cmd.checkout_commit(tmp_path) == clean  # untracked files (a sweep file, notes) do not count
+    (tmp_path / "f").write_text("changed")
+    assert cluster_cmd.checkout_commit(tmp_path) == clean + "+dirty"
+    assert cluster_cmd.checkout_commit(tmp_path / "nope") == ""

@@ -324,8 +324,7 @@ def run_lab(args) -> int:
             wait_port("127.0.0.1", DASHBOARD_PORT, 60)
             address = f"http://127.0.0.1:{DASHBOARD_PORT}"
             sweep_started = time.time()
-            lab.sh("submit", ["ray", "job", "submit", "--address", address, "--submission-id", name,
-                              "--working-dir", ".", "--no-wait", "--", "scs-sweep", *args.sweep,
+            lab.sh("submit", ["scs-sweep", "submit", "--address", address, "--no-wait", "--", *args.sweep,
                               "--name", name], 300)
             follow = subprocess.Popen(["ray", "job", "logs", "--address", address, "--follow", name],
                                       cwd=ROOT, env=env, stdout=open(lab.logs / "job.log", "w"),
