@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from search_spaces import get_preset, is_sweep_file, list_presets, load_sweep_file, sweep_file_text
+from search_spaces.claims import BUILTIN, applicable
 from trainables import defaults
 
 from .cluster_cmd import RAY_JOB_MARK
@@ -41,8 +43,12 @@ def _experiments(source: str) -> tuple[str, list, str]:
 def presets(args) -> int:
     from search_spaces.epoch_times import seconds_per_epoch
 
-    if args.show:
-        print(_experiments(args.show)[2], end="")
+    if args.show:  # a preset with the paper's claims it can speak to, written out as [[claim]] tables
+        if is_sweep_file(args.show):
+            print(_experiments(args.show)[2], end="")
+            return 0
+        experiments = [replace(e, claims=tuple(applicable(BUILTIN, e.trial_rows()))) for e in get_preset(args.show)]
+        print(sweep_file_text(args.show, experiments), end="")
         return 0
     print(f"{'preset':<20} {'trials':>6} {'epochs':>7} {'epochs in all':>13} {'est. H200 h':>11}  paper")
     for name in list_presets():
@@ -114,22 +120,29 @@ def _ranges(values: list[int]) -> str:
     return ", ".join(out)
 
 
-def run(args) -> int:
+def plan_for(args, seeds_from_design: int = 0):
+    """(sweep plan, its sweep file's text, the options): every trial validated, before Ray starts. With
+    seeds_from_design (settle), each grid trial gets that many seeds and pruning is off."""
     default_name, experiments, text = _experiments(args.preset)
     storage = _storage(args)
     name = args.name or default_name
     from results.store import check_name
 
     check_name("sweep name", name)  # it names the store's partition and the sweep's folder
-    if (storage / name / "sweep.json").exists():
-        raise UsageError(f"a sweep named {name!r} exists in {storage}; continue it with "
-                         f"`scs-sweep resume {name}` or pick another --name")
     options = _options(args)
+    if seeds_from_design:
+        options.seeds, options.prune = seeds_from_design, False
     store = _store_uri(args.store)
     # every trial validated before Ray starts: a bad value is one line, nothing launched
     sweep = plan_sweep(name, args.preset, experiments, options, store=store, storage=str(storage))
     if options.gpus_per_trial and not args.address and not os.environ.get(RAY_JOB_MARK):  # embedded
         _check_local_gpu(options.gpus_per_trial)
+    return sweep, experiments, text, options
+
+
+def start_sweep(args, sweep: SweepPlan, text: str, options: RunOptions):
+    """Read the data once, connect to Ray, decide the GPUs and write the sweep's files: the tuner module,
+    ready to execute the sweep."""
     if options.dataset == "cifar10":
         from trainables.data import load_cifar10  # read (or download) once, before any trial starts
 
@@ -144,16 +157,26 @@ def run(args) -> int:
         print(f"note: the cluster has no GPU now; trials asking for --gpus-per-trial "
               f"{options.gpus_per_trial:g} wait until a node with GPUs joins (an autoscaling cluster starts "
               f"one); Ctrl-C and drop --gpus-per-trial to train on CPUs")
-    (storage / name).mkdir(parents=True, exist_ok=True)
-    (storage / name / SWEEP_FILE).write_text(text)
+    folder = Path(sweep.storage) / sweep.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SWEEP_FILE).write_text(text)
     from results.store import get_store
 
-    get_store(store).write_sweep(name, text)
-    seeds = sorted({t["config"]["seed"] for part in sweep.parts for t in part.trials})
-    print(f"sweep {name}: {sweep.n_trials} trials in {len(sweep.parts)} part(s), seeds {_ranges(seeds)}, "
-          f"budget {sweep.budget}; runs in {storage / name}, rows in {store}")
+    get_store(sweep.store).write_sweep(sweep.name, text)
     for line in requests:
-        print(f"sweep {name}: {line}")
+        print(f"sweep {sweep.name}: {line}")
+    return tuner
+
+
+def run(args) -> int:
+    sweep, _, text, options = plan_for(args)
+    if (Path(sweep.storage) / sweep.name / "sweep.json").exists():
+        raise UsageError(f"a sweep named {sweep.name!r} exists in {sweep.storage}; continue it with "
+                         f"`scs-sweep resume {sweep.name}` or pick another --name")
+    tuner = start_sweep(args, sweep, text, options)
+    seeds = sorted({t["config"]["seed"] for part in sweep.parts for t in part.trials})
+    print(f"sweep {sweep.name}: {sweep.n_trials} trials in {len(sweep.parts)} part(s), seeds {_ranges(seeds)}, "
+          f"budget {sweep.budget}; runs in {Path(sweep.storage) / sweep.name}, rows in {sweep.store}")
     if sweep.dropped:
         print(f"note: {sweep.dropped} planned trial(s) repeated another's resolved config and seed; each runs once")
     searches = [p.part for p in sweep.parts if p.search]
@@ -162,8 +185,8 @@ def run(args) -> int:
               f"trials from the first seed")
     start = time.time()
     failed = tuner.execute(sweep)
-    print(f"sweep {name} finished in {time.time() - start:.1f} s; `scs-sweep status {name}` for details")
-    return _report_failures(name, failed)
+    print(f"sweep {sweep.name} finished in {time.time() - start:.1f} s; `scs-sweep status {sweep.name}` for details")
+    return _report_failures(sweep.name, failed)
 
 
 def resume(args) -> int:

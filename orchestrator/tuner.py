@@ -235,8 +235,9 @@ def gpu_supply(on_cluster: bool) -> gpus.GpuSupply:
     return gpus.gpu_supply(ray.cluster_resources(), on_cluster)
 
 
-def execute(sweep: SweepPlan, resume: bool = False) -> list[dict]:
-    """Run (or resume) every part of a sweep in order; returns the trials rows of the failed trials.
+def execute(sweep: SweepPlan, resume: bool = False, parts: list | None = None) -> list[dict]:
+    """Run (or resume) every part of a sweep in order (or only `parts`, settle's look); returns the trials
+    rows of the failed trials. The plan saved is the whole sweep.
 
     After each part every trial's rows are rewritten from Tune's files (what `gather` writes), which
     also closes rows a killed driver left 'running'.
@@ -246,9 +247,10 @@ def execute(sweep: SweepPlan, resume: bool = False) -> list[dict]:
     sweep.save(sweep_dir / "sweep.json")
     store = get_store(sweep.store)
     failed = []
-    for index, part in enumerate(sweep.parts, 1):
+    parts = sweep.parts if parts is None else parts
+    for index, part in enumerate(parts, 1):
         part_dir = sweep_dir / part.part
-        print(f"[{sweep.name}] part {index}/{len(sweep.parts)}: {part.part}, {part.n_trials} trial(s) of "
+        print(f"[{sweep.name}] part {index}/{len(parts)}: {part.part}, {part.n_trials} trial(s) of "
               f"{part.epochs} epoch(s)" + (", resumed" if resume and part_dir.is_dir() else ""), flush=True)
         if resume and tune.Tuner.can_restore(str(part_dir)):
             # the scheduler refills its rungs from result.json (scheduler.py); finished trials stay done

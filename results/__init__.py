@@ -1,5 +1,5 @@
 """The Parquet store and everything read from it: queries, the paper's tables, claims, figures, the report.
-May import trainables' plain-Python modules (vocabulary, errors, defaults) only: no torch, no ray."""
+May import search_spaces (the claims are data) and trainables' plain modules only: no torch, no ray."""
 from .schema import KEYS, SCHEMA_VERSION, TABLES
 from .store import ParquetStore, StoreError, get_store
 

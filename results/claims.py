@@ -1,64 +1,88 @@
-"""The paper's claims, each checked on the store's finished trials: an effect with a 95 % interval over
-seeds, the probability that it favours one side on a new seed, and a verdict (supported, contradicted,
-inconclusive, or not judged) with its reason.
+"""The paper's claims, and a sweep's own, each checked on a table's finished trials: an effect with a 95 %
+interval over seeds, the probability that it favours one side on a new seed, the paper's own effect beside
+it, and two verdicts that never share a word:
+
+    at this budget    supported / contradicted (the whole interval on one side of the threshold) /
+                      undecided, with the seeds that would decide it at this budget
+    the paper's claim judged only from trials at the paper's budget (CIFAR-10, all images, its epochs),
+                      else "not tested at the paper's budget (8 of 800 epochs, ...)"
+    not judged        for both, where a claim cannot be judged at all: data other than CIFAR-10 (accuracy
+                      claims), times from trials that shared their node
+
+A claim is data (search_spaces/claims.py, `ClaimSpec`): its two sides as variant filters, the per-seed
+statistic, the metric, the side of the threshold it claims, and `when`, the trials it is about. The paper's
+claims (BUILTIN) and a sweep file's own `[[claim]]` tables take the same form, so one mechanism serves the
+reproduction and new research.
 
 Every effect is computed per seed and then averaged (stats.py, the one method the effects table uses
-too): trials of one table that share a seed start from identical weights, so a per-seed difference
-leaves out the initialisation's share of the noise. Times are compared as ratios (the interval of the
-mean log-ratio, exponentiated).
-
-Thresholds, and why:
-- DELTA = 0.03 (3 accuracy points) separates "comparable" from "matters". It is the widest gap the
-  paper itself calls comparable: SCS without ReLU against Conv2d with ReLU differs by -0.026 to +0.014
-  across its Tables 1-8 (Table 5 is -0.026). The same margin is used for every accuracy claim so that
-  "A needs B" and "A matches B" mean one thing throughout.
-- BatchNorm2d's gain at 224x224 is tested for its sign (> 0), not against DELTA: the paper's own Table 8
-  gains average 0.027, below DELTA, while it describes them as "3-4 points".
-- Time ratios are tested against 1 (any slowdown or speed-up), as the paper states them.
-
-A verdict is "inconclusive" when there is no interval (one seed, or no spread across seeds), when the
-interval spans the threshold (with the number of seeds that would settle it), when the data are not
-CIFAR-10, or when the budget is not the paper's: the claims are about the paper's budget, so a reduced
-run says only which side its interval lies on at its own budget. A time claim is "not judged" unless
-trials had their node to themselves (timing.py): two trials sharing a CPU or GPU time each other's
-contention, not their layers. It holds only for the device it was measured on, which it names.
+too): trials of one table that share a seed start from identical weights, so a per-seed difference leaves
+out the initialisation's share of the noise. Times are compared as ratios (the interval of the mean
+log-ratio, exponentiated). The thresholds, and why, are with the claims (search_spaces/claims.py).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from trainables.vocabulary import (FINISHED, FULL_BUDGET, PAPER_EPOCHS, PAPER_TEST_IMAGES,
+from search_spaces.claims import BUILTIN, DELTA, ClaimSpec, applicable, matches
+from trainables.vocabulary import (ARCH_LABELS, FINISHED, FULL_BUDGET, LABELS, PAPER_EPOCHS, PAPER_TEST_IMAGES,
                                    PAPER_TRAIN_IMAGES)
 
 from .stats import Interval, mean_interval, prob_better, seeds_to_settle
 
-__all__ = ["Claim", "Verdict", "check_claims", "claims_for", "claim_values", "DELTA", "budget_note",
-           "full_budget", "VERDICTS"]
+__all__ = ["ClaimSpec", "Claim", "Verdict", "BUILTIN", "check_claims", "claims_for", "claim_values", "with_interval",
+           "DELTA", "budget_note", "full_budget", "paper_trials", "BUDGET_WORDS", "PAPER_WORDS", "NOT_TESTED",
+           "NOT_JUDGED"]
 
-DELTA = 0.03
-SHORT_BUDGET = "budget shorter than the paper's ({note}); "   # how a reason starts at a reduced budget
-VERDICTS = ("supported", "contradicted", "inconclusive", "not judged")
+NOT_JUDGED = "not judged"
+NOT_TESTED = "not tested at the paper's budget"
+BUDGET_WORDS = ("supported", "contradicted", "undecided", NOT_JUDGED)            # at this run's budget
+PAPER_WORDS = ("supported", "contradicted", "undecided", NOT_TESTED, NOT_JUDGED)  # the paper's claim
+
+
+def _mask(rows: pd.DataFrame, where: dict) -> pd.Series:
+    mask = pd.Series(True, index=rows.index)
+    for key, wanted in where.items():
+        mask &= rows[key].map(lambda v, w=wanted: matches(v, w)) if key in rows else False
+    return mask
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the paper as a per-seed statistic and the side of a threshold it claims."""
-    name: str                        # the claim, as the report prints it
-    effect: str                      # what the per-seed value is
-    positive: str                    # what a value above 0 means ("SCS/None > Conv2d/ReLU")
-    stat: Callable                   # the rows of one seed -> the value (None where undefined)
-    side: str                        # above | below | within: where the claim puts the value
-    threshold: float                 # in the value's units (a log-ratio for times)
-    time: bool = False               # a ratio of seconds (log), judged only from trials that ran alone
+    """A ClaimSpec ready to judge: its texts spelled out, its threshold in the statistic's units (a
+    log-ratio for times)."""
+    spec: ClaimSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def time(self) -> bool:
+        return self.spec.time
+
+    @property
+    def side(self) -> str:
+        return self.spec.side
+
+    @property
+    def threshold(self) -> float:
+        return math.log(self.spec.threshold) if self.time else float(self.spec.threshold)
+
+    @property
+    def effect(self) -> str:
+        return self.spec.effect_text
+
+    @property
+    def positive(self) -> str:
+        return self.spec.positive_text
 
     @property
     def threshold_text(self) -> str:
-        t = math.exp(self.threshold) if self.time else self.threshold
+        t = self.spec.threshold
         return {"above": f"> {t:g}", "below": f"< {t:g}", "within": f"within +/-{t:g}"}[self.side]
 
     def show(self, value: float) -> str:
@@ -77,16 +101,47 @@ class Claim:
         """The threshold an estimate is nearest to (within: the side it lies on)."""
         return self.threshold if self.side != "within" else math.copysign(self.threshold, estimate)
 
+    def stat(self, rows: pd.DataFrame):
+        """The per-seed value from the rows of one seed (None where a side has no value)."""
+        s = self.spec
+        if self.time:
+            a, b = rows.loc[_mask(rows, s.a), s.metric], rows.loc[_mask(rows, s.b), s.metric]
+            if a.dropna().empty or b.dropna().empty or not b.mean() > 0 or not a.mean() > 0:
+                return None
+            return math.log(a.mean() / b.mean())
+        if s.statistic == "mean_within":
+            keys = [k for k in s.within if k in rows]
+            diffs = [_diff(_best(part, s.a, s.metric), _best(part, s.b, s.metric))
+                     for _, part in (rows.groupby(keys) if keys else [((), rows)])]
+            diffs = [d for d in diffs if d is not None]
+            return float(np.mean(diffs)) if diffs else None
+        return _diff(_best(rows, s.a, s.metric), _best(rows, s.b, s.metric))
+
+
+def _best(rows: pd.DataFrame, where: dict, metric: str):
+    """The best value of `metric` among the rows matching `where` (None if none)."""
+    values = rows.loc[_mask(rows, where), metric].dropna() if metric in rows else pd.Series(dtype=float)
+    return float(values.max()) if len(values) else None
+
+
+def _diff(a, b):
+    return None if a is None or b is None else a - b
+
 
 @dataclass(frozen=True)
 class Verdict:
+    """A claim on one table: the per-seed values, their interval, and the two verdicts with their reasons."""
     table: str
     claim: Claim
     interval: Interval
-    verdict: str                     # one of VERDICTS
-    reason: str
+    budget_verdict: str              # BUDGET_WORDS: at this run's budget
+    budget_reason: str
+    paper_verdict: str               # PAPER_WORDS: the paper's claim
+    paper_reason: str
     values: tuple = ()               # ((seed, per-seed value), ...) the interval is of
     prob: tuple = (math.nan, 0, 0)   # P(a > b) for a new seed, seeds where a > b, seeds
+    paper_effect: float | None = None  # the same statistic on the paper's table (its one run per variant)
+    method: str = "95 % t-interval over seeds"   # what decided budget_verdict (settle: a repeated interval)
 
     @property
     def shown(self) -> Interval:
@@ -115,14 +170,34 @@ class Verdict:
         return f"P({self.claim.positive}) = {p:.2f} ({seeds})" if not math.isnan(p) else \
             f"{self.claim.positive} in {seeds}"
 
-    def reason_without(self, budget_note: str) -> str:
-        """The reason less its budget clause, for a page that states the table's budget once above it."""
-        return self.reason.replace(SHORT_BUDGET.format(note=budget_note), "")
+    @property
+    def paper_inside(self) -> bool | None:
+        """Whether the paper's own effect lies inside our interval (None: no paper value, or no interval)."""
+        if self.paper_effect is None or not self.interval.has_interval:
+            return None
+        return self.interval.low <= self.paper_effect <= self.interval.high
+
+    def paper_effect_text(self) -> str:
+        """"the paper's: -0.016 (inside our interval; one run per variant, no spread)" ('' without one)."""
+        if self.paper_effect is None:
+            return ""
+        where = {True: "inside our interval", False: "outside our interval", None: "no interval to compare"}[
+            self.paper_inside]
+        return f"the paper's: {self.claim.show(self.paper_effect)} ({where}; one run per variant, no spread)"
+
+    def budget_text(self) -> str:
+        return f"At this budget: {self.budget_verdict.upper()} ({self.budget_reason})"
+
+    def paper_text(self) -> str:
+        if self.paper_verdict in (NOT_TESTED, NOT_JUDGED):
+            return f"The paper's claim: {self.paper_verdict.upper()} ({self.paper_reason})"
+        return f"The paper's claim: {self.paper_verdict.upper()} ({self.paper_reason})"
 
     def line(self) -> str:
+        paper = self.paper_effect_text()
         return (f"{self.table}: {self.claim.name} -- {self.effect} = {self.interval_text} (threshold "
-                f"{self.threshold}, {self.interval.n} seed(s); {self.prob_text()}): {self.verdict.upper()}: "
-                f"{self.reason}")
+                f"{self.threshold}, {self.interval.n} seed(s); {self.prob_text()}" + (f"; {paper}" if paper else "")
+                + f"). {self.budget_text()}. {self.paper_text()}.")
 
 
 def _images(trials: pd.DataFrame, column: str) -> pd.Series:
@@ -131,7 +206,7 @@ def _images(trials: pd.DataFrame, column: str) -> pd.Series:
 
 def full_budget(trials: pd.DataFrame) -> bool:
     """Whether every trial ran the paper's budget, by the one rule the plan wrote into each row's
-    `budget` (orchestrator/plan.py: CIFAR-10, all its images, the paper's epochs)."""
+    `budget` (orchestrator/budget.py: CIFAR-10, all its images, the paper's epochs)."""
     return bool(len(trials)) and "budget" in trials and (trials["budget"] == FULL_BUDGET).all()
 
 
@@ -152,87 +227,16 @@ def budget_note(trials: pd.DataFrame, table: str) -> str:
             f"{PAPER_TRAIN_IMAGES:,} training and {n_test or PAPER_TEST_IMAGES:,} of {PAPER_TEST_IMAGES:,} test images")
 
 
-# ---------------------------------------------------------------------------------------------
-# The per-seed statistics
-# ---------------------------------------------------------------------------------------------
-def _acc(rows: pd.DataFrame, **match) -> float | None:
-    """Best val_acc among the rows matching every key=value."""
-    mask = pd.Series(True, index=rows.index)
-    for key, value in match.items():
-        mask &= rows[key] == value
-    return rows.loc[mask, "val_acc"].max() if mask.any() else None
+def _rows(trials: pd.DataFrame) -> list[dict]:
+    """Trials as the plain rows a ClaimSpec reads (NaN as None)."""
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            for row in trials.to_dict("records")]
 
 
-def _diff(a, b):
-    return None if a is None or b is None or pd.isna(a) or pd.isna(b) else a - b
-
-
-def _difference(a: dict, b: dict):
-    return lambda rows: _diff(_acc(rows, **a), _acc(rows, **b))
-
-
-def _mean_difference(within: list[str], a: dict, b: dict):
-    """Mean over the groups of `within` of best(a) minus best(b), where both exist."""
-    def stat(rows):
-        diffs = [_diff(_acc(part, **a), _acc(part, **b)) for _, part in rows.groupby(within)]
-        diffs = [d for d in diffs if d is not None]
-        return float(np.mean(diffs)) if diffs else None
-    return stat
-
-
-def _time_ratio(column: str):
-    def stat(rows):
-        scs, conv = rows[rows["layer"] == "scs"][column], rows[rows["layer"] == "conv"][column]
-        if scs.empty or conv.empty or not conv.mean() > 0:
-            return None
-        return math.log(scs.mean() / conv.mean())
-    return stat
-
-
-def claims_for(trials: pd.DataFrame) -> list[Claim]:
-    """Every claim of the paper that a table with these trials (one row per trial) can speak to."""
-    out = []
-    layers, acts = set(trials["layer"]), set(trials["activation"])
-    rohrer = trials["arch"].str.startswith("rohrer").all()
-    resnet18 = (trials["arch"] == "resnet18").all()
-    if {"conv", "scs"} <= layers and {"relu", "none"} <= acts:
-        out.append(Claim("SCS without ReLU is as accurate as Conv2d with ReLU",
-                         "best SCS/None minus best Conv2d/ReLU", "SCS/None > Conv2d/ReLU",
-                         _difference(dict(layer="scs", activation="none"), dict(layer="conv", activation="relu")),
-                         "above", -DELTA))
-    if "conv" in layers and {"relu", "none"} <= acts:
-        out.append(Claim("Conv2d needs ReLU", "best Conv2d/ReLU minus best Conv2d/None",
-                         "Conv2d/ReLU > Conv2d/None", _difference(dict(layer="conv", activation="relu"),
-                                                    dict(layer="conv", activation="none")), "above", DELTA))
-    if {"max", "maxabs"} <= set(trials["pooling"]) and "relu" in acts and (rohrer or resnet18):
-        dip = _mean_difference(["layer", "normalization"], dict(activation="relu", pooling="max"),
-                               dict(activation="relu", pooling="maxabs"))
-        effect = "ReLU+MaxPool2d minus ReLU+MaxAbsPool2d, mean over layers"
-        if rohrer:
-            out.append(Claim("ReLU + MaxAbsPool2d trains worst in the Rohrer nets", effect,
-                             "ReLU+MaxPool2d > ReLU+MaxAbsPool2d", dip, "above", DELTA))
-        else:
-            out.append(Claim("ResNet18 shows no ReLU + MaxAbsPool2d dip", effect,
-                             "ReLU+MaxPool2d > ReLU+MaxAbsPool2d", dip, "within", DELTA))
-    if (trials["p_mode"] == "fixed").all() and (trials["p_value"] == 1.0).all() and layers == {"scs"} \
-            and {"relu", "none"} <= acts:
-        out.append(Claim("cosine similarity (p = 1) needs ReLU", "best ReLU minus best None", "ReLU > None",
-                         _difference(dict(activation="relu"), dict(activation="none")), "above", DELTA))
-    if "sdp" in layers and {"relu", "none"} <= acts:
-        out.append(Claim("SharpenedSDP needs no activation", "best SDP/None minus best SDP/ReLU",
-                         "SDP/None > SDP/ReLU", _difference(dict(layer="sdp", activation="none"),
-                                                 dict(layer="sdp", activation="relu")), "above", -DELTA))
-    if {"batchnorm", "none"} <= set(trials["normalization"]) and (trials["image_dim"] == 224).all():
-        out.append(Claim("BatchNorm2d adds 3-4 points at 224x224", "BatchNorm2d minus none, mean over variants",
-                         "BatchNorm2d > None", _mean_difference(["layer", "activation", "pooling"],
-                                                                 dict(normalization="batchnorm"),
-                                                                 dict(normalization="none")), "above", 0.0))
-    if {"conv", "scs"} <= layers:
-        out.append(Claim("SCS trains slower than Conv2d", "train time SCS / Conv2d", "SCS trains slower",
-                         _time_ratio("train_time_s"), "above", 0.0, time=True))
-        out.append(Claim("SCS evaluates faster than Conv2d", "eval time SCS / Conv2d", "SCS evaluates slower",
-                         _time_ratio("eval_time_s"), "below", 0.0, time=True))
-    return out
+def claims_for(trials: pd.DataFrame, specs=None) -> list[Claim]:
+    """Every claim (BUILTIN, and a sweep's own `specs`, which replace a built-in of the same name) that a
+    table with these trials can speak to."""
+    return [Claim(spec) for spec in applicable((*BUILTIN, *(specs or ())), _rows(trials))]
 
 
 def claim_values(claim: Claim, trials: pd.DataFrame) -> list[tuple[int, float]]:
@@ -245,66 +249,111 @@ def claim_values(claim: Claim, trials: pd.DataFrame) -> list[tuple[int, float]]:
     return out
 
 
+def paper_trials(table: str) -> pd.DataFrame:
+    """The paper's table ("table1" ...) as trial rows in this project's vocabulary (one 'seed', 0), so that a
+    claim's statistic applies to it unchanged; empty for anything else."""
+    from .tables import paper_values  # the paper's CSV, read where the tables read it
+
+    paper = paper_values(table, all_columns=True)
+    if paper.empty:
+        return pd.DataFrame()
+    inverse = {column: {label: value for value, label in labels.items()} for column, labels in LABELS.items()}
+    archs = {label: arch for arch, label in ARCH_LABELS.items()}
+    return pd.DataFrame({
+        "arch": paper["Architecture"].map(archs), "layer": paper["Layer"].map(inverse["layer"]),
+        "activation": paper["Activation"].map(inverse["activation"]), "pooling": paper["Pooling"].map(inverse["pooling"]),
+        "normalization": paper["Normalization"].map(inverse["normalization"]),
+        "image_dim": paper["Image Dim."].str.split("x").str[0].astype(int), "dropout": 0.0, "p_mode": "learned",
+        "p_value": np.nan, "seed": 0, "val_acc": paper["Paper Val. Acc."],
+        "train_time_s": paper["Paper Train Time (s)"], "eval_time_s": paper["Paper Eval Time (s)"]})
+
+
+def _paper_effect(claim: Claim, table: str) -> float | None:
+    rows = paper_trials(table)
+    if rows.empty or not claim.spec.applies(_rows(rows)):
+        return None
+    value = claim.stat(rows)
+    return None if value is None or math.isnan(value) else float(value)
+
+
 # ---------------------------------------------------------------------------------------------
 # Verdicts
 # ---------------------------------------------------------------------------------------------
-def _judge(claim: Claim, trials: pd.DataFrame, table: str, left_out: int, exclusive: str) -> tuple[str, str]:
-    """(verdict, reason) for a claim on `trials` (finished trials). left_out: trials of the table that did
-    not run their whole budget; exclusive: for a time claim, why no trial had its node to itself ('' if
-    some did)."""
-    values = [v for _, v in claim_values(claim, trials)]
-    interval = mean_interval(values)
+def _at_budget(claim: Claim, interval: Interval, values: list, left_out: int, exclusive: str,
+               trials: pd.DataFrame) -> tuple[str, str]:
+    """(verdict at this run's budget, reason)."""
     if claim.time and exclusive:
-        return "not judged", exclusive
+        return NOT_JUDGED, exclusive
+    if not claim.time and len(trials) and (trials["dataset"] != "cifar10").any():
+        return NOT_JUDGED, f"{', '.join(sorted(trials['dataset'].dropna().unique()))} data, not CIFAR-10"
     if interval.n == 0:
-        return "inconclusive", "no finished trials to compare" + (
+        return "undecided", "no finished trials to compare" + (
             f" ({left_out} pruned, failed or unfinished trial(s) left out; --no-prune runs every trial to its "
             f"budget)" if left_out else "")
     if not interval.has_interval:
-        return "inconclusive", ("one seed: no interval (run with --seeds 3 or more)" if interval.n == 1 else
-                                "every seed gave the same value: no spread to build an interval from")
-    note = budget_note(trials, table) if not claim.time else ""
-    if not claim.time and (trials["dataset"] != "cifar10").any():
-        return "inconclusive", note
+        return "undecided", ("one seed: no interval (run with --seeds 3 or more)" if interval.n == 1 else
+                             "every seed gave the same value: no spread to build an interval from")
     side = claim.side_of(interval)
     if side:
-        where = "the whole interval is on " + ("the claimed" if side == "supported" else "the other") + " side"
-    else:
-        n = seeds_to_settle(values, claim.edge(interval.estimate))
-        where = "the interval spans the threshold" + (
-            f"; about {n} seeds would settle it (80 % chance) if the effect ({claim.show(interval.estimate)}) "
-            f"and its spread across seeds stay as measured" if n else
-            "; the effect is too close to the threshold to settle with any practical number of seeds")
-    if note and table not in PAPER_EPOCHS:  # nothing says which of the paper's budgets this one is
-        return "inconclusive", f"{note}, so it is not judged at the paper's budget; at its own budget {where}"
-    if note:  # the claim is about the paper's budget: a shorter run can only say where it stands itself
-        return "inconclusive", SHORT_BUDGET.format(note=note) + f"at this budget {where}"
-    if not side:
-        return "inconclusive", where
-    if claim.time:  # times hold for the hardware they were measured on
-        devices = ", ".join(sorted(trials["gpu"].dropna().unique())) if "gpu" in trials else ""
-        where += f" (times measured on {devices or 'an unrecorded device'})"
-    return side, where
+        why = "the whole interval is on " + ("the claimed" if side == "supported" else "the other") + " side"
+        if claim.time:  # times hold for the hardware they were measured on
+            devices = ", ".join(sorted(trials["gpu"].dropna().unique())) if "gpu" in trials else ""
+            why += f"; times measured on {devices or 'an unrecorded device'}"
+        return side, why
+    n = seeds_to_settle(values, claim.edge(interval.estimate))
+    return "undecided", "the interval spans the threshold" + (
+        f"; about {n} seeds would decide it at this budget (80 % chance) if the effect "
+        f"({claim.show(interval.estimate)}) and its spread across seeds stay as measured" if n else
+        "; the effect is too close to the threshold to decide with any practical number of seeds")
+
+
+def _the_papers(claim: Claim, at_budget: tuple[str, str], trials: pd.DataFrame, table: str) -> tuple[str, str]:
+    """(verdict on the paper's claim, reason): the verdict at this budget when the trials ran the paper's
+    budget; for times (seconds per epoch do not depend on the budget) the verdict at this budget, always."""
+    verdict, reason = at_budget
+    if verdict == NOT_JUDGED:
+        return NOT_JUDGED, reason
+    if claim.time:
+        return verdict, reason + "; seconds per epoch do not depend on the epochs or images trained"
+    note = budget_note(trials, table)
+    if note:
+        return NOT_TESTED, note
+    return verdict, reason
 
 
 def check_claims(table: str, all_trials: pd.DataFrame, name: str = "", alone: set | None = None,
-                 why_not_alone: str = "") -> list[Verdict]:
-    """Every claim of the paper that this table's trials (one row per trial) can speak to, judged on the
-    trials that ran their whole budget. table: the paper's experiment they are linked to ('' if none);
-    name: what the verdicts call the table (default: table); alone: the trial ids that had their node to
-    themselves (timing.py), which alone judge the time claims (None: all of them, as for a store that
-    does not say); why_not_alone: the reason time claims are not judged when none did."""
+                 why_not_alone: str = "", specs=None) -> list[Verdict]:
+    """Every claim (the paper's, and a sweep's own `specs`) that this table's trials (one row per trial) can
+    speak to, judged on the trials that ran their whole budget. table: the paper's experiment they are
+    linked to ('' if none); name: what the verdicts call the table (default: table); alone: the trial ids
+    that had their node to themselves (timing.py), which alone judge the time claims (None: all of them, as
+    for a store that does not say); why_not_alone: the reason time claims are not judged when none did."""
     trials = all_trials[all_trials["status"] == FINISHED]
     out = []
-    for claim in claims_for(all_trials):
-        judged = trials
-        exclusive = ""
+    for claim in claims_for(all_trials, specs):
+        judged, exclusive = trials, ""
         if claim.time and alone is not None:
             judged = trials[trials["trial_id"].isin(alone)]
             if judged.empty:
                 exclusive = why_not_alone or "no trial of this table had its node to itself"
-        verdict, reason = _judge(claim, judged, table, len(all_trials) - len(trials), exclusive)
         values = claim_values(claim, judged)
-        out.append(Verdict(name or table, claim, mean_interval([v for _, v in values]), verdict, reason,
-                           tuple(values), prob_better([v for _, v in values])))
+        interval = mean_interval([v for _, v in values])
+        at_budget = _at_budget(claim, interval, [v for _, v in values], len(all_trials) - len(trials), exclusive,
+                               judged)
+        papers = _the_papers(claim, at_budget, judged if len(judged) else all_trials, table)
+        out.append(Verdict(name or table, claim, interval, *at_budget, *papers, tuple(values),
+                           prob_better([v for _, v in values]), _paper_effect(claim, table)))
     return out
+
+
+def with_interval(verdict: Verdict, interval: Interval, method: str, trials: pd.DataFrame,
+                  paper_table: str) -> Verdict:
+    """The verdict at this budget decided by another interval (settle's repeated confidence interval), the
+    line saying which; the paper's verdict follows it as check_claims' does."""
+    side = verdict.claim.side_of(interval) if interval.has_interval else ""
+    reason = (("the whole repeated interval is on " + ("the claimed" if side == "supported" else "the other")
+               + " side") if side else "the repeated interval spans the threshold")
+    at_budget = (side or "undecided", f"{reason} ({method})")
+    papers = _the_papers(verdict.claim, at_budget, trials, paper_table)
+    return replace(verdict, interval=interval, budget_verdict=at_budget[0], budget_reason=at_budget[1],
+                   paper_verdict=papers[0], paper_reason=papers[1], method=method)

@@ -9,8 +9,11 @@ averaged over seeds, with the 95 % t-interval of those per-seed values:
   distribution of one more per-seed value), beside how many of the measured seeds were positive.
 - `seeds_to_settle`: the seeds a t-test would need to exclude a threshold with 80 % power
   (statsmodels' TTestPower), if the effect and its spread stay as measured.
-- `effects`: the main effect of each factor (layer, activation, pooling, normalization), every two-factor
-  interaction, and for a large interaction the simple effects it hides (e.g. ReLU within Conv2d and
+- `rank_agreement`: Spearman's rho between our variant means and the paper's one value per variant, with a
+  percentile bootstrap interval over our seeds (Efron & Tibshirani 1993, An Introduction to the Bootstrap,
+  ch. 13): the comparison with the paper that does not need the paper's budget.
+- `effects`: the main effect of each factor (layer, activation, pooling, normalization: "A - B", the level
+  minus the reference level), every two-factor interaction, and for a large interaction the simple effects it hides (e.g. ReLU within Conv2d and
   within SCS), each a contrast of variant means taken within each seed. An effect averages over the
   variants that exist for both levels (tables 3-8 have no Conv2d without ReLU).
 """
@@ -18,14 +21,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from trainables.vocabulary import LABELS
 
-__all__ = ["Interval", "mean_interval", "prob_better", "seeds_to_settle", "effects", "Effect", "FACTORS",
+__all__ = ["Interval", "mean_interval", "Rank", "rank_agreement", "strongest", "prob_better", "seeds_to_settle", "effects", "Effect", "FACTORS",
            "REFERENCE_LEVEL", "LEVEL_LABELS", "LEVEL", "per_seed_slopes"]
 
 LEVEL = 0.95
@@ -70,6 +73,45 @@ def mean_interval(values) -> Interval:
     return Interval(float(x.mean()), float(ci.low), float(ci.high), len(x))
 
 
+@dataclass(frozen=True)
+class Rank:
+    """Spearman's rho of our variant means against the paper's values, and its bootstrap interval."""
+    rho: float
+    low: float            # NaN without an interval (one seed)
+    high: float
+    variants: int
+    seeds: int
+
+    def text(self) -> str:
+        interval = f" [{self.low:+.2f}, {self.high:+.2f}]" if not math.isnan(self.low) else " (no interval: one seed)"
+        return f"Spearman's rho = {self.rho:+.2f}{interval} over {self.variants} variants, {self.seeds} seed(s)"
+
+
+def rank_agreement(ours: np.ndarray, paper: np.ndarray, resamples: int = 2000, seed: int = 0) -> Rank | None:
+    """ours: (seeds, variants) per-seed values (NaN where a variant lacks a seed); paper: (variants,) the
+    paper's values. Rho between our per-variant means and the paper's; the interval resamples seeds with
+    replacement, every variant's mean taken over the same resampled seeds (variants that share a seed share
+    its initial weights), over the seeds every variant has. None with fewer than 3 variants."""
+    from scipy import stats
+
+    ours, paper = np.asarray(ours, dtype=float), np.asarray(paper, dtype=float)
+    if ours.ndim != 2 or ours.shape[1] < 3 or np.ptp(paper) == 0:
+        return None
+    means = np.nanmean(ours, axis=0)
+    if np.ptp(means) == 0 or np.isnan(means).any():  # no ranking to compare
+        return None
+    rho = float(stats.spearmanr(means, paper).statistic)
+    complete = ours[~np.isnan(ours).any(axis=1)]
+    if len(complete) < 2:
+        return Rank(rho, math.nan, math.nan, ours.shape[1], len(ours))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(complete), size=(resamples, len(complete)))
+    rhos = [stats.spearmanr(complete[d].mean(axis=0), paper).statistic for d in draws]
+    rhos = np.asarray([r for r in rhos if not np.isnan(r)])
+    low, high = np.percentile(rhos, [2.5, 97.5]) if len(rhos) else (math.nan, math.nan)
+    return Rank(rho, float(low), float(high), ours.shape[1], len(ours))
+
+
 def _contrasts(cells: list[tuple], keys: list[str], factors: list[str]) -> list[tuple[str, tuple, dict]]:
     """(name, the factors it is about, {cell: weight}) for every main effect and two-factor interaction
     of `factors` the cells support. Cells are tuples over `keys` (the factors, then any other setting that varies); a contrast
@@ -97,7 +139,7 @@ def _contrasts(cells: list[tuple], keys: list[str], factors: list[str]) -> list[
                     weights[other] = weights.get(other, 0) + 1
                     weights[c] = weights.get(c, 0) - 1
             if pairs:
-                out.append((f"{LEVEL_LABELS.get(level, level)} vs {LEVEL_LABELS.get(ref, ref)}", (f,),
+                out.append((f"{LEVEL_LABELS.get(level, level)} - {LEVEL_LABELS.get(ref, ref)}", (f,),
                             {k: w / pairs for k, w in weights.items()}))
     for f, g in itertools.combinations(factors, 2):
         for lf, lg in itertools.product(levels[f][1:], levels[g][1:]):
@@ -121,10 +163,16 @@ def _contrasts(cells: list[tuple], keys: list[str], factors: list[str]) -> list[
 @dataclass(frozen=True)
 class Effect:
     """One row of the effects table: a main effect, an interaction, or a simple effect under one."""
-    name: str             # "ReLU vs None", "ReLU x MaxAbsPool2d", "ReLU vs None within Conv2d"
+    name: str             # "ReLU - None" (A - B), "ReLU x MaxAbsPool2d", "ReLU - None where layer = Conv2d"
     kind: str             # main | interaction | simple
     interval: Interval    # over seeds, of the per-seed contrast
     values: tuple = ()    # the per-seed values
+    parent: str = ""      # a simple effect: the interaction it breaks down
+
+    @property
+    def excludes_zero(self) -> bool:
+        i = self.interval
+        return i.has_interval and (i.low > 0 or i.high < 0)
 
 
 def effects(trials: pd.DataFrame, value: str = "val_acc", extra: tuple = (),
@@ -152,8 +200,8 @@ def effects(trials: pd.DataFrame, value: str = "val_acc", extra: tuple = (),
         effect = judged(name, "interaction" if len(about) == 2 else "main", weights)
         out.append(effect)
         i = effect.interval
-        if len(about) == 2 and (abs(i.estimate) >= simple_above or (i.has_interval and (i.low > 0 or i.high < 0))):
-            out += _simple_effects(about, cells, keys, judged)
+        if len(about) == 2 and (abs(i.estimate) >= simple_above or effect.excludes_zero):
+            out += [replace(e, parent=name) for e in _simple_effects(about, cells, keys, judged)]
     return out
 
 
@@ -165,8 +213,14 @@ def _simple_effects(about: tuple, cells: list, keys: list, judged) -> list[Effec
         for level in sorted({c[keys.index(g)] for c in cells}, key=lambda v: (v != REFERENCE_LEVEL[g], v)):
             within = [c for c in cells if c[keys.index(g)] == level]
             for name, _, weights in _contrasts(within, keys, [f]):
-                out.append(judged(f"{name} within {LEVEL_LABELS.get(level, level)}", "simple", weights))
+                out.append(judged(f"{name} where {g} = {LEVEL_LABELS.get(level, level)}", "simple", weights))
     return out
+
+
+def strongest(rows: list, n: int = 3) -> list:
+    """The n largest effects (by size) whose interval excludes 0, from (label, Effect) pairs."""
+    decided = [(label, e) for label, e in rows if e.excludes_zero]
+    return sorted(decided, key=lambda pair: -abs(pair[1].interval.estimate))[:n]
 
 
 def prob_better(values) -> tuple[float, int, int]:

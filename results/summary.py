@@ -18,7 +18,8 @@ import pandas as pd
 from trainables.vocabulary import FINISHED
 
 from .claims import Verdict, budget_note, check_claims, claim_values
-from .stats import Interval, mean_interval, per_seed_slopes
+from .stats import Interval, Rank, mean_interval, per_seed_slopes, strongest
+from .tables import effect_rows, rank_against_paper
 from .variants import variant_keys, variant_label, with_settings
 
 __all__ = ["TableSummary", "Trend", "summarize", "claim_series", "MAX_SERIES_EPOCHS"]
@@ -56,6 +57,8 @@ class TableSummary:
     curves: dict = field(default_factory=dict)      # variant label -> Trend of its test accuracy
     n_trials: int = 0
     n_seeds: int = 0
+    rank: Rank | None = None          # rank agreement with the paper's table (tables.rank_against_paper)
+    strongest: list = field(default_factory=list)   # [(architecture, stats.Effect)]: the largest decided effects
 
     def reading(self, verdict: Verdict) -> str:
         """What the budget allows one to say about a claim, and where its effect is heading."""
@@ -133,12 +136,15 @@ def _curve_trends(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict:
 
 
 def summarize(group: str, paper_table: str, trials: pd.DataFrame, epochs: pd.DataFrame,
-              alone: set | None = None, why_not_alone: str = "") -> TableSummary:
-    """The summary of one table (its trials, one row per trial; epochs: trial_id, epoch, test_acc)."""
+              alone: set | None = None, why_not_alone: str = "", specs=None) -> TableSummary:
+    """The summary of one table (its trials, one row per trial; epochs: trial_id, epoch, test_acc); specs:
+    the sweep's own claims (claims.ClaimSpec) beside the paper's."""
     finished = trials[trials["status"] == FINISHED]
-    verdicts = check_claims(paper_table, trials, group, alone, why_not_alone)
+    verdicts = check_claims(paper_table, trials, group, alone, why_not_alone, specs)
     summary = TableSummary(group, paper_table, budget_note(trials, paper_table), verdicts,
-                           n_trials=len(trials), n_seeds=trials["seed"].nunique())
+                           n_trials=len(trials), n_seeds=trials["seed"].nunique(),
+                           rank=rank_against_paper(paper_table, trials),
+                           strongest=strongest(effect_rows(finished)))
     for verdict in verdicts:
         series = claim_series(verdict, finished, epochs)
         if not series.empty:

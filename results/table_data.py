@@ -15,7 +15,7 @@ from .summary import summarize
 from .tables import paper_table_of
 from .timing import exclusive_trials
 
-__all__ = ["load_table_data", "tables_of", "per_batch_norms"]
+__all__ = ["load_table_data", "tables_of", "per_batch_norms", "sweep_claims"]
 
 
 def per_batch_norms(trials: pd.DataFrame) -> pd.Series:
@@ -46,14 +46,36 @@ def load_table_data(store, experiment: str = "") -> dict[str, pd.DataFrame]:
             "saliency": store.read_table("saliency", exp).to_pandas()}
 
 
-def tables_of(data: dict[str, pd.DataFrame]):
+def sweep_claims(store, experiment: str) -> dict[str, tuple]:
+    """group -> the claims (ClaimSpec) the sweep file of a store experiment declares for that table: an
+    [[experiment]]'s claims are about its groups; {} when the store keeps no sweep file for it."""
+    from search_spaces.experiment import SpecError
+    from search_spaces.sweep_file import parse_sweep_text
+
+    text = store.read_sweep(experiment)
+    if not text:
+        return {}
+    try:
+        _, experiments = parse_sweep_text(text, f"the sweep file of {experiment}", experiment)
+    except SpecError:
+        return {}  # written by another version: the paper's claims still apply
+    out = {}
+    for e in experiments:
+        for group in {t["group"] for t in e.trials()}:
+            out[group] = out.get(group, ()) + e.claims
+    return out
+
+
+def tables_of(data: dict[str, pd.DataFrame], store=None):
     """(experiment, group, that experiment's data, its summary, the trials that ran alone) of every table,
-    each table from its own sweep's rows."""
+    each table from its own sweep's rows; with the store, each summary judges the sweep's own claims too."""
     alone, why_not = exclusive_trials(data["epochs"])
     trials = data["trials"]
     for experiment in sorted(trials["experiment"].unique()):
         mine = {k: (v[v["experiment"] == experiment] if "experiment" in v else v) for k, v in data.items()}
+        specs = sweep_claims(store, experiment) if store is not None else {}
         for group in sorted(mine["trials"]["group"].dropna().unique()):
             part = mine["trials"][mine["trials"]["group"] == group]
-            summary = summarize(group, paper_table_of(group, part), part, mine["epochs"], alone, why_not)
+            summary = summarize(group, paper_table_of(group, part), part, mine["epochs"], alone, why_not,
+                                specs.get(group, ()))
             yield experiment, group, mine, summary, alone

@@ -13,17 +13,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from trainables.vocabulary import ARCH_LABELS, FINISHED, PAPER_TABLES
 
 from .claims import budget_note, check_claims, full_budget
-from .stats import Effect, effects, mean_interval
+from .stats import Effect, Rank, effects, mean_interval, rank_agreement
 from .timing import exclusive_trials
 from .variants import LABEL_COLUMNS, variant_keys, with_settings
 
 __all__ = ["table_rows", "build_tables", "compare_paper", "render", "render_all", "paper_values", "paper_table_of",
-           "TRIAL_COLUMNS", "ACCURACY_NOTE", "budget_line", "effect_rows", "read_trials", "FINAL"]
+           "TRIAL_COLUMNS", "ACCURACY_NOTE", "budget_line", "effect_rows", "read_trials", "FINAL", "rank_against_paper",
+           "RANK_NOTE", "TRAIN_TIME", "EVAL_TIME", "effect_line"]
 
 PAPER_CSV = Path(__file__).parent / "reference" / "paper_tables.csv"
 # The trials columns tables, claims and effects read (the store is scanned for these only).
@@ -32,6 +34,8 @@ TRIAL_COLUMNS = ["experiment", "trial_id", "group", "paper_table", "arch", "laye
                  "dataset", "n_train", "n_test", "budget", "status", "val_acc", "final_acc", "train_time_s",
                  "eval_time_s", "gpu", "config_json"]
 FINAL = (FINISHED,)
+# seconds per epoch, as the paper's "Train Time (s)" and "Eval Time (s)" are (docs/paper_facts.md)
+TRAIN_TIME, EVAL_TIME = "Train Time (s/epoch)", "Eval Time (s/epoch)"
 def _what_happened(part: pd.DataFrame) -> str:
     """'2 pruned (at 50-200/800 epochs), 1 failed (at 3/800)' for trials that did not finish."""
     out = []
@@ -59,7 +63,7 @@ def table_rows(trials: pd.DataFrame, include_partial: bool = False) -> pd.DataFr
             "Final Acc. std": final.std(ddof=1) if len(final) > 1 else math.nan, "n": len(used),
             "Epochs": "-" if ran.empty else (f"{ran.min()}" if ran.min() == ran.max() else f"{ran.min()}-{ran.max()}")
             + f"/{int(part['epochs'].max())}",
-            "Train Time (s)": used["train_time_s"].mean(), "Eval Time (s)": used["eval_time_s"].mean(),
+            TRAIN_TIME: used["train_time_s"].mean(), EVAL_TIME: used["eval_time_s"].mean(),
             "Status": ("" if unfinished.empty else
                        ("partial: " if include_partial else "not finished: ") + _what_happened(unfinished)),
         }))
@@ -84,17 +88,23 @@ def read_trials(store, experiment: str = "", columns: list[str] | None = None) -
     return trials
 
 
-def paper_values(table: str) -> pd.DataFrame:
-    """The paper's rows of one table ("table1" ... "table8"), empty for anything else."""
+PAPER_TIMES = ["Paper Train Time (s)", "Paper Eval Time (s)"]
+
+
+def paper_values(table: str, all_columns: bool = False) -> pd.DataFrame:
+    """The paper's rows of one table ("table1" ... "table8"): its label columns and Val. Acc. (all_columns:
+    and its seconds per epoch); empty for anything else."""
+    columns = LABEL_COLUMNS + ["Paper Val. Acc."] + (PAPER_TIMES if all_columns else [])
     if not (table.startswith("table") and table[5:].isdigit()):
-        return pd.DataFrame(columns=LABEL_COLUMNS + ["Paper Val. Acc."])
+        return pd.DataFrame(columns=columns)
     paper = pd.read_csv(PAPER_CSV, dtype=str, keep_default_na=False)  # "None" is a label, not NA
     paper = paper[paper["table"] == table[5:]].rename(columns={
         "architecture": "Architecture", "layer": "Layer", "activation": "Activation", "pooling": "Pooling",
         "dropout": "Dropout", "normalization": "Normalization", "image_dim": "Image Dim.",
-        "val_acc": "Paper Val. Acc."})
-    paper["Paper Val. Acc."] = paper["Paper Val. Acc."].astype(float)
-    return paper[LABEL_COLUMNS + ["Paper Val. Acc."]]
+        "val_acc": "Paper Val. Acc.", "train_time_s": PAPER_TIMES[0], "eval_time_s": PAPER_TIMES[1]})
+    for column in ["Paper Val. Acc."] + PAPER_TIMES:
+        paper[column] = paper[column].astype(float)
+    return paper[columns].reset_index(drop=True)
 
 
 def paper_table_of(group: str, trials: pd.DataFrame) -> str:
@@ -130,6 +140,33 @@ def compare_paper(table: str, frame: pd.DataFrame, trials: pd.DataFrame) -> pd.D
     return merged
 
 
+RANK_NOTE = ("the one comparison with the paper that does not need the paper's budget: whether the variants rank "
+             "as in the paper (the paper's values are single runs)")
+
+
+def rank_against_paper(paper_table: str, trials: pd.DataFrame) -> Rank | None:
+    """Spearman's rho between our variant means (finished trials) and the paper's values of the same variants,
+    with its bootstrap interval over our seeds (stats.rank_agreement); None without 3 shared variants."""
+    finished = with_settings(trials[trials["status"].isin(FINAL)].dropna(subset=["val_acc"]))
+    paper = paper_values(paper_table)
+    if finished.empty or paper.empty:
+        return None
+    paper_by = {tuple(r[c] for c in LABEL_COLUMNS) + ("",): r["Paper Val. Acc."] for _, r in paper.iterrows()}
+    keys = variant_keys(finished)
+    variants = sorted(k for k in set(keys) if k in paper_by)
+    seeds = sorted(finished["seed"].unique())
+    ours = np.full((len(seeds), len(variants)), np.nan)
+    for (key, seed), value in finished.groupby([keys, finished["seed"]])["val_acc"].max().items():
+        if key in paper_by:
+            ours[seeds.index(seed), variants.index(key)] = value
+    return rank_agreement(ours, np.array([paper_by[v] for v in variants]))
+
+
+def effect_line(arch: str, e: Effect) -> str:
+    """One factor effect as the tables print it: a simple effect indented under its interaction."""
+    return f"{arch}: {'  ' if e.kind == 'simple' else ''}{e.name} {e.interval.text()}"
+
+
 def _cell(value, digits: int) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
@@ -151,8 +188,8 @@ def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
     shown["Final Acc."] = _mean_std(frame, "Final Acc.")
     shown["n"] = frame["n"].astype(int)
     shown["Epochs"] = frame["Epochs"]
-    shown["Train Time (s)"] = [_cell(v, 3) for v in frame["Train Time (s)"]]
-    shown["Eval Time (s)"] = [_cell(v, 3) for v in frame["Eval Time (s)"]]
+    shown[TRAIN_TIME] = [_cell(v, 3) for v in frame[TRAIN_TIME]]
+    shown[EVAL_TIME] = [_cell(v, 3) for v in frame[EVAL_TIME]]
     if "Paper Val. Acc." in frame:
         shown["Paper Val. Acc."] = [_cell(v, 4) for v in frame["Paper Val. Acc."]]
         shown["Paper vs ours"] = frame["Paper vs ours"]
@@ -206,31 +243,42 @@ def render_all(store, experiment: str, fmt: str, compare: bool, include_partial:
     """Every table of the store (or of one experiment), with claims and effects when comparing (md)."""
     trials = read_trials(store, experiment, TRIAL_COLUMNS)
     alone, why_not = exclusive(store, experiment) if compare else (None, "")
-    out = []
+    out, claims = [], {}
     for (sweep, name), (frame, part) in build_tables(trials, include_partial).items():
         table = paper_table_of(name, part)
+        if compare and sweep not in claims:
+            from .table_data import sweep_claims  # the sweep's own [[claim]]s, from the sweep file it ran
+
+            claims[sweep] = sweep_claims(store, sweep)
         if compare:
             frame = compare_paper(table, frame, part)
         out.append(render(frame, fmt, f"{name} ({sweep})" + (f", compared with the paper's {table}"
                                                               if compare and table and table != name else "")))
         if compare and fmt != "csv":  # CSV stays one table a reader can parse; md and LaTeX get lists
-            verdicts = check_claims(table, part, name, alone, why_not)
+            verdicts = check_claims(table, part, name, alone, why_not, claims[sweep].get(name, ()))
             finished = effect_rows(part[part["status"].isin(FINAL)])
+            rank = rank_against_paper(table, part)
             if fmt == "md":
-                for heading, items in (("Claims (95 % intervals over seeds)", [v.line() for v in verdicts]),
-                                       ("Factor effects on Val. Acc. (95 % intervals over seeds)",
-                                        [f"{arch}: {'  ' if e.kind == 'simple' else ''}{e.name} {e.interval.text()}"
-                                         for arch, e in finished])):
+                if rank is not None:
+                    out.append(f"Rank agreement with the paper's {table}: {rank.text()} ({RANK_NOTE}).")
+                for heading, items in (("Claims (95 % intervals over seeds; two verdicts: at this run's budget, "
+                                        "and the paper's claim)", [v.line() for v in verdicts]),
+                                       ("Factor effects on Val. Acc. (A - B; 95 % intervals over seeds)",
+                                        [effect_line(arch, e) for arch, e in finished])):
                     if items:
                         out.append(heading + ":\n" + "\n".join(f"- {item}" for item in items))
                 continue
             claims = pd.DataFrame([{"Claim": v.claim.name, "Effect": v.effect, "95% CI": v.interval_text,
-                                    "Seeds": v.prob_text(), "Verdict": v.verdict, "Reason": v.reason}
+                                    "P(A > B)": v.prob_text(), "The paper's effect": v.paper_effect_text() or "-",
+                                    "At this budget": v.budget_verdict, "Why": v.budget_reason,
+                                    "The paper's claim": v.paper_verdict, "Why (paper)": v.paper_reason}
                                    for v in verdicts])
-            factor = pd.DataFrame([{"Architecture": arch, "Effect": e.name, "Estimate and 95% CI": e.interval.text()}
-                                   for arch, e in finished])
+            factor = pd.DataFrame([{"Architecture": arch, "Effect (A - B)": ("  " if e.kind == "simple" else "")
+                                    + e.name, "Estimate and 95% CI": e.interval.text()} for arch, e in finished])
             out += [_latex(frame, f"{heading} of {name}") for heading, frame in
                     (("Claims", claims), ("Factor effects on Val. Acc.", factor)) if len(frame)]
+            if rank is not None:
+                out.append(f"% Rank agreement with the paper's {table}: {rank.text()}")
     return "\n\n".join(out)
 
 

@@ -1,4 +1,4 @@
-"""Each experiment of the paper as plain data, and sweep files in the same shape.
+"""Each experiment of the paper, and its claims, as plain data; sweep files in the same shape.
 May import trainables' plain-Python modules (config, errors, vocabulary, defaults) only: no torch, no ray."""
 from .experiment import Asha, Experiment, Search, SpecError
 from .presets import PRESETS, get_preset, list_presets

@@ -85,6 +85,7 @@ class Experiment:
     paper_table: str = ""                # the paper's experiment this one reproduces (PAPER_TABLES)
     search: Search | None = None
     asha: Asha = Asha()
+    claims: tuple = ()                   # claims.ClaimSpec: what this experiment's tables should show
 
     def trials(self) -> list[dict]:
         """Every trial as a flat dict of keys (with `group`), in grid order, duplicates dropped."""
@@ -98,6 +99,19 @@ class Experiment:
                     seen.add(marker)
                     out.append(trial)
         return out
+
+    def trial_rows(self) -> list[dict]:
+        """Every trial as its resolved config (the arch's defaults filled in) with `group`: what a claim's
+        filters read to decide whether it applies, before anything has run."""
+        rows = []
+        for trial in self.trials():
+            values = {k: v for k, v in trial.items() if k != GROUP_KEY}
+            values["init_from"] = "" if stage_ref(values) else values.get("init_from", "")
+            if self.search is not None:
+                values[self.search.key] = self.search.low
+            rows.append({**TrialConfig.from_dict({**values, "epochs": self.epochs}).to_dict(),
+                         GROUP_KEY: trial[GROUP_KEY]})
+        return rows
 
     def validate(self, where: str) -> None:
         """Raise SpecError naming the first problem: an unknown key, an empty axis, a wrong type or value,

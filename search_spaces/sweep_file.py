@@ -24,6 +24,12 @@
     grace_period = 5
     reduction_factor = 4
 
+    [[claim]]                          # optional: what the tables should show (search_spaces/claims.py)
+    name = "SCS gains 2 points from the higher lr"
+    a = { layer = "scs", max_lr = 0.01 }
+    b = { layer = "scs", max_lr = 0.003 }
+    threshold = 0.02                   # best A minus best B, per seed, above 0.02
+
 Several experiments in one file are `[[experiment]]` tables with the same keys (a composite preset).
 A list-valued key such as `milestones` is one value in [fixed] and an axis of lists in [[grid]].
 Every problem is one SpecError line naming the file and the key.
@@ -35,6 +41,7 @@ import math
 import sys
 from pathlib import Path
 
+from .claims import ClaimSpec
 from .experiment import Asha, Experiment, Search, SpecError
 
 if sys.version_info >= (3, 11):
@@ -42,9 +49,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["load_sweep_file", "sweep_file_text", "is_sweep_file"]
+__all__ = ["load_sweep_file", "parse_sweep_text", "sweep_file_text", "is_sweep_file"]
 
-_EXPERIMENT_KEYS = ("name", "description", "paper", "paper_table", "epochs", "fixed", "grid", "search", "asha")
+_EXPERIMENT_KEYS = ("name", "description", "paper", "paper_table", "epochs", "fixed", "grid", "search", "asha", "claim")
 _SEARCH_KEYS = ("key", "low", "high", "log", "samples")
 _ASHA_KEYS = ("grace_period", "reduction_factor")
 
@@ -56,31 +63,52 @@ def is_sweep_file(name: str) -> bool:
 def load_sweep_file(path: str | Path) -> tuple[str, list[Experiment], str]:
     """(default sweep name, validated experiments, the file's text) from a TOML sweep file."""
     path = Path(path)
-    where = path.name
     try:
         text = path.read_text()
     except OSError as exc:
         raise SpecError(f"cannot read sweep file {path}: {exc.strerror or exc}") from None
+    name, experiments = parse_sweep_text(text, path.name, path.stem)
+    return name, experiments, text
+
+
+def parse_sweep_text(text: str, where: str, default_name: str = "sweep") -> tuple[str, list[Experiment]]:
+    """(default sweep name, validated experiments) from a sweep file's text (also as the store keeps it)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{where}: not valid TOML ({exc})") from None
     if "experiment" in data:
-        extra = sorted(set(data) - {"name", "description", "experiment"})
+        extra = sorted(set(data) - {"name", "description", "experiment", "claim"})
         if extra:
             raise SpecError(f"{where}: with [[experiment]] tables, put '{extra[0]}' inside each experiment")
         tables = data["experiment"]
         if not isinstance(tables, list) or not tables:
             raise SpecError(f"{where}: 'experiment' must be one or more [[experiment]] tables")
-        experiments = [_experiment(t, f"{where} experiment {i + 1}", "") for i, t in enumerate(tables)]
+        shared = _claims(data, where)  # top-level [[claim]]s: about every experiment of the file
+        experiments = [_experiment(t, f"{where} experiment {i + 1}", "", shared) for i, t in enumerate(tables)]
     else:
-        experiments = [_experiment(data, where, path.stem)]
+        experiments = [_experiment(data, where, default_name)]
     names = [e.name for e in experiments]
     if len(set(names)) != len(names):
         raise SpecError(f"{where}: experiment names must differ, got {', '.join(names)}")
     for experiment in experiments:
         experiment.validate(where if len(experiments) == 1 else f"{where} experiment {experiment.name!r}")
-    return str(data.get("name") or path.stem), experiments, text
+    return str(data.get("name") or default_name), experiments
+
+
+def _claims(data: dict, where: str) -> tuple:
+    """The [[claim]] tables of a table of the file, as ClaimSpecs (names unique)."""
+    tables = data.get("claim", [])
+    if isinstance(tables, dict):
+        tables = [tables]
+    if not isinstance(tables, list):
+        raise SpecError(f"{where}: 'claim' must be [[claim]] tables")
+    claims = tuple(ClaimSpec.from_dict(t, where) for t in tables)
+    names = [c.name for c in claims]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SpecError(f"{where}: two [[claim]]s are named {repeated[0]!r}; give each claim its own name")
+    return claims
 
 
 def _table(data: dict, key: str, where: str) -> dict:
@@ -96,7 +124,7 @@ def _known(mapping: dict, allowed: tuple, where: str, section: str) -> None:
         raise SpecError(f"{where}: unknown key '{unknown[0]}' in {section}; allowed: {', '.join(allowed)}")
 
 
-def _experiment(data: dict, where: str, default_name: str) -> Experiment:
+def _experiment(data: dict, where: str, default_name: str, shared: tuple = ()) -> Experiment:
     if not isinstance(data, dict):
         raise SpecError(f"{where}: an experiment must be a table, got {data!r}")
     _known(data, _EXPERIMENT_KEYS, where, "the experiment (top level)")
@@ -120,10 +148,11 @@ def _experiment(data: dict, where: str, default_name: str) -> Experiment:
         search = Search(**s)
     asha = _table(data, "asha", where)
     _known(asha, _ASHA_KEYS, where, "[asha]")
+    claims = shared + tuple(c for c in _claims(data, where) if c.name not in {s.name for s in shared})
     return Experiment(name=name, epochs=data["epochs"], fixed=_table(data, "fixed", where),
                       grids=tuple(grids), description=str(data.get("description", "")),
                       paper=str(data.get("paper", "")), paper_table=_text(data, "paper_table", where),
-                      search=search, asha=Asha(**asha))
+                      search=search, asha=Asha(**asha), claims=claims)
 
 
 def _text(data: dict, key: str, where: str) -> str:
@@ -152,6 +181,8 @@ def _as_toml(experiment: Experiment) -> dict:
     if experiment.asha != Asha():
         out["asha"] = dict(grace_period=experiment.asha.grace_period,
                            reduction_factor=experiment.asha.reduction_factor)
+    if experiment.claims:
+        out["claim"] = [claim.to_dict() for claim in experiment.claims]
     return out
 
 

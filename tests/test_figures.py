@@ -90,18 +90,24 @@ def test_the_report_is_one_self_contained_file_with_every_kind(store, tmp_path):
     assert [p.name for p in out.iterdir()] == ["report.html"]
     page = path.read_text()
     refs = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]*)['"]""", page)
-    assert refs and all(r.startswith("data:") or r.startswith("#") for r in refs), \
-        [r[:40] for r in refs if not r.startswith(("data:", "#"))]
+    # nothing is loaded from outside; the one link out is to the paper itself
+    outside = [r for r in refs if not r.startswith(("data:", "#"))]
+    assert refs and outside == ["https://arxiv.org/abs/2307.13855"], [r[:40] for r in outside]
+    assert all(r.startswith("data:") for r in re.findall(r"""src\s*=\s*['"]([^'"]*)['"]""", page))
     assert "<link" not in page and "<script" not in page and "@import" not in page
     kinds = set(re.findall(r"data-kind='([a-z-]+)'", page))
     assert kinds == set(KINDS)
-    for data in re.findall(r"src='data:image/png;base64,([^']+)'", page)[:3]:
-        assert min(png_pixels(base64.b64decode(data)).shape[:2]) > 150
+    images = re.findall(r"src='data:image/svg\+xml;base64,([^']+)'", page)
+    assert len(images) == page.count("<figure")  # every figure a vector image: sharp at any pixel density
+    for data in images[:3]:
+        svg = base64.b64decode(data).decode()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg and svg.count("<path") > 10
+        assert "<text" in svg  # text stays text (the page's sans-serif), not outlines
     for needle in ("Provenance", "abc1234", "2.13.0", "5,000", "quick", "Paper Val. Acc.", "95% CI", "Final Acc.",
-                   "Summary", "Claims: paired differences", "Factor effects", "MaxAbsPool2d vs MaxPool2d",
+                   "Summary", "Claims: paired differences", "Factor effects", "MaxAbsPool2d - MaxPool2d",
                    "the sweep file it ran"):
         assert needle in page, needle
-    assert re.search(r"class='v-(supported|contradicted|inconclusive|not-judged)'", page)
+    assert re.search(r"class='badge v-(supported|contradicted|undecided|not-judged|not-tested)'", page)
 
 
 def test_a_setting_beyond_the_papers_columns_gets_its_own_curves(tmp_path):
@@ -119,7 +125,9 @@ def test_a_setting_beyond_the_papers_columns_gets_its_own_curves(tmp_path):
             {"attack": "pgd_linf", "eps": eps, "steps": 2, "step_size": eps, "accuracy": 0.4 - i / 10,
              "n_images": 10} for eps in (0.01, 0.03)]}))
     figures = {f.kind: f for f in figures_for_group("lr", load_table_data(store))}
-    _, labels = figures["pgd"].fig.axes[0].get_legend_handles_labels()
     panels = [ax.get_title() for ax in figures["curves"].fig.axes if ax.get_title()]
-    for shown in (labels, panels):
-        assert shown == ["SCS / None / MaxPool2d / max_lr=0.003", "SCS / None / MaxPool2d / max_lr=0.01"]
+    assert panels == ["SCS / None / MaxPool2d / max_lr=0.003", "SCS / None / MaxPool2d / max_lr=0.01"]
+    # under PGD the one setting is compared with the other, the baseline named in the caption
+    pgd = figures["pgd"]
+    assert [ax.get_title() for ax in pgd.fig.axes if ax.get_title()] == ["SCS / None / MaxPool2d / max_lr=0.01"]
+    assert "the baseline (SCS / None / MaxPool2d / max_lr=0.003)" in pgd.caption

@@ -3,7 +3,8 @@ read path may not import, no module using another's underscore names, no test im
 
     trainables/      trains: torch, numpy; nothing else of this project
     search_spaces/   the paper's experiments as data: trainables' plain-Python modules only
-    results/         the store and what is read from it: trainables' plain-Python modules only; no torch, no ray
+    results/         the store and what is read from it: search_spaces (claims are data) and trainables' plain
+                     modules; no torch, no ray
     orchestrator/    the CLI and the Ray Tune wiring: any of the above
     bench/           the developers' measurements: any of the above, never ray at import (a lent GPU may lack it)
     tests/           anything; shared helpers in tests/support, never another test module
@@ -16,7 +17,7 @@ PACKAGES = ("trainables", "search_spaces", "results", "orchestrator", "bench")
 MAY_IMPORT = {
     "trainables": {"trainables"},
     "search_spaces": {"search_spaces", "trainables"},
-    "results": {"results", "trainables"},
+    "results": {"results", "search_spaces", "trainables"},
     "orchestrator": {"orchestrator", "search_spaces", "trainables", "results"},
     "bench": {"bench", "trainables", "search_spaces", "results", "orchestrator"},
 }

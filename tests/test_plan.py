@@ -2,6 +2,7 @@
 --quick and the image subsets are recorded in every planned trial."""
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -115,7 +116,15 @@ def test_presets_show_prints_a_sweep_file_and_read_commands_stay_light(tmp_path)
     assert out.returncode == 0 and "IMPORTED False False" in out.stdout
     text = out.stdout.split("IMPORTED")[0]
     (tmp_path / "t1.toml").write_text(text)
-    assert load_sweep_file(tmp_path / "t1.toml")[1] == get_preset("table1")
+    (shown,), (preset,) = load_sweep_file(tmp_path / "t1.toml")[1], get_preset("table1")
+    # the preset, and the paper's claims about its table written out as [[claim]]s (the same data as BUILTIN)
+    from search_spaces.claims import BUILTIN
+
+    assert replace(shown, claims=()) == preset
+    assert [c.name for c in shown.claims] == ["SCS without ReLU is as accurate as Conv2d with ReLU", "Conv2d needs ReLU",
+                                              "With ReLU, MaxAbsPool2d trains worse than MaxPool2d in the Rohrer nets",
+                                              "SCS trains slower than Conv2d", "SCS evaluates faster than Conv2d"]
+    assert all(c in BUILTIN for c in shown.claims)
     assert Path(tmp_path / "t1.toml").read_text().count("[[grid]]") == 1
 
 

@@ -175,16 +175,16 @@ def test_tables_from_planted_rows_in_all_three_formats_show_epochs_and_intervals
     header = md.index(next(line for line in md if line.startswith("| Architecture")))
     assert "best test accuracy over a trial's epochs" in " ".join(md[:header])  # what Val. Acc. is, said above
     assert md[header] == ("| Architecture | Layer | Activation | Pooling | Dropout | Normalization | Image Dim. | "
-                          "Val. Acc. | 95% CI | Final Acc. | n | Epochs | Train Time (s) | Eval Time (s) | Status |")
+                          "Val. Acc. | 95% CI | Final Acc. | n | Epochs | Train Time (s/epoch) | Eval Time (s/epoch) | Status |")
     # Conv2d/ReLU/MaxAbsPool2d over seeds 0.65, 0.66, 0.67: mean 0.66, sd 0.01, t(2) interval 0.66 +/- 0.0248
     assert md[header + 2] == ("| Rohrer100K | Conv2d | ReLU | MaxAbsPool2d | None | None | 32x32 | 0.6600 ± 0.0100 | "
                               "[0.6352, 0.6848] | 0.6600 ± 0.0100 | 3 | 2/2 | 1.000 | 0.200 |  |")
     csv = render(frame, "csv", "table1").splitlines()
-    assert csv[0].endswith(",Val. Acc.,95% CI,Final Acc.,n,Epochs,Train Time (s),Eval Time (s),Status")
+    assert csv[0].endswith(",Val. Acc.,95% CI,Final Acc.,n,Epochs,Train Time (s/epoch),Eval Time (s/epoch),Status")
     assert csv[1].startswith("Rohrer100K,Conv2d,ReLU,MaxAbsPool2d,None,None,32x32,0.6600 ± 0.0100,")
     latex = render(frame, "latex", "table1").splitlines()
     begin = latex.index("\\begin{tabular}{" + "l" * 10 + "r" + "l" * 4 + "}")  # n is a number: right-aligned
-    assert latex[begin + 1] == "\\toprule" and "Epochs" in latex[begin + 2] and "Train Time (s)" in latex[begin + 2]
+    assert latex[begin + 1] == "\\toprule" and "Epochs" in latex[begin + 2] and "Train Time (s/epoch)" in latex[begin + 2]
     assert latex[begin + 4].startswith("Rohrer100K & Conv2d & ReLU & MaxAbsPool2d & None & None & 32x32 & "
                                        "0.6600 ± 0.0100 & [0.6352, 0.6848] & 0.6600 ± 0.0100 & 3 & 2/2 &")
 
@@ -303,9 +303,15 @@ def test_compare_paper_in_latex_lists_claims_and_effects_and_csv_stays_one_table
     store = ParquetStore(str(tmp_path / "store"))
     plant(store, seeds=(0, 1, 2))
     latex = render_all(store, "exp", "latex", True, False)
-    assert "% Claims of table1" in latex and "\nConv2d needs ReLU & best Conv2d/ReLU minus best Conv2d/None & " in latex
-    assert "% Factor effects on Val. Acc. of table1" in latex
+    assert "% Claims of table1" in latex
+    line = next(x for x in latex.splitlines() if x.startswith("SCS without ReLU is as accurate as Conv2d with ReLU &"))
+    # the two verdicts in their own columns (planted: the same difference on every seed), the paper's effect
+    assert line.count(" & undecided & every seed gave the same value") == 2
+    assert "the paper's: -0.016" in line.replace("\\textquoteright ", "'")
+    assert "At this budget" in latex and "The paper's claim" in latex
+    assert "% Factor effects on Val. Acc. of table1" in latex and "Effect (A - B)" in latex
     assert latex.count("\\begin{tabular}") == 3  # the table, its claims, its factor effects: tables for a paper
+    assert "% Rank agreement with the paper's table1: Spearman's rho" in latex
     import csv
 
     rows = list(csv.reader(render_all(store, "exp", "csv", True, False).splitlines()))
