@@ -12,33 +12,39 @@ import json
 import pyarrow as pa
 
 from .schema import TABLES
-from .store import ParquetStore, StoreError
+from .store import ParquetStore, Snapshot, StoreError
 
 __all__ = ["connect", "run_query", "format_table"]
 
 
-def connect(store: ParquetStore):
+def connect(store: ParquetStore, snapshot: Snapshot | None = None):
+    """A DuckDB connection with every table registered (the files of `snapshot`, else of now)."""
     import duckdb
 
-    store.require()
+    snapshot = snapshot or store.snapshot()
     con = duckdb.connect()
     for table in TABLES:
-        con.register(table, store.dataset(table))
+        con.register(table, snapshot.dataset(table))
     return con
 
 
 def run_query(store: ParquetStore, sql: str) -> pa.Table:
+    """The statement's rows; run again if a compaction committed while it read (store.read)."""
     import duckdb
 
-    con = connect(store)
-    try:
-        relation = con.sql(sql)
-        if relation is None:  # a statement that returns no relation (SET ..., CREATE ...)
-            raise StoreError("bad query: the statement returns no rows; give a SELECT")
-        return relation.to_arrow_table()
-    except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise StoreError(f"bad query: {first}") from None
+    def query(snapshot: Snapshot) -> pa.Table:
+        try:
+            relation = connect(store, snapshot).sql(sql)
+            if relation is None:  # a statement that returns no relation (SET ..., CREATE ...)
+                raise StoreError("bad query: the statement returns no rows; give a SELECT")
+            return relation.to_arrow_table()
+        except duckdb.Error as exc:
+            first = str(exc).strip().splitlines()[0]
+            if isinstance(exc, duckdb.IOException) or "reading the stream registered as" in first:
+                raise OSError(first) from None  # e.g. a file a compaction deleted meanwhile: store.read reads again
+            raise StoreError(f"bad query: {first}") from None
+
+    return store.read(query)
 
 
 def format_table(table: pa.Table, fmt: str) -> str:

@@ -1,38 +1,63 @@
-"""The Parquet store: one Hive-style dataset per table, written atomically, one file per trial.
+"""The Parquet store: one Hive-style dataset per table; each trial's rows written whole, compacted after a part.
 
 Layout (a contract: other readers rely on it)::
 
-    STORE/_schema.json                                   {"schema_version": N}
-    STORE/<table>/experiment=<name>/<trial_id>.parquet   every row of one trial in one table
-    STORE/_sweeps/<name>.toml                            the sweep file each experiment ran
+    STORE/_schema.json                                      {"schema_version": N}
+    STORE/<table>/experiment=<name>/<trial_id>.parquet      every row of one trial in one table
+    STORE/<table>/experiment=<name>/compacted-<G>.parquet   the rows of many trials, compacted (generation G)
+    STORE/_compacted/<name>/<G>                             marks generation G of an experiment as current
+    STORE/_sweeps/<name>.toml                               the sweep file each experiment ran
+    STORE/_settle/<name>.json                               a settle's design and the path of its claims
 
-Contract:
-- A trial's file is always rewritten whole (written aside as a dot-file, then renamed), so a reader
-  never sees half a file, and rewriting after a kill/resume/gather leaves each key exactly once.
-- Dot- and underscore-prefixed files are invisible to pyarrow, pandas and DuckDB's hive readers.
-- Rows carry every key column except `experiment`, which is the Hive partition.
-- The store may be a local path or a URI pyarrow understands (s3://, gs://, file://); many sweeps
-  (experiments) share one store.
+Writing:
+- A trial's file is always rewritten whole (a PUT to an object store; on a disk a dot-file renamed into
+  place), so a reader never sees half a file. Rows of running trials live in these files, as they come.
+- Once a part has finished, `compact(experiment)` merges the experiment's trial files (and its previous
+  compacted file) into one file per table, so a query costs a few requests, not one per trial: (1) write
+  compacted-<G+1> in every table, (2) write the marker _compacted/<name>/<G+1> (the commit), (3) delete
+  the trial files it merged (those unchanged since it read them) and the older compacted files, (4)
+  delete the older markers. A killed compaction leaves files that the next one merges or deletes.
+
+Which rows are the experiment's (the rule the project's readers apply): the compacted file of the newest
+marked generation, less the trials that have a trial file of their own, plus every trial file. A trial
+file wins: `gather`, a resumed part or `evaluate` rewriting a compacted trial replaces its rows until the
+next compaction merges them. The project's readers (results/, `scs-sweep query`) list the markers before
+and after reading and read again if a compaction committed meanwhile, so they see each key exactly once,
+also during a compaction.
+
+A plain Parquet reader (pyarrow, pandas, DuckDB's read_parquet over STORE/<table>/**) sees every file.
+It sees each key once except while a compaction runs: from its step (1) until the end of step (3),
+seconds, the merged trials' rows are there twice (once in their trial files, once in the new compacted
+file); after a compaction killed in that window, until the next compaction. Dot- and underscore-prefixed
+files are invisible to it. Rows carry every key column except `experiment`, the Hive partition. The store
+may be a local path or a URI pyarrow understands (s3://, gs://, file://); many sweeps (experiments) share
+one store.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from trainables.defaults import store as default_store
 from trainables.errors import ScsSweepError
+from trainables.locations import Location
 
 from .schema import SCHEMA_VERSION, TABLES, table_schema
 
-__all__ = ["ParquetStore", "StoreError", "get_store", "check_name"]
+__all__ = ["ParquetStore", "StoreError", "Snapshot", "get_store", "check_name", "COMPACTED_PREFIX"]
+
+COMPACTED_PREFIX = "compacted-"
+MARKERS = "_compacted"
+READ_ATTEMPTS = 5          # reads that a compaction overlapped are repeated; more in a row is an error
+IO_THREADS = 16            # requests in flight at once (an object store answers each in milliseconds)
 
 
 class StoreError(ScsSweepError):
@@ -48,16 +73,60 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
+def _generation(name: str) -> int:
+    return int(name[len(COMPACTED_PREFIX):-len(".parquet")])
+
+
+def _compacted_name(generation: int) -> str:
+    return f"{COMPACTED_PREFIX}{generation:06d}.parquet"
+
+
+def _is_trial_file(name: str) -> bool:
+    return name.endswith(".parquet") and not name.startswith((".", "_", COMPACTED_PREFIX))
+
+
+class Snapshot:
+    """The store's tables as one consistent set of files: the generations current when it was taken.
+    `still_current()` says whether a read made from it can be trusted (no compaction committed since)."""
+
+    def __init__(self, store: "ParquetStore"):
+        self.store = store
+        self.generations = store.generations()
+
+    def still_current(self) -> bool:
+        return self.store.generations() == self.generations
+
+    def dataset(self, table: str) -> ds.Dataset:
+        """One table as a lazy pyarrow dataset (`experiment` included): a scan reads only the columns and
+        files it needs. Files written with an older schema read their missing columns as null."""
+        store = self.store
+        if table not in TABLES:
+            raise StoreError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+        parts = []
+        for experiment, names in sorted(store.listing(table).items()):
+            folder = store._path(table, f"experiment={experiment}")
+            trials = [n for n in names if _is_trial_file(n)]
+            if trials:
+                parts.append(store._files_dataset([f"{folder}/{n}" for n in trials], table, experiment))
+            current = _compacted_name(self.generations[experiment]) if experiment in self.generations else ""
+            if current in names:
+                compacted = store._files_dataset([f"{folder}/{current}"], table, experiment)
+                if trials:  # a trial file wins: its trial's compacted rows are left out (in memory; rare)
+                    overridden = sorted(n[:-len(".parquet")] for n in trials)
+                    compacted = ds.dataset(compacted.to_table(filter=~pc.field("trial_id").isin(overridden)))
+                parts.append(compacted)
+        if not parts:
+            return ds.dataset(table_schema(table).append(pa.field("experiment", pa.string())).empty_table())
+        return parts[0] if len(parts) == 1 else ds.dataset(parts)
+
+
 class ParquetStore:
     """Reads and writes the five tables under one root."""
 
     def __init__(self, root: str):
-        self.uri = str(root)
-        if "://" in self.uri:
-            self.fs, path = pafs.FileSystem.from_uri(self.uri)
-        else:
-            self.fs, path = pafs.LocalFileSystem(), os.path.abspath(self.uri)
-        self.root = path.rstrip("/") if path != "/" else path
+        self.location = Location(str(root))
+        self.uri, self.fs = self.location.uri, self.location.fs
+        self.root = self.location.path.rstrip("/") or "/"
 
     # -- paths ---------------------------------------------------------------------------------
     def _path(self, *parts: str) -> str:
@@ -83,40 +152,47 @@ class ParquetStore:
                           json.dumps({"schema_version": SCHEMA_VERSION}).encode())
 
     def _write_bytes(self, path: str, data: bytes) -> None:
-        if self.fs.type_name not in ("local", "mock"):  # object stores: one PUT is already atomic
-            with self.fs.open_output_stream(path) as f:
-                f.write(data)
-            return
-        parent = str(PurePosixPath(path).parent)
-        tmp = str(PurePosixPath(parent, f".{PurePosixPath(path).name}.{uuid.uuid4().hex}.tmp"))
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(data)
-        self.fs.move(tmp, path)
+        self.location.write_bytes(data, str(PurePosixPath(path).relative_to(self.location.path)))
 
     # -- writing -------------------------------------------------------------------------------
     def write_trial(self, experiment: str, trial_id: str, tables: dict[str, list[dict]]) -> None:
         """Replace all rows of one trial in the given tables (atomic per table file)."""
         check_name("experiment", experiment)
         check_name("trial_id", trial_id)
+        if trial_id.startswith(COMPACTED_PREFIX):
+            raise StoreError(f"trial_id {trial_id!r}: names starting with {COMPACTED_PREFIX!r} are the store's own")
         self.ensure()
         for table, rows in tables.items():
             if table not in TABLES:
                 raise StoreError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-            folder = self._path(table, f"experiment={experiment}")
-            self.fs.create_dir(folder, recursive=True)
-            schema = table_schema(table)
-            arrow = pa.Table.from_pylist(rows, schema=schema).replace_schema_metadata(
-                {"scs_sweep_schema_version": str(SCHEMA_VERSION)})
-            sink = pa.BufferOutputStream()
-            pq.write_table(arrow, sink, compression="zstd")
-            self._write_bytes(str(PurePosixPath(folder, f"{trial_id}.parquet")), sink.getvalue().to_pybytes())
+            arrow = pa.Table.from_pylist(rows, schema=table_schema(table))
+            self._write_table(self._path(table, f"experiment={experiment}", f"{trial_id}.parquet"), arrow)
+
+    def _write_table(self, path: str, table: pa.Table) -> None:
+        table = table.replace_schema_metadata({"scs_sweep_schema_version": str(SCHEMA_VERSION)})
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        self._write_bytes(path, sink.getvalue().to_pybytes())
 
     def write_sweep(self, experiment: str, text: str) -> None:
         """Keep the sweep file a sweep ran (STORE/_sweeps/<experiment>.toml), for provenance."""
         check_name("experiment", experiment)
         self.ensure()
-        self.fs.create_dir(self._path("_sweeps"), recursive=True)
         self._write_bytes(self._path("_sweeps", f"{experiment}.toml"), text.encode())
+
+    def write_settle(self, experiment: str, record: dict) -> None:
+        """Keep a settle's design and path (STORE/_settle/<experiment>.json): the report shows them."""
+        check_name("experiment", experiment)
+        self.ensure()
+        self._write_bytes(self._path("_settle", f"{experiment}.json"), json.dumps(record, indent=1).encode())
+
+    def read_settle(self, experiment: str) -> dict:
+        """A settle's record ({} if the experiment was not settled)."""
+        try:
+            with self.fs.open_input_stream(self._path("_settle", f"{experiment}.json")) as f:
+                return json.loads(f.read().decode())
+        except (FileNotFoundError, OSError, ValueError):
+            return {}
 
     def read_sweep(self, experiment: str) -> str:
         """The sweep file of an experiment ("" if the store has none, e.g. rows from `gather`)."""
@@ -126,30 +202,136 @@ class ParquetStore:
         except (FileNotFoundError, OSError):
             return ""
 
+    # -- compaction ----------------------------------------------------------------------------
+    def compact(self, experiment: str) -> dict:
+        """Merge an experiment's trial files into one compacted file per table (the steps in the module's
+        docstring); returns {"files_before", "files_after", "generation"}. Call it when no trial of the
+        experiment is running: a trial file rewritten while this runs is kept (it wins), never lost."""
+        check_name("experiment", experiment)
+        if not self.exists():
+            return {"files_before": 0, "files_after": 0, "generation": 0}
+        old = self.generations().get(experiment, 0)
+        new = old + 1
+        before, merged = {}, {}
+        for table in TABLES:
+            folder = self._path(table, f"experiment={experiment}")
+            infos = self._folder_infos(folder)
+            before[table] = infos
+            trials = {n: i for n, i in infos.items() if _is_trial_file(n)}
+            current = _compacted_name(old) if old and _compacted_name(old) in infos else ""
+            if not trials and not current:
+                continue
+            pieces = []
+            if current:
+                kept = self._files_dataset([f"{folder}/{current}"], table).to_table()
+                if trials:
+                    kept = kept.filter(~pc.field("trial_id").isin(sorted(n[:-len(".parquet")] for n in trials)))
+                pieces.append(kept)
+            if trials:
+                pieces.append(self._files_dataset([f"{folder}/{n}" for n in sorted(trials)], table).to_table())
+            rows = pa.concat_tables(pieces).sort_by([("trial_id", "ascending")])
+            self._write_table(f"{folder}/{_compacted_name(new)}", rows)
+            merged[table] = trials
+        self._write_bytes(self._path(MARKERS, experiment, f"{new:06d}"),
+                          json.dumps({"generation": new, "tables": sorted(merged)}).encode())  # the commit
+        doomed = []
+        for table, trials in merged.items():
+            folder = self._path(table, f"experiment={experiment}")
+            now = self._folder_infos(folder)
+            doomed += [f"{folder}/{n}" for n, info in trials.items()
+                       if n in now and (now[n].size, now[n].mtime_ns) == (info.size, info.mtime_ns)]
+            doomed += [f"{folder}/{n}" for n in now
+                       if n.startswith(COMPACTED_PREFIX) and n != _compacted_name(new)]
+        self._delete(doomed)
+        self._delete([self._path(MARKERS, experiment, n) for n in self._names(self._path(MARKERS, experiment))
+                      if n.isdigit() and int(n) < new])
+        after = sum(len(self._folder_infos(self._path(t, f"experiment={experiment}"))) for t in TABLES)
+        return {"files_before": sum(len(v) for v in before.values()), "files_after": after, "generation": new}
+
+    def _delete(self, paths: list[str]) -> None:
+        def delete(path):
+            try:
+                self.fs.delete_file(path)
+            except FileNotFoundError:
+                pass
+        with ThreadPoolExecutor(IO_THREADS) as pool:
+            list(pool.map(delete, paths))
+
+    def _folder_infos(self, folder: str) -> dict[str, pafs.FileInfo]:
+        selector = pafs.FileSelector(folder, allow_not_found=True)
+        return {PurePosixPath(i.path).name: i for i in self.fs.get_file_info(selector)
+                if i.type == pafs.FileType.File}
+
+    def _names(self, folder: str) -> list[str]:
+        selector = pafs.FileSelector(folder, allow_not_found=True)
+        return [PurePosixPath(i.path).name for i in self.fs.get_file_info(selector)]
+
     # -- reading -------------------------------------------------------------------------------
     def require(self) -> None:
         if not self.exists():
             raise StoreError(f"no results store at {self.uri}; run a sweep with --store {self.uri} "
                              f"or `scs-sweep gather EXPERIMENT_DIR --store {self.uri}` first")
 
-    def dataset(self, table: str) -> ds.Dataset:
-        """One table as a lazy pyarrow dataset (`experiment` included): a scan reads only the columns
-        and files it needs. Files written with an older schema read their missing columns as null."""
-        if table not in TABLES:
-            raise StoreError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-        self.require()
+    def generations(self) -> dict[str, int]:
+        """experiment -> its current compacted generation (experiments never compacted are absent): one
+        listing of STORE/_compacted."""
+        selector = pafs.FileSelector(self._path(MARKERS), allow_not_found=True, recursive=True)
+        out: dict[str, int] = {}
+        for info in self.fs.get_file_info(selector):
+            path = PurePosixPath(info.path)
+            if info.type == pafs.FileType.File and path.name.isdigit():
+                out[path.parent.name] = max(out.get(path.parent.name, 0), int(path.name))
+        return out
+
+    def listing(self, table: str) -> dict[str, list[str]]:
+        """experiment -> the file names in its folder of one table (one recursive listing)."""
+        selector = pafs.FileSelector(self._path(table), allow_not_found=True, recursive=True)
+        out: dict[str, list[str]] = {}
+        for info in self.fs.get_file_info(selector):
+            path = PurePosixPath(info.path)
+            if info.type == pafs.FileType.File and path.parent.name.startswith("experiment="):
+                out.setdefault(path.parent.name.split("=", 1)[1], []).append(path.name)
+        return out
+
+    def _files_dataset(self, paths: list[str], table: str, experiment: str | None = None) -> ds.Dataset:
+        """Files of one table as a dataset, built without a request (no listing, no per-file stat); with
+        `experiment`, its column comes from the partition, as a Hive reader would fill it."""
+        if experiment is None:
+            return ds.FileSystemDataset.from_paths(paths, schema=table_schema(table), format=ds.ParquetFileFormat(),
+                                                   filesystem=self.fs)
         schema = table_schema(table).append(pa.field("experiment", pa.string()))
-        path = self._path(table)
-        if self.fs.get_file_info(path).type != pafs.FileType.Directory:
-            return ds.dataset(schema.empty_table())
-        return ds.dataset(path, filesystem=self.fs, format="parquet", schema=schema,
-                          partitioning=ds.partitioning(pa.schema([("experiment", pa.string())]), flavor="hive"))
+        return ds.FileSystemDataset.from_paths(paths, schema=schema, format=ds.ParquetFileFormat(), filesystem=self.fs,
+                                               partitions=[ds.field("experiment") == experiment] * len(paths))
+
+    def snapshot(self) -> Snapshot:
+        self.require()
+        return Snapshot(self)
+
+    def read(self, read_fn):
+        """read_fn(snapshot) with each key exactly once: repeated when a compaction committed while it
+        read (or deleted a file it was about to read)."""
+        for attempt in range(READ_ATTEMPTS):
+            snapshot = self.snapshot()
+            try:
+                out = read_fn(snapshot)
+            except OSError as exc:  # a file listed, then deleted: a compaction finished merging it
+                if attempt + 1 < READ_ATTEMPTS:
+                    continue
+                raise StoreError(f"store {self.uri}: {exc}") from None
+            if snapshot.still_current():
+                return out
+        raise StoreError(f"store {self.uri} changed {READ_ATTEMPTS} times while it was read (compactions); "
+                         f"try again")
+
+    def dataset(self, table: str) -> ds.Dataset:
+        """One table as a lazy dataset of the files current now (read it through `read` for the guarantee
+        that a compaction running meanwhile neither hides nor repeats a key)."""
+        return self.snapshot().dataset(table)
 
     def read_table(self, table: str, experiment: str | None = None, trial_id: str | None = None,
                    columns: list[str] | None = None, where: ds.Expression | None = None) -> pa.Table:
         """The rows of one table (optionally of one experiment / trial, only some columns, only rows
         matching a pyarrow dataset expression)."""
-        dataset = self.dataset(table)
         expr = where
         if experiment is not None:
             cond = ds.field("experiment") == experiment
@@ -157,7 +339,7 @@ class ParquetStore:
         if trial_id is not None:
             cond = ds.field("trial_id") == trial_id
             expr = cond if expr is None else expr & cond
-        return dataset.to_table(columns=columns, filter=expr)
+        return self.read(lambda snapshot: snapshot.dataset(table).to_table(columns=columns, filter=expr))
 
     def experiments(self) -> list[str]:
         self.require()

@@ -13,3 +13,22 @@ torch.set_num_threads(2)
 def tiny_data():
     from trainables.data import make_synthetic
     return make_synthetic(n_train=512, n_test=256, seed=0)
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3-compatible server on 127.0.0.1 (tests/support/s3.py) for the session, with the client's
+    variables set in this process (and so in the processes tests start)."""
+    from support.s3 import CLIENT_ENV, S3Server
+
+    saved = {k: os.environ.get(k) for k in CLIENT_ENV}
+    os.environ.update(CLIENT_ENV)
+    try:
+        with S3Server() as server:
+            yield server
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

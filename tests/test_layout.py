@@ -23,6 +23,7 @@ MAY_IMPORT = {
 }
 # trainables' modules that the read commands, the plan and the store use: plain Python, no torch
 PLAIN = ("trainables/__init__.py", "trainables/config.py", "trainables/errors.py", "trainables/vocabulary.py",
+         "trainables/locations.py",
          "trainables/defaults.py", "trainables/eval_settings.py")
 HEAVY = {"torch", "ray"}
 

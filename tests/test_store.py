@@ -12,37 +12,7 @@ from results.rows import rows_for_trial
 from results.schema import SCHEMA_VERSION
 from results.store import ParquetStore, StoreError
 from results.tables import build_tables, compare_paper, render
-
-
-def planted_results(epochs, acc, train_s=1.0, eval_s=0.1):
-    return [{"epoch": e, "train_loss": 1.0 / e, "train_acc": acc, "test_loss": 1.0, "test_acc": acc * e / epochs,
-             "train_time_s": train_s, "eval_time_s": eval_s, "lr": 0.01, "params": 100,
-             "layers": [{"layer_index": 0, "layer_name": "features.0.layer", "layer_type": "scs",
-                         "weight_norm": 1.0, "grad_norm": 0.5, "p_mean": 2.0, "p_min": 1.0, "p_max": 3.0,
-                         "q": 0.001, "p_values": [1.0, 3.0]}]} for e in range(1, epochs + 1)]
-
-
-VARIANTS = [("conv", "relu", "max", 0.80), ("conv", "relu", "maxabs", 0.65), ("scs", "none", "max", 0.79),
-            ("scs", "none", "maxabs", 0.78)]
-
-
-def config(**kw):
-    base = dict(arch="rohrer100k", layer="scs", activation="none", pooling="maxabs", normalization="none",
-                dropout=0.0, image_dim=32, p_mode="learned", seed=0, epochs=2, batch_size=128,
-                dataset="cifar10", n_train=0, n_test=0)
-    base.update(kw)
-    return base
-
-
-def plant(store, experiment="exp", seeds=(0,), group="table1", status="done", epochs=2, budget="full"):
-    for i, (layer, act, pool, acc) in enumerate(VARIANTS):
-        for seed in seeds:
-            tid = f"t{i}_{seed}"
-            store.write_trial(experiment, tid, rows_for_trial(
-                experiment, tid, group, budget, config(layer=layer, activation=act, pooling=pool, seed=seed,
-                                                       epochs=epochs),
-                planted_results(2, acc + 0.01 * seed, 2.0 if layer == "scs" else 1.0,
-                                0.1 if layer == "scs" else 0.2), status))
+from support.stores import config, plant, planted_results, tune_trial_dir
 
 
 def test_rows_are_read_back_by_plain_pyarrow_and_duckdb(tmp_path):
@@ -91,23 +61,8 @@ def test_a_store_of_schema_1_is_read_with_the_new_columns_null_and_upgraded_on_w
         store.write_trial("e", "c", {})
 
 
-def _tune_trial_dir(root, name="train_scs_ab123_00000_0_x", trial_id="ab123_00000", epochs=2, budget_epochs=2,
-                    error=""):
-    trial_dir = root / name
-    trial_dir.mkdir(parents=True)
-    params = {"trial": {"group": "g", "budget": "full", "config": config(arch="rohrer25k", epochs=budget_epochs)},
-              "run": {}}
-    (trial_dir / "params.json").write_text(json.dumps(params))
-    lines = [dict(r, trial_id=trial_id, training_iteration=r["epoch"], timestamp=1_800_000_000 + r["epoch"],
-                  time_this_iter_s=1.0) for r in planted_results(epochs, 0.5)]
-    (trial_dir / "result.json").write_text("\n".join(json.dumps(line) for line in lines) + "\n{\"cut")
-    if error:
-        (trial_dir / "error.txt").write_text(f"Traceback (most recent call last):\n  ...\n{error}\n")
-    return trial_dir
-
-
 def test_gather_twice_from_an_experiment_directory_is_idempotent(tmp_path):
-    _tune_trial_dir(tmp_path / "exp")
+    tune_trial_dir(tmp_path / "exp")
     store = ParquetStore(str(tmp_path / "store"))
     assert gather_path(tmp_path / "exp", "exp", store) == 1
     assert gather_path(tmp_path / "exp", "exp", store) == 1
@@ -119,8 +74,8 @@ def test_gather_twice_from_an_experiment_directory_is_idempotent(tmp_path):
 
 def test_gather_reads_tunes_state_to_tell_pruned_from_stopped_and_failed(tmp_path):
     part = tmp_path / "part"
-    _tune_trial_dir(part, "train_scs_aa000_00000_0_x", "aa000_00000", epochs=1, budget_epochs=4)
-    _tune_trial_dir(part, "train_scs_aa000_00001_1_x", "aa000_00001", epochs=1, budget_epochs=4,
+    tune_trial_dir(part, "train_scs_aa000_00000_0_x", "aa000_00000", epochs=1, budget_epochs=4)
+    tune_trial_dir(part, "train_scs_aa000_00001_1_x", "aa000_00001", epochs=1, budget_epochs=4,
                     error="trainables.train.NonFiniteLossError: training loss became nan in epoch 2")
     store = ParquetStore(str(tmp_path / "store"))
     gather_path(part, "exp", store)
