@@ -14,10 +14,14 @@ import sys
 
 from trainables import defaults
 from trainables.errors import ScsSweepError
+from trainables.locations import explain_error
 from trainables.eval_settings import EvalSettings
 from trainables.vocabulary import COMPILE_MODES, DATASETS
 
+from results.sequential import SPENDING
+
 from . import cluster_cmd, commands, evaluate_cmd
+from . import settle as settle_cmd
 from .budget import QUICK, SMOKE
 
 
@@ -44,8 +48,46 @@ def _store(parser) -> None:
 
 
 def _storage(parser) -> None:
-    parser.add_argument("--storage", default="", help="folder of Tune's sweep folders "
-                        "(default $SCS_RUNS or ./scs_runs)")
+    parser.add_argument("--storage", default="", help="folder of Tune's sweep folders, or an object store URI "
+                        "(s3://BUCKET/PREFIX[?endpoint_override=...]) (default $SCS_RUNS or ./scs_runs)")
+
+
+def _run_options(r, settle: bool = False) -> None:
+    """The options of `run`, which `settle` shares but for the seeds and pruning (its design sets them)."""
+    r.add_argument("preset", metavar="PRESET|SWEEP.toml")
+    r.add_argument("--name", default="", help="sweep name (default: the preset, or the file's name)")
+    r.add_argument("--data", default="", help="folder holding cifar-10-batches-py (or -bin), or an object "
+                   "store's copy (s3://...; see put-data) (default $SCS_DATA or ./data)")
+    r.add_argument("--dataset", default="", choices=["", *DATASETS])
+    _store(r)
+    _storage(r)
+    r.add_argument("--epochs", type=int, default=0, help="every trial's epochs (default: the preset's)")
+    if not settle:
+        r.add_argument("--seeds", type=int, default=None, help="repeat every variant over N seeds "
+                       "(default 1, 3 with --quick)")
+    r.add_argument("--train-images", type=int, default=None, metavar="N",
+                   help="train on a fixed seeded subset of N images (default: all 50,000)")
+    r.add_argument("--test-images", type=int, default=None, metavar="N",
+                   help="test on a fixed seeded subset of N images (default: all 10,000)")
+    r.add_argument("--quick", action="store_true", help=f"a reduced budget sized for a 2-core CPU: "
+                   f"{QUICK.describe()}")
+    r.add_argument("--address", default="", help="Ray cluster: auto or HOST:PORT (default: embedded)")
+    r.add_argument("--gpus-per-trial", type=float, default=None)
+    r.add_argument("--max-concurrent", type=int, default=0)
+    r.add_argument("--checkpoint-every", type=int, default=defaults.CHECKPOINT_EVERY,
+                   help="epochs between checkpoints")
+    if not settle:
+        r.add_argument("--num-samples", type=int, default=0, help="trials of an Optuna search ([search] only)")
+        r.add_argument("--no-prune", action="store_true", help="no ASHA: every trial runs every epoch")
+    r.add_argument("--smoke-test", action="store_true", help=f"on the CPU: {SMOKE.describe()}")
+    r.add_argument("--no-evaluate", action="store_true", help="skip the end-of-trial PGD and saliency")
+    r.add_argument("--pgd-images", type=int, default=0,
+                   help=f"test images attacked per trial (default {EvalSettings.pgd_images:,})")
+    r.add_argument("--compile", default="auto", choices=COMPILE_MODES,
+                   help="auto: the whole model compiled + CUDA graphs on GPUs; on CPUs the SCS and pooling kernels "
+                        "for trials of 200 steps or more; on: compile the whole model on CPUs too; off: nothing")
+    if settle:
+        r.set_defaults(seeds=None, num_samples=0, no_prune=True)
 
 
 def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
@@ -64,37 +106,28 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     pr.set_defaults(handler=commands.presets)
 
     r = sub.add_parser("run", help="run a preset or a sweep file as a Ray Tune sweep")
-    r.add_argument("preset", metavar="PRESET|SWEEP.toml")
-    r.add_argument("--name", default="", help="sweep name (default: the preset, or the file's name)")
-    r.add_argument("--data", default="", help="folder holding cifar-10-batches-py (or -bin) "
-                   "(default $SCS_DATA or ./data)")
-    r.add_argument("--dataset", default="", choices=["", *DATASETS])
-    _store(r)
-    _storage(r)
-    r.add_argument("--epochs", type=int, default=0, help="every trial's epochs (default: the preset's)")
-    r.add_argument("--seeds", type=int, default=None, help="repeat every variant over N seeds "
-                   "(default 1, 3 with --quick)")
-    r.add_argument("--train-images", type=int, default=None, metavar="N",
-                   help="train on a fixed seeded subset of N images (default: all 50,000)")
-    r.add_argument("--test-images", type=int, default=None, metavar="N",
-                   help="test on a fixed seeded subset of N images (default: all 10,000)")
-    r.add_argument("--quick", action="store_true", help=f"a reduced budget sized for a 2-core CPU: "
-                   f"{QUICK.describe()}")
-    r.add_argument("--address", default="", help="Ray cluster: auto or HOST:PORT (default: embedded)")
-    r.add_argument("--gpus-per-trial", type=float, default=None)
-    r.add_argument("--max-concurrent", type=int, default=0)
-    r.add_argument("--checkpoint-every", type=int, default=defaults.CHECKPOINT_EVERY,
-                   help="epochs between checkpoints")
-    r.add_argument("--num-samples", type=int, default=0, help="trials of an Optuna search ([search] only)")
-    r.add_argument("--no-prune", action="store_true", help="no ASHA: every trial runs every epoch")
-    r.add_argument("--smoke-test", action="store_true", help=f"on the CPU: {SMOKE.describe()}")
-    r.add_argument("--no-evaluate", action="store_true", help="skip the end-of-trial PGD and saliency")
-    r.add_argument("--pgd-images", type=int, default=0,
-                   help=f"test images attacked per trial (default {EvalSettings.pgd_images:,})")
-    r.add_argument("--compile", default="auto", choices=COMPILE_MODES,
-                   help="auto: the whole model compiled + CUDA graphs on GPUs; on CPUs the SCS and pooling kernels "
-                        "for trials of 200 steps or more; on: compile the whole model on CPUs too; off: nothing")
+    _run_options(r)
     r.set_defaults(handler=commands.run)
+
+    se = sub.add_parser("settle", help="add seeds only where a claim is open: a group-sequential design",
+                        description="Train the first seeds of every variant, then look after each added seed "
+                                    "(or --step seeds): each open claim gets a repeated confidence interval, and "
+                                    "only the variants that open claims compare get the next seeds.")
+    _run_options(se, settle=True)
+    se.add_argument("--max-seeds", type=int, required=True, help="the most seeds any variant gets")
+    se.add_argument("--first", type=int, default=3, help="seeds of the first look (default 3)")
+    se.add_argument("--step", type=int, default=1, help="seeds added between looks (default 1)")
+    se.add_argument("--spending", default="pocock", choices=SPENDING, help="alpha spending: pocock decides "
+                    "clear effects early (default); obrien-fleming keeps the early looks strict")
+    se.add_argument("--alpha", type=float, default=0.05, help="two-sided error rate of a table's claims together "
+                    "(split over them with Bonferroni; default 0.05)")
+    se.add_argument("--time-limit", default="", metavar="DURATION", help="stop adding seeds when the next look "
+                    "would not fit (45m, 2h, 1h30m)")
+    se.add_argument("--plan", action="store_true", help="print the design (critical values per look, worst-case "
+                    "trials and time) and exit; nothing runs")
+    se.add_argument("--spread", type=float, default=None, help="with --plan: a per-seed standard deviation of "
+                    "the effects, to show the smallest effect the last look decides")
+    se.set_defaults(handler=settle_cmd.settle)
 
     re_ = sub.add_parser("resume", help="continue an interrupted sweep where it stopped")
     re_.add_argument("name")
@@ -109,6 +142,14 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     st.add_argument("--address", default="", help="also the sweep's Ray Jobs: the cluster's Job server "
                     "(http://HOST:8265, as `ray job` takes it; `ray dashboard CONFIG` tunnels it here)")
     st.set_defaults(handler=commands.status)
+
+    pd = sub.add_parser("put-data", help="copy CIFAR-10 into an object store once, for nodes without a shared disk",
+                        description="Copy CIFAR-10 (a local folder, else the official download) to --data "
+                                    "s3://..., with an MD5SUMS that every node checks its own copy against.")
+    pd.add_argument("--data", default="", help="where: s3://BUCKET/PREFIX[?...] (default $SCS_DATA)")
+    pd.add_argument("--from", dest="source", default="", metavar="FOLDER",
+                    help="a folder holding cifar-10-batches-bin (or -py) (default: download the official archive)")
+    pd.set_defaults(handler=commands.put_data)
 
     g = sub.add_parser("gather", help="(re)build store rows from a sweep or Tune experiment directory")
     g.add_argument("experiment_dir")
@@ -199,12 +240,13 @@ def main(argv=None) -> int:
     except ScsSweepError as exc:
         print(f"scs-sweep {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # a folder or file the command was pointed at: one line, as for bad input
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"scs-sweep {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `scs-sweep models | head`
         return 0
+    except OSError as exc:  # a folder, file or object store the command was pointed at: one line
+        where = f" ({exc.filename})" if exc.filename else ""
+        text = explain_error(exc) if "AWS Error" in str(exc) else (exc.strerror or str(exc))
+        print(f"scs-sweep {args.command}: error: {text.splitlines()[0] if text else exc!r}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"scs-sweep {args.command}: interrupted", file=sys.stderr)
         return 130

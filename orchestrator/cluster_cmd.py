@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,11 @@ CODE_VERSION_ENV = "SCS_CODE_VERSION"
 PLACEHOLDER = "YOUR-"      # how cluster-onprem.yaml and cluster.yaml mark the values a user must fill in
 AUTH_TOKEN = "~/.ray/auth_token"
 SSH_TIMEOUT_S = 10
+# the storage settings of a cluster file (metadata.scs_storage), written by `scs-sweep up` into this file,
+# which the file's file_mounts copy to every node and its setup commands append to ~/.scs-sweep.env
+STORAGE_ENV_DIR = ".scs-cluster"
+STORAGE_KEYS = {"runs": "SCS_RUNS", "store": "SCS_STORE", "data": "SCS_DATA", "s3_access_key": "AWS_ACCESS_KEY_ID",
+                "s3_secret_key": "AWS_SECRET_ACCESS_KEY", "s3_region": "AWS_DEFAULT_REGION", "efs": "SCS_EFS"}
 
 
 def load_config(path: str) -> dict:
@@ -47,6 +53,81 @@ def placeholders(value, where: str = "") -> list[str]:
     if isinstance(value, list):
         return [hit for item in value for hit in placeholders(item, where)]
     return [f"{where} = {value}"] if isinstance(value, str) and PLACEHOLDER in value else []
+
+
+def storage_settings(config: dict, path: str) -> dict:
+    """metadata.scs_storage of a cluster file: where runs, the store and CIFAR-10 live (UsageError if absent)."""
+    settings = (config.get("metadata") or {}).get("scs_storage")
+    if not isinstance(settings, dict) or not all(settings.get(k) for k in ("runs", "store", "data")):
+        raise UsageError(f"{path} has no metadata.scs_storage with runs, store and data: copy that section from "
+                         f"the cluster file this project ships")
+    return settings
+
+
+def storage_locations(settings: dict) -> dict[str, str]:
+    """SCS_RUNS / SCS_STORE / SCS_DATA as every node sees them: an s3:// place gets the lab server's endpoint
+    (s3_endpoint) as pyarrow's endpoint_override."""
+    endpoint = str(settings.get("s3_endpoint") or "")
+    out = {}
+    for key in ("runs", "store", "data"):
+        value = str(settings[key])
+        if value.startswith("s3://") and endpoint and "endpoint_override=" not in value:
+            scheme = endpoint.split("://", 1)[0] if "://" in endpoint else "https"
+            value += ("&" if "?" in value else "?") + f"endpoint_override={endpoint}&scheme={scheme}"
+        out[STORAGE_KEYS[key]] = value
+    return out
+
+
+def storage_env(settings: dict) -> str:
+    """The lines of the env file every node sources: where things live and, for S3, the credentials."""
+    values = storage_locations(settings)
+    for key in ("s3_access_key", "s3_secret_key", "s3_region", "efs"):
+        if settings.get(key):
+            values[STORAGE_KEYS[key]] = str(settings[key])
+    if settings.get("s3_endpoint"):  # a lab server: no instance profile to ask for (which would mean 169.254.x)
+        values["AWS_EC2_METADATA_DISABLED"] = "true"
+    return "# written by `scs-sweep up` from metadata.scs_storage of the cluster file\n" + \
+        "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def write_storage_env(config: dict, path: str) -> Path:
+    """.scs-cluster/<cluster_name>.env from the file's metadata.scs_storage (mode 600: it may hold a secret)."""
+    settings = storage_settings(config, path)
+    target = Path(STORAGE_ENV_DIR) / f"{config.get('cluster_name', 'default')}.env"
+    target.parent.mkdir(exist_ok=True)
+    target.touch(mode=0o600)
+    target.write_text(storage_env(settings))
+    return target
+
+
+def check_storage(config: dict, path: str) -> None:
+    """Each s3:// place of the file takes a write from this machine, with the file's credentials: one line
+    naming the key and what to set, before `ray up` (places on a shared folder are the nodes' to check).
+    Without credentials in the file (an instance profile on the nodes) there is nothing to check here."""
+    from trainables.locations import Location, LocationError
+
+    settings = storage_settings(config, path)
+    if not settings.get("s3_access_key"):
+        return
+    env = {STORAGE_KEYS[k]: str(settings[k]) for k in ("s3_access_key", "s3_secret_key", "s3_region")
+           if settings.get(k)}
+    if settings.get("s3_endpoint"):
+        env["AWS_EC2_METADATA_DISABLED"] = "true"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        for key, uri in storage_locations(settings).items():
+            if uri.startswith("s3://"):
+                try:
+                    Location(uri).check_writable(f"metadata.scs_storage ({key})")
+                except LocationError as exc:
+                    raise UsageError(f"{path}: {exc}") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def hosts(config: dict) -> list[tuple[str, str]]:
@@ -95,6 +176,8 @@ def check(path: str) -> dict:
     if "." in mounts.values() and not (Path("pyproject.toml").exists() and Path("orchestrator").is_dir()):
         raise UsageError(f"run this from the root of the scs-sweep checkout: {path} copies '.' to every node")
     for target, source in mounts.items():
+        if Path(source).parts[:1] == (STORAGE_ENV_DIR,):  # written by `up` once the checks pass
+            continue
         if not Path(source).expanduser().exists():
             make = "make it with `ray get-auth-token --generate`" if AUTH_TOKEN in (target, source) else \
                 "create it"
@@ -129,6 +212,8 @@ def _ray() -> str:
 
 def up(args) -> int:
     config = check(args.config)
+    check_storage(config, args.config)
+    write_storage_env(config, args.config)
     hosts_line = ", ".join(host for _, host in hosts(config)) if config["provider"].get("type") == "local" \
         else config["provider"].get("type", "?")
     print(f"{args.config}: checks passed ({hosts_line}); running ray up", flush=True)
@@ -239,5 +324,7 @@ def submit(args) -> int:
         cmd.append("--no-wait")
     print(f"submitting `scs-sweep {' '.join(sweep)}` to {job_server(args.address)} as a Ray Job"
           + (f" {name}" if name else "") + f" (code {commit or 'not a git checkout'})", flush=True)
+    # each argument as it is: `ray job submit` quotes them for the shell the Job runs its entrypoint in (a URI's
+    # ?...&... stays one argument)
     return subprocess.run([*cmd, "--", "scs-sweep", *sweep]).returncode
 

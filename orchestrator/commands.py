@@ -14,17 +14,19 @@ from pathlib import Path
 from search_spaces import get_preset, is_sweep_file, list_presets, load_sweep_file, sweep_file_text
 from search_spaces.claims import BUILTIN, applicable
 from trainables import defaults
+from trainables.locations import Location, is_uri
 
 from .cluster_cmd import RAY_JOB_MARK
 from .errors import UsageError
 from .plan import RunOptions, SweepPlan, estimate_gpu_hours, plan_sweep
 from .records import count_line, gather_path, sweep_name_of, sweep_status
+from .storage import Storage
 
 SWEEP_FILE = "sweep.toml"   # the sweep file (or the preset as one) that a sweep ran, in its folder
 
 
-def _storage(args) -> Path:
-    return Path(defaults.runs_dir(getattr(args, "storage", ""))).resolve()
+def _storage(args) -> Storage:
+    return Storage(getattr(args, "storage", ""))
 
 
 def _store_uri(given: str) -> str:
@@ -64,11 +66,14 @@ def presets(args) -> int:
 
 
 def _data_dir(args, dataset: str) -> str:
-    """The CIFAR-10 folder every trial reads, resolved once to an absolute path ('' for synthetic)."""
+    """The CIFAR-10 folder every trial reads, resolved once to an absolute path, or an object store's copy
+    (a URI: each node copies it to its own disk); '' for synthetic."""
     if args.data and dataset == "synthetic":
         raise UsageError("--data and --dataset synthetic exclude each other")
     if dataset == "synthetic":
         return ""
+    if is_uri(defaults.data_dir(args.data)):
+        return defaults.data_dir(args.data)
     folder = Path(defaults.data_dir(args.data)).resolve()
     if args.data and not folder.is_dir():
         raise UsageError(f"--data {args.data} is not a folder; point it at the folder that holds "
@@ -88,7 +93,7 @@ def _options(args) -> RunOptions:
         compile=args.compile)
 
 
-def _report_failures(name: str, failed: list[dict]) -> int:
+def report_failures(name: str, failed: list[dict]) -> int:
     if not failed:
         return 0
     for row in failed:
@@ -120,6 +125,14 @@ def _ranges(values: list[int]) -> str:
     return ", ".join(out)
 
 
+def check_locations(storage: Storage, store: str) -> None:
+    """Where runs and rows go must take a write, checked in seconds before Ray starts (one line each)."""
+    if storage.remote:
+        storage.check_writable()
+    if is_uri(store):
+        Location(store).check_writable("--store")
+
+
 def plan_for(args, seeds_from_design: int = 0):
     """(sweep plan, its sweep file's text, the options): every trial validated, before Ray starts. With
     seeds_from_design (settle), each grid trial gets that many seeds and pruning is off."""
@@ -134,7 +147,8 @@ def plan_for(args, seeds_from_design: int = 0):
         options.seeds, options.prune = seeds_from_design, False
     store = _store_uri(args.store)
     # every trial validated before Ray starts: a bad value is one line, nothing launched
-    sweep = plan_sweep(name, args.preset, experiments, options, store=store, storage=str(storage))
+    sweep = plan_sweep(name, args.preset, experiments, options, store=store, storage=storage.uri)
+    check_locations(storage, store)
     if options.gpus_per_trial and not args.address and not os.environ.get(RAY_JOB_MARK):  # embedded
         _check_local_gpu(options.gpus_per_trial)
     return sweep, experiments, text, options
@@ -146,7 +160,14 @@ def start_sweep(args, sweep: SweepPlan, text: str, options: RunOptions):
     if options.dataset == "cifar10":
         from trainables.data import load_cifar10  # read (or download) once, before any trial starts
 
-        load_cifar10(options.data_dir)
+        if is_uri(options.data_dir):  # the bucket's copy, put there once; the head's own copy checks it
+            from trainables.node_data import has_data, node_copy, put_data
+
+            if not has_data(options.data_dir):
+                print(put_data(options.data_dir), flush=True)
+            load_cifar10(node_copy(options.data_dir))
+        else:
+            load_cifar10(options.data_dir)
     from . import tuner
     from .gpus import assign_gpus
 
@@ -157,9 +178,7 @@ def start_sweep(args, sweep: SweepPlan, text: str, options: RunOptions):
         print(f"note: the cluster has no GPU now; trials asking for --gpus-per-trial "
               f"{options.gpus_per_trial:g} wait until a node with GPUs joins (an autoscaling cluster starts "
               f"one); Ctrl-C and drop --gpus-per-trial to train on CPUs")
-    folder = Path(sweep.storage) / sweep.name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / SWEEP_FILE).write_text(text)
+    Storage(sweep.storage).sweep(sweep.name).write_text(SWEEP_FILE, text)
     from results.store import get_store
 
     get_store(sweep.store).write_sweep(sweep.name, text)
@@ -168,15 +187,23 @@ def start_sweep(args, sweep: SweepPlan, text: str, options: RunOptions):
     return tuner
 
 
+def connected_tuner(sweep: SweepPlan, address: str):
+    """The tuner module, connected to Ray (embedded, or the cluster at address): to resume a sweep."""
+    from . import tuner
+
+    tuner.connect(address)
+    return tuner
+
+
 def run(args) -> int:
     sweep, _, text, options = plan_for(args)
-    if (Path(sweep.storage) / sweep.name / "sweep.json").exists():
+    if Storage(sweep.storage).sweep(sweep.name).exists("sweep.json"):
         raise UsageError(f"a sweep named {sweep.name!r} exists in {sweep.storage}; continue it with "
                          f"`scs-sweep resume {sweep.name}` or pick another --name")
     tuner = start_sweep(args, sweep, text, options)
     seeds = sorted({t["config"]["seed"] for part in sweep.parts for t in part.trials})
     print(f"sweep {sweep.name}: {sweep.n_trials} trials in {len(sweep.parts)} part(s), seeds {_ranges(seeds)}, "
-          f"budget {sweep.budget}; runs in {Path(sweep.storage) / sweep.name}, rows in {sweep.store}")
+          f"budget {sweep.budget}; runs in {Storage(sweep.storage).sweep(sweep.name)}, rows in {sweep.store}")
     if sweep.dropped:
         print(f"note: {sweep.dropped} planned trial(s) repeated another's resolved config and seed; each runs once")
     searches = [p.part for p in sweep.parts if p.search]
@@ -186,26 +213,31 @@ def run(args) -> int:
     start = time.time()
     failed = tuner.execute(sweep)
     print(f"sweep {sweep.name} finished in {time.time() - start:.1f} s; `scs-sweep status {sweep.name}` for details")
-    return _report_failures(sweep.name, failed)
+    return report_failures(sweep.name, failed)
 
 
 def resume(args) -> int:
     storage = _storage(args)
-    path = storage / args.name / "sweep.json"
-    if not path.exists():
-        known = sorted(p.parent.name for p in storage.glob("*/sweep.json"))
-        raise UsageError(f"no sweep named {args.name!r} in {storage}; known: {', '.join(known) or 'none'}")
-    sweep = SweepPlan.load(path)
+    if storage.remote:
+        storage.check_writable()
+    folder = storage.sweep(args.name)
+    if not folder.exists("sweep.json"):
+        raise UsageError(f"no sweep named {args.name!r} in {storage}; known: {', '.join(storage.sweeps()) or 'none'}")
+    sweep = folder.load_plan()
     if args.store and _store_uri(args.store) != sweep.store:
         raise UsageError(f"sweep {args.name} writes its rows to {sweep.store}; resume it without --store "
                          f"(rows of one sweep stay in one store), or copy that store where you want it")
+    if folder.exists("settle.json"):  # a settle: the same loop, from the looks it took
+        from .settle import continue_settle
+
+        return continue_settle(args, sweep)
     from . import tuner
 
     tuner.connect(args.address)
     start = time.time()
     failed = tuner.execute(sweep, resume=True)
     print(f"sweep {args.name} resumed and finished in {time.time() - start:.1f} s")
-    return _report_failures(args.name, failed)
+    return report_failures(args.name, failed)
 
 
 def _print_jobs(args) -> None:
@@ -224,28 +256,40 @@ def status(args) -> int:
     storage = _storage(args)
     if args.address:
         _print_jobs(args)
-    if args.name and not (storage / args.name / "sweep.json").exists():
+    if args.name and not storage.sweep(args.name).exists("sweep.json"):
         if args.address:  # this machine does not see the cluster's storage: the Jobs are what there is
             print(f"{args.name}: its trials are not in {storage} here; on the head: `ray exec CONFIG "
                   f"'scs-sweep status {args.name}'`")
             return 0
         raise UsageError(f"no sweep named {args.name!r} in {storage}")
-    names = [args.name] if args.name else sorted(p.parent.name for p in storage.glob("*/sweep.json"))
+    names = [args.name] if args.name else storage.sweeps()
     if not names:
         print(f"no sweeps in {storage}")
         return 0
     for name in names:
+        folder = storage.sweep(name)
         try:
-            plan = SweepPlan.load(storage / name / "sweep.json")
+            plan = folder.load_plan()
         except UsageError as exc:
             if args.name:
                 raise
             print(f"{name}: {exc}")
             continue
-        rows, problems = sweep_status(storage / name, plan)
+        rows, problems = sweep_status(folder.view(), plan)
         for line in problems:
             print(f"{name}: warning: {line}")
         print(f"{name}: {len(rows)} trials: {count_line(r['state'] for r in rows)}")
+        if folder.exists("settle.json"):  # the settle's design and where each claim stands
+            import json
+
+            from .settle import settle_lines
+
+            record = json.loads(folder.read_text("settle.json"))
+            print(f"{name}: a settle ({record['options']['spending']} spending, alpha {record['options']['alpha']:g}, "
+                  f"first {record['options']['first']} seeds, at most {record['options']['max_seeds']}); "
+                  f"{record['looks_done']} look(s) taken" + (f"; {record['stopped']}" if record.get("stopped") else ""))
+            for line in settle_lines(record):
+                print(f"  {line}")
         if args.name:
             for r in rows:
                 acc = f"{r['test_acc']:.4f}" if r["test_acc"] is not None else "-"
@@ -254,15 +298,43 @@ def status(args) -> int:
     return 0
 
 
+def put_data(args) -> int:
+    """`scs-sweep put-data`: CIFAR-10 into an object store once, for nodes without a shared disk."""
+    from trainables.node_data import put_data as put
+
+    uri = defaults.data_dir(args.data)
+    if not is_uri(uri):
+        raise UsageError(f"--data {uri} is a folder; put-data copies CIFAR-10 into an object store: give "
+                         f"--data s3://BUCKET/PREFIX (or set $SCS_DATA to one)")
+    Location(uri).check_writable("--data")
+    print(put(uri, args.source))
+    return 0
+
+
 def gather(args) -> int:
+    """Rows from a sweep's (or a Tune experiment's) folder, on this disk or in an object store (mirrored:
+    only the small files are read), then the experiment's rows compacted."""
+    import tempfile
+
     from results.store import get_store
 
-    path = Path(args.experiment_dir)
-    if not path.is_dir():
-        raise UsageError(f"{path} is not a sweep or Tune experiment directory")
-    name = args.experiment or sweep_name_of(path.resolve()) or path.name
-    store = get_store(_store_uri(args.store))
-    n = gather_path(path, name, store, warn=lambda line: print(f"warning: {line}"))
+    from .storage import mirror
+
+    with tempfile.TemporaryDirectory(prefix="scs-gather-") as tmp:
+        if is_uri(args.experiment_dir):
+            where = Location(args.experiment_dir)
+            path = mirror(where.fs, where.path, Path(tmp) / Path(where.path).name)
+            if not any(path.iterdir()):
+                raise UsageError(f"{args.experiment_dir} holds nothing; give a sweep or Tune experiment folder")
+        else:
+            path = Path(args.experiment_dir)
+            if not path.is_dir():
+                raise UsageError(f"{path} is not a sweep or Tune experiment directory")
+        name = args.experiment or sweep_name_of(path.resolve()) or path.name
+        store = get_store(_store_uri(args.store))
+        n = gather_path(path, name, store, warn=lambda line: print(f"warning: {line}"))
+    if n:
+        store.compact(name)
     print(f"gathered {n} trials of {name} into {store.uri}")
     return 0
 

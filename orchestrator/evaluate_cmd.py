@@ -1,12 +1,15 @@
 """`scs-sweep evaluate`: PGD robustness and saliency of stored checkpoints, written to the store.
 
-Takes one trainer checkpoint, or a sweep / experiment directory (every trial's newest checkpoint).
-Needs torch, and pyarrow for the store; not ray.
+Takes one trainer checkpoint, or a sweep / experiment directory (every trial's newest checkpoint), on
+this disk or in an object store (a URI: the trial folders' small files are mirrored, and only the
+checkpoints evaluated are downloaded). Needs torch, and pyarrow for the store; not ray.
 """
 from __future__ import annotations
 
 import pickle
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from trainables import defaults
@@ -25,12 +28,41 @@ def _trial_id_of(checkpoint: Path) -> str:
 
 
 def _newest_checkpoints(folder: Path) -> list[Path]:
+    """Each trial's newest checkpoint: the highest checkpoint_NNNNNN folder Tune numbered."""
     newest = {}
     for ckpt in folder.rglob(defaults.CHECKPOINT_FILE):
         tid = _trial_id_of(ckpt) or str(ckpt.parent.parent)
-        if tid not in newest or ckpt.stat().st_mtime > newest[tid].stat().st_mtime:
+        if tid not in newest or ckpt.parent.name > newest[tid].parent.name:
             newest[tid] = ckpt
     return [newest[k] for k in sorted(newest)]
+
+
+@contextmanager
+def _local(given: str):
+    """(a local path for `given`, fetch(path) that makes a checkpoint found under it readable): the path
+    itself, or for a URI a temporary mirror whose checkpoints are downloaded when fetched."""
+    from trainables.locations import Location, is_uri
+
+    if not is_uri(given):
+        yield Path(given), lambda path: path
+        return
+    from .storage import mirror
+
+    where = Location(given)
+    with tempfile.TemporaryDirectory(prefix="scs-evaluate-") as tmp:
+        if where.is_file():
+            local = Path(tmp) / Path(where.path).name
+            where.download(where.path, local)
+            yield local, lambda path: path
+            return
+        # named as in the storage: a sweep folder's name is the experiment's (sweep_name_of)
+        root = mirror(where.fs, where.path, Path(tmp) / Path(where.path).name)
+
+        def fetch(path: Path) -> Path:
+            where.download(where.fs_path(path.relative_to(root).as_posix()), path)
+            return path
+
+        yield root, fetch
 
 
 def evaluate_checkpoint(path: Path, settings, data: str = "", device: str = "") -> tuple[dict, dict]:
@@ -84,14 +116,18 @@ def _settings(args):
 
 
 def run(args) -> int:
+    settings = _settings(args)
+    with _local(args.path) as (path, fetch):
+        if not path.exists():
+            raise UsageError(f"{args.path} does not exist; give a trainer.pt checkpoint or a sweep directory")
+        return _evaluate(args, path, fetch, settings)
+
+
+def _evaluate(args, path: Path, fetch, settings) -> int:
     from results.rows import evaluation_rows
     from results.store import check_name, get_store
     from trainables.train import check_device
 
-    path = Path(args.path)
-    if not path.exists():
-        raise UsageError(f"{path} does not exist; give a trainer.pt checkpoint or a sweep directory")
-    settings = _settings(args)
     check_device(args.device)
     if args.data and not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder; point it at the folder that holds "
@@ -104,9 +140,11 @@ def run(args) -> int:
     for ckpt in checkpoints:
         trial_id = (args.trial_id if path.is_file() and args.trial_id else "") or _trial_id_of(ckpt) \
             or ckpt.parent.name
-        result, info = evaluate_checkpoint(ckpt, settings, args.data, args.device)
+        result, info = evaluate_checkpoint(fetch(ckpt), settings, args.data, args.device)
         store.write_trial(experiment, trial_id, evaluation_rows(trial_id, result))
         accs = ", ".join(f"{r['eps']:g}: {r['accuracy']:.3f}" for r in result["robustness"])
         print(f"{experiment}/{trial_id} ({info['arch']} {info['layer']} @{info['image_dim']}, {info['device']}): "
               f"{info['seconds']:.1f} s; PGD accuracy by eps {accs}")
+    if store.generations().get(experiment):  # its rows were compacted: merge the new ones in
+        store.compact(experiment)
     return 0

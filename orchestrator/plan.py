@@ -20,6 +20,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
 from search_spaces.epoch_times import expected_epoch_cost
 from search_spaces.experiment import GROUP_KEY, Experiment, config_keys, stage_ref
 from trainables import defaults
@@ -122,18 +124,26 @@ class SweepPlan:
     def n_trials(self) -> int:
         return sum(p.n_trials for p in self.parts)
 
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=1))
+        path.write_text(self.to_json())
 
     @classmethod
-    def load(cls, path: Path) -> "SweepPlan":
+    def from_json(cls, read_text, where: str) -> "SweepPlan":
+        """The plan from read_text() (the text of a sweep.json, wherever it is stored); where names it."""
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_text())
             data["parts"] = [PartPlan(**p) for p in data["parts"]]
             return cls(**data)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"cannot read the plan {path} ({type(exc).__name__}: {exc}); it was written by "
+            raise UsageError(f"cannot read the plan {where} ({type(exc).__name__}: {exc}); it was written by "
                              f"another version of scs-sweep: run the sweep again under a new --name") from None
+
+    @classmethod
+    def load(cls, path: Path) -> "SweepPlan":
+        return cls.from_json(Path(path).read_text, str(path))
 
 
 def _stages(experiment: Experiment, trials: list[dict]) -> list[tuple[str, list[dict], str]]:
@@ -177,12 +187,15 @@ _CHECKED: dict = {}  # checkpoint path -> (mtime, size) already read by this pro
 
 
 def _check_checkpoint(path: str, where: str) -> None:
-    """UsageError unless `path` is a checkpoint holding model weights (reads it with torch, once)."""
-    file = Path(path)
-    if not file.is_file():
+    """UsageError unless `path` (a file or a URI) is a checkpoint holding model weights (reads it with torch,
+    once)."""
+    from trainables.locations import Location
+
+    info = Location(path).fs.get_file_info(Location(path).path)
+    if info.type != pafs.FileType.File:
         raise UsageError(f"{where}: init_from {path} is not a checkpoint file (give a trainer.pt, or \"@GROUP\" "
                          f"for the trained run of another group of the sweep)")
-    stamp = (file.stat().st_mtime_ns, file.stat().st_size)
+    stamp = (info.mtime_ns, info.size)
     if _CHECKED.get(path) == stamp:
         return
     from trainables.checkpoints import read_model_weights  # torch: only where a sweep starts from weights

@@ -4,11 +4,13 @@ Tune restores a sweep's scheduler as it was built, with empty rungs, so a resume
 later trials against fewer (or no) records than the uninterrupted one and let through trials the
 uninterrupted run would have stopped. ResumableASHA refills its rungs itself: the first time Tune adds a
 trial, it reads every trial's recorded results (result.json) in the experiment's storage folder (not
-the driver's staging copy, which a new driver has not filled yet) and replays them. On a new sweep that
-folder holds no results, and nothing happens.
+the driver's staging copy, which a new driver has not filled yet; an object store's through a local
+mirror, storage.py) and replays them. On a new sweep that folder holds no results, and nothing happens.
 """
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from ray.tune.schedulers import ASHAScheduler
@@ -38,8 +40,8 @@ class ResumableASHA(ASHAScheduler):
     def on_trial_add(self, tune_controller, trial):
         if not self._history_loaded:
             self._history_loaded = True
-            folder = getattr(trial, "remote_experiment_path", None)  # --storage is a path every node sees
-            history = history_from_experiment(Path(folder)) if folder else {}
+            with _experiment_folder(trial) as folder:
+                history = history_from_experiment(folder)
             if history:
                 self.seed_history(history)
                 print(f"ASHA: rungs refilled from the recorded results of {len(history)} trial(s)", flush=True)
@@ -61,7 +63,26 @@ class ResumableASHA(ASHAScheduler):
             super().on_trial_remove(None, ghost)
 
 
-def history_from_experiment(experiment_dir: Path) -> dict:
+@contextmanager
+def _experiment_folder(trial):
+    """The local folder holding the experiment's recorded results: the storage folder itself, or a mirror
+    of an object store's (in a temporary folder, removed after)."""
+    storage = getattr(trial, "storage", None)
+    fs, path = getattr(storage, "storage_filesystem", None), getattr(storage, "experiment_fs_path", None)
+    if not path:
+        yield None
+    elif fs is None or fs.type_name == "local":
+        yield Path(path)
+    else:
+        from .storage import mirror
+
+        with tempfile.TemporaryDirectory(prefix="scs-asha-") as tmp:
+            yield mirror(fs, path, Path(tmp))
+
+
+def history_from_experiment(experiment_dir: Path | None) -> dict:
     """trial_id -> [(epoch, test_acc)] from every trial's result.json under a Tune experiment folder."""
+    if experiment_dir is None:
+        return {}
     return {t.trial_id: [(r["training_iteration"], r[METRIC]) for r in t.results if METRIC in r]
             for t in trial_dirs(experiment_dir) if t.results}

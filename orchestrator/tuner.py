@@ -1,9 +1,11 @@
 """Tuner assembly and execution: connect to Ray, build (or restore) one Tuner per part, run the parts in
 order, and leave the store matching Tune's files after each.
 
-A part is one Tune experiment at STORAGE/NAME/<part>. Its scheduler is ResumableASHA (or FIFO without
-pruning), a search part adds OptunaSearch with its study in STORAGE/NAME/optuna.db, and the callbacks
-write result.json (what the store is built from), progress.csv, TensorBoard scalars and the store rows.
+A part is one Tune experiment at STORAGE/NAME/<part> (storage.py: a folder every node sees, or an object
+store that Tune writes through pyarrow). Its scheduler is ResumableASHA (or FIFO without pruning), a search
+part adds OptunaSearch with its study in the sweep's local folder (optuna.db, copied to the storage after
+the part), and the callbacks write result.json (what the store is built from), progress.csv, TensorBoard
+scalars and the store rows. After each part the store's rows of the sweep are compacted.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from .errors import UsageError
 from .plan import PartPlan, SweepPlan
 from .records import gather_part, trial_dirs, tune_states
 from .scheduler import METRIC, MODE, ResumableASHA
+from .storage import Storage, SweepFolder
 from .store_callback import StoreAndProgress
 from .trainable import train_scs
 from .tune_config import param_space
@@ -36,6 +39,9 @@ __all__ = ["connect", "execute", "gpu_supply", "code_version", "OPTUNA_DB", "CPU
 
 CPUS_PER_TRIAL = 1
 OPTUNA_DB = "optuna.db"   # in the sweep's folder: `optuna-dashboard sqlite:///.../optuna.db`
+# how often Tune copies the driver's files (result.json, experiment state) to an object store: what a new
+# head resumes from, and what `status` from another machine sees (Tune's default is 5 minutes)
+REMOTE_SYNC_S = 30
 
 
 def _commit(folder: Path, why: list) -> str:
@@ -91,13 +97,16 @@ def _scheduler(part: PartPlan):
     return ResumableASHA(time_attr="training_iteration", max_t=max(part.epochs, 1), **part.asha)
 
 
-def _search_alg(part: PartPlan, sweep_dir: Path):
+def _search_alg(part: PartPlan, folder: SweepFolder):
     if not part.search:
         return None
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir.resolve() / OPTUNA_DB}")
+    db = folder.local_dir / OPTUNA_DB  # SQLite wants a disk: the head's own, copied to the storage (execute)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    folder.fetch(db)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db.resolve()}")
     return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=part.trials[0]["config"]["seed"]),
                         metric=METRIC, mode=MODE, study_name=part.part, storage=storage)
 
@@ -107,19 +116,20 @@ def _run_settings(sweep: SweepPlan) -> dict:
             "code_version": code_version(), "evaluation": sweep.evaluation, "compile": sweep.compile}
 
 
-def build_tuner(part: PartPlan, sweep: SweepPlan, sweep_dir: Path, trials: list[dict] | None = None) -> tune.Tuner:
+def build_tuner(part: PartPlan, sweep: SweepPlan, folder: SweepFolder, trials: list[dict] | None = None) -> tune.Tuner:
     """The Tuner of one part; `trials` replaces the part's planned trials (a later stage's, with the
     checkpoints they start from filled in)."""
     trials = part.trials if trials is None else trials
     tune_config = tune.TuneConfig(metric=METRIC, mode=MODE, scheduler=_scheduler(part),
-                                  search_alg=_search_alg(part, sweep_dir), num_samples=1 if not part.search
+                                  search_alg=_search_alg(part, folder), num_samples=1 if not part.search
                                   else part.search["samples"],
                                   max_concurrent_trials=sweep.max_concurrent or None,
                                   # a worker process runs trial after trial, so what torch.compile
                                   # built for an architecture serves every later trial of it
                                   reuse_actors=True)
     run_config = tune.RunConfig(
-        name=part.part, storage_path=str(sweep_dir), verbose=0,
+        name=part.part, storage_path=folder.tune_path(), storage_filesystem=folder.filesystem, verbose=0,
+        sync_config=tune.SyncConfig(sync_period=REMOTE_SYNC_S) if folder.remote else None,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         # result.json first: the store callback builds rows from it
@@ -129,19 +139,21 @@ def build_tuner(part: PartPlan, sweep: SweepPlan, sweep_dir: Path, trials: list[
                       tune_config=tune_config, run_config=run_config)
 
 
-def stage_trials(part: PartPlan, sweep_dir: Path) -> list[dict]:
+def stage_trials(part: PartPlan, folder: SweepFolder) -> list[dict]:
     """A later stage's trials, each starting from the final checkpoint of the finished (done) trial of
-    the group its "@group" names with its own seed, and saying which trial that was. A trial with no
-    such source carries `init_error` instead and fails alone when it starts (trainable.py)."""
+    the group its "@group" names with its own seed, and saying which trial that was: named as the storage
+    names it (a URI in an object store, which a trial on any node can read). A trial with no such source
+    carries `init_error` instead and fails alone when it starts (trainable.py)."""
     if not part.depends_on:
         return part.trials
-    source_dir = sweep_dir / part.depends_on
+    source_dir = folder.view() / part.depends_on
     states, _ = tune_states(source_dir)
     finished = {}
     for trial in trial_dirs(source_dir):
         checkpoints = sorted(trial.path.rglob(defaults.CHECKPOINT_FILE), key=lambda p: p.parent.name)  # checkpoint_000NNN
         if trial.status(states.get(trial.trial_id)) == FINISHED and checkpoints:
-            finished[(trial.spec.group, trial.spec.config.get("seed"))] = (trial.trial_id, str(checkpoints[-1]))
+            finished[(trial.spec.group, trial.spec.config.get("seed"))] = (trial.trial_id,
+                                                                            folder.uri_of(checkpoints[-1]))
     out = []
     for planned in part.trials:
         group, seed = stage_ref(planned["config"]), planned["config"]["seed"]
@@ -240,25 +252,31 @@ def execute(sweep: SweepPlan, resume: bool = False, parts: list | None = None) -
     rows of the failed trials. The plan saved is the whole sweep.
 
     After each part every trial's rows are rewritten from Tune's files (what `gather` writes), which
-    also closes rows a killed driver left 'running'.
+    also closes rows a killed driver left 'running', and the sweep's rows in the store are compacted.
     """
-    sweep_dir = Path(sweep.storage) / sweep.name
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    sweep.save(sweep_dir / "sweep.json")
+    folder = Storage(sweep.storage).sweep(sweep.name)
+    folder.save_plan(sweep)
     store = get_store(sweep.store)
     failed = []
     parts = sweep.parts if parts is None else parts
     for index, part in enumerate(parts, 1):
-        part_dir = sweep_dir / part.part
+        part_path, fs = folder.part_path(part.part), folder.filesystem
+        restore = resume and tune.Tuner.can_restore(part_path, storage_filesystem=fs)
         print(f"[{sweep.name}] part {index}/{len(parts)}: {part.part}, {part.n_trials} trial(s) of "
-              f"{part.epochs} epoch(s)" + (", resumed" if resume and part_dir.is_dir() else ""), flush=True)
-        if resume and tune.Tuner.can_restore(str(part_dir)):
+              f"{part.epochs} epoch(s)" + (", resumed" if restore else ""), flush=True)
+        if restore:
+            if part.search:  # a new head: the study from the storage
+                folder.fetch(folder.local_dir / OPTUNA_DB)
             # the scheduler refills its rungs from result.json (scheduler.py); finished trials stay done
-            tuner = tune.Tuner.restore(str(part_dir), trainable=_trainable(part), resume_unfinished=True,
-                                       resume_errored=False)
+            tuner = tune.Tuner.restore(part_path, trainable=_trainable(part), resume_unfinished=True,
+                                       resume_errored=False, storage_filesystem=fs)
         else:
-            tuner = build_tuner(part, sweep, sweep_dir, stage_trials(part, sweep_dir))
+            tuner = build_tuner(part, sweep, folder, stage_trials(part, folder))
         tuner.fit()
-        rows = gather_part(part_dir, sweep.name, store, warn=lambda line: print(f"[{sweep.name}] {line}"))
+        if part.search:
+            folder.keep(folder.local_dir / OPTUNA_DB)
+        rows = gather_part(folder.view() / part.part, sweep.name, store,
+                           warn=lambda line: print(f"[{sweep.name}] {line}"))
         failed += [row for _, row in rows if row["status"] == "failed"]
+        store.compact(sweep.name)
     return failed

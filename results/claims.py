@@ -347,13 +347,16 @@ def check_claims(table: str, all_trials: pd.DataFrame, name: str = "", alone: se
 
 
 def with_interval(verdict: Verdict, interval: Interval, method: str, trials: pd.DataFrame,
-                  paper_table: str) -> Verdict:
+                  paper_table: str, decided: str = "") -> Verdict:
     """The verdict at this budget decided by another interval (settle's repeated confidence interval), the
-    line saying which; the paper's verdict follows it as check_claims' does."""
+    line saying which (method) and when (decided: 'decided after 5 seeds (look 3 of 8)'); the paper's verdict
+    follows it as check_claims' does. What cannot be judged at all stays not judged."""
+    if verdict.budget_verdict == NOT_JUDGED:
+        return replace(verdict, method=method)
     side = verdict.claim.side_of(interval) if interval.has_interval else ""
     reason = (("the whole repeated interval is on " + ("the claimed" if side == "supported" else "the other")
                + " side") if side else "the repeated interval spans the threshold")
-    at_budget = (side or "undecided", f"{reason} ({method})")
+    at_budget = (side or "undecided", (f"{decided}: " if decided else "") + f"{reason} ({method})")
     papers = _the_papers(verdict.claim, at_budget, trials, paper_table)
     return replace(verdict, interval=interval, budget_verdict=at_budget[0], budget_reason=at_budget[1],
                    paper_verdict=papers[0], paper_reason=papers[1], method=method)

@@ -61,6 +61,7 @@ td,th{border:1px solid #ccc;padding:2px 5px;text-align:left;vertical-align:top} 
 td{white-space:nowrap}
 table.effects td.effect{white-space:normal} table.effects tr.interaction td{font-weight:600}
 table.effects tr.simple td.effect{padding-left:2.2em} table.effects tr.simple td{color:#333;background:#fafafa}
+table.settle tr.claim th{background:#fff;font-size:13px;padding-top:.5em;white-space:normal}
 figure{margin:1em 0 1.6em} figure img{max-width:100%;height:auto;border:1px solid #eee}
 .badge{display:inline-block;text-align:center;border-radius:3px;padding:0 .45em;margin:.15em .4em .15em 0;
        font-size:12px;font-weight:600;color:#fff;white-space:nowrap}
@@ -259,6 +260,47 @@ def _effects_html(finished: pd.DataFrame) -> str:
             f"</thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
+def _settle_html(summary) -> str:
+    """A settled table: its design, each claim's repeated interval at every look, and the seeds it cost."""
+    from .sequential import Design
+
+    record = summary.settle
+    if not record or summary.group not in record.get("claims", {}):
+        return ""
+    design = Design.from_dict(record["designs"][summary.group])
+    head = (f"A group-sequential design fixed before the first trial: looks at {', '.join(map(str, design.looks))} "
+            f"seeds, {design.spending} alpha spending, alpha {design.alpha:g} two-sided over {design.claims} "
+            f"claim(s) (Bonferroni: {design.alpha_per_claim:.4f} each); critical values c_k "
+            f"{', '.join(f'{c:.2f}' for c in design.critical)} for the paired t statistic (simulated). A claim is "
+            f"decided when its repeated interval, mean +/- c_k s/sqrt(n), lies wholly on one side of its "
+            f"threshold: whatever the look at which it stops, the chance that any of its intervals misses the "
+            f"true effect is at most alpha / K (Jennison & Turnbull 2000, ch. 9).")
+    columns = ("Look", "Seeds", "c_k", "Estimate", "Repeated interval", "Decision")
+    body = []
+    for name, r in record["claims"][summary.group].items():  # each claim a heading row over its looks: narrow
+        spec = r.get("spec") or {}
+        against = (f" (supported when the whole interval is {'above' if spec.get('side', 'above') == 'above' else 'below'}"
+                   f" {spec['threshold']:+g})") if "threshold" in spec else ""
+        body.append(f"<tr class='claim'><th colspan='{len(columns)}'>{_e(name)}<span class='meta'>{_e(against)}</span>"
+                    f"</th></tr>")
+        for p in r["path"]:
+            low = "-" if p["low"] != p["low"] else f"[{p['low']:+.4f}, {p['high']:+.4f}]"
+            decided = r.get("decided") if r.get("look") == p["look"] else ""
+            cells = (p["look"], p["seeds"], f"{p['c']:.2f}", f"{p['estimate']:+.4f}", low,
+                     decided or (r.get("undecided", "") if p is r["path"][-1] else "open"))
+            body.append("<tr>" + "".join(f"<td>{_e(str(c))}</td>" for c in cells) + "</tr>")
+    planned, run = record.get("fixed_trials", 0), record.get("trials_run", 0)
+    epochs = max(record.get("epochs", {}).values(), default=0)
+    spent = (f"{run} trials trained ({run * epochs:,} trial-epochs) against the {planned} ({planned * epochs:,}) "
+             f"a fixed design at {design.max_seeds} seeds needs, for the whole sweep"
+             + (f"; {record['stopped']}" if record.get("stopped") else "") + ".")
+    if not body:
+        return ""
+    head_row = "".join(f"<th>{c}</th>" for c in columns)
+    return (f"<p class='caption'>{_e(head)}</p><div class='scroll'><table class='data settle'><thead><tr>{head_row}"
+            f"</tr></thead><tbody>{''.join(body)}</tbody></table></div><p class='meta'>{_e(spent)}</p>")
+
+
 def _figure_html(figure) -> str:
     data = base64.b64encode(figure.svg()).decode()
     figure.close()
@@ -342,6 +384,9 @@ def _section(name: str, group: str, mine: dict, summary, alone) -> tuple[str, st
         body.append(f"<p class='meta'>{_e(not_compared)}</p>")
     body += [f"<h4 id='{base}-table'>Table</h4>", _table_html(group, compared),
              f"<p class='meta'>Download: {' · '.join(downloads)}</p>"]
+    settled = _settle_html(summary)
+    if settled:
+        body += [f"<h4 id='{base}-settle'>Sequential seeds: the design and each claim's path</h4>", settled]
     if claims:
         body += [f"<h4 id='{base}-claims'>Claims: paired differences and effect against epoch</h4>",
                  *map(_figure_html, claims)]
@@ -359,6 +404,7 @@ def _section(name: str, group: str, mine: dict, summary, alone) -> tuple[str, st
                                 "mean over its images, then the mean over seeds and its 95 % t-interval.</p>"
                                 + _html(gini))
     entry = (f"<li><a href='#{base}'>{_e(group)}</a>: <a href='#{base}-table'>table</a>"
+             + (f", <a href='#{base}-settle'>sequential seeds</a>" if settled else "")
              + (f", <a href='#{base}-claims'>claims</a>" if claims else "")
              + (f", <a href='#{base}-effects'>effects</a>" if effects else "")
              + (f", <a href='#{base}-figures'>figures</a>" if others else "") + "</li>")

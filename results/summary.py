@@ -17,7 +17,7 @@ import pandas as pd
 
 from trainables.vocabulary import FINISHED
 
-from .claims import Verdict, budget_note, check_claims, claim_values
+from .claims import Verdict, budget_note, check_claims, claim_values, with_interval
 from .stats import Interval, Rank, mean_interval, per_seed_slopes, strongest
 from .tables import effect_rows, rank_against_paper
 from .variants import variant_keys, variant_label, with_settings
@@ -58,6 +58,7 @@ class TableSummary:
     n_trials: int = 0
     n_seeds: int = 0
     rank: Rank | None = None          # rank agreement with the paper's table (tables.rank_against_paper)
+    settle: dict = field(default_factory=dict)      # the settle's record of this table's claims, if settled
     strongest: list = field(default_factory=list)   # [(architecture, stats.Effect)]: the largest decided effects
 
     def reading(self, verdict: Verdict) -> str:
@@ -135,16 +136,42 @@ def _curve_trends(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict:
     return out
 
 
+def _settled(verdicts: list, record: dict, group: str, trials: pd.DataFrame, paper_table: str) -> list:
+    """The verdicts at this budget that a settle's repeated intervals govern (its record in the store)."""
+    from .sequential import Design
+
+    if group not in record.get("claims", {}):
+        return verdicts
+    design = Design.from_dict(record["designs"][group])
+    out = []
+    for v in verdicts:
+        r = record["claims"][group].get(v.claim.name)
+        if not r or not r["path"]:
+            out.append(v)
+            continue
+        at = next((p for p in r["path"] if p["look"] == r.get("look")), r["path"][-1])
+        interval = Interval(at["estimate"], at["low"], at["high"], at["seeds"])
+        method = (f"repeated 95 % interval of a {design.spending} design, c = {at['c']:.2f} at look {at['look']} of "
+                  f"{len(design.looks)}, alpha {design.alpha:g} over {design.claims} claim(s)")
+        when = (f"decided after {r['seeds']} seeds (look {r['look']} of {len(design.looks)})" if r.get("decided")
+                else r.get("undecided") or f"open after {len(r['path'])} look(s)")
+        out.append(with_interval(v, interval, method, trials, paper_table, when))
+    return out
+
+
 def summarize(group: str, paper_table: str, trials: pd.DataFrame, epochs: pd.DataFrame,
-              alone: set | None = None, why_not_alone: str = "", specs=None) -> TableSummary:
+              alone: set | None = None, why_not_alone: str = "", specs=None, settle: dict | None = None) -> TableSummary:
     """The summary of one table (its trials, one row per trial; epochs: trial_id, epoch, test_acc); specs:
-    the sweep's own claims (claims.ClaimSpec) beside the paper's."""
+    the sweep's own claims (claims.ClaimSpec) beside the paper's; settle: the settle's record, whose repeated
+    intervals govern the verdicts at this budget of the claims it settled."""
     finished = trials[trials["status"] == FINISHED]
     verdicts = check_claims(paper_table, trials, group, alone, why_not_alone, specs)
+    if settle:
+        verdicts = _settled(verdicts, settle, group, trials, paper_table)
     summary = TableSummary(group, paper_table, budget_note(trials, paper_table), verdicts,
                            n_trials=len(trials), n_seeds=trials["seed"].nunique(),
                            rank=rank_against_paper(paper_table, trials),
-                           strongest=strongest(effect_rows(finished)))
+                           strongest=strongest(effect_rows(finished)), settle=settle or {})
     for verdict in verdicts:
         series = claim_series(verdict, finished, epochs)
         if not series.empty:

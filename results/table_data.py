@@ -74,8 +74,9 @@ def tables_of(data: dict[str, pd.DataFrame], store=None):
     for experiment in sorted(trials["experiment"].unique()):
         mine = {k: (v[v["experiment"] == experiment] if "experiment" in v else v) for k, v in data.items()}
         specs = sweep_claims(store, experiment) if store is not None else {}
+        settle = store.read_settle(experiment) if store is not None else {}
         for group in sorted(mine["trials"]["group"].dropna().unique()):
             part = mine["trials"][mine["trials"]["group"] == group]
             summary = summarize(group, paper_table_of(group, part), part, mine["epochs"], alone, why_not,
-                                specs.get(group, ()))
+                                specs.get(group, ()), settle)
             yield experiment, group, mine, summary, alone

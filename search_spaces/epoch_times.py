@@ -84,3 +84,25 @@ def expected_epoch_cost(trial: dict, gpu: bool) -> float:
         return seconds_per_epoch(trial)
     variant = (trial.get("layer", "scs"), trial.get("pooling", "maxabs"))
     return seconds_per_epoch({**trial, "layer": "conv"}) * CPU_RELATIVE.get(variant, 1.0)
+
+
+# Seconds per training epoch per 1,000 training images on one CPU thread, eager, batch 128, for Conv2d, and
+# what SCS/SDP multiply it by: measured on the 2-core dev machine with `scs-sweep bench --n-train 512
+# --n-test 256 --threads 1 --compile off` (2026-12-06): Rohrer100K conv 0.52 s, SCS 1.62 s; Rohrer583K 2.55 /
+# 6.44 s; ResNet20 2.82 / 7.03 s; ResNet18 @32 3.11 / 4.09 s. Rohrer25K-68K are taken as Rohrer100K and ResNet18
+# @224 as 49 times @32 (its pixels): assumptions, not measurements. Only `settle` reads these, to say before
+# anything starts whether a time limit fits its first look; later looks use the epoch times measured.
+CPU_CONV_S_PER_1K = {"rohrer25k": 0.52, "rohrer47k": 0.52, "rohrer68k": 0.52, "rohrer100k": 0.52,
+                     "rohrer583k": 2.55, "resnet20": 2.82, "resnet18-32": 3.11, "resnet18-224": 3.11 * 49}
+CPU_SHARPENED_FACTOR = {"rohrer": 3.1, "resnet20": 2.5, "resnet18": 1.3}
+EVAL_SHARE = 0.15      # an evaluation pass over the test set adds about this much per epoch (test 1/5 of train)
+
+
+def cpu_seconds_per_epoch(trial: dict) -> float:
+    """An estimate of one epoch's seconds (training and evaluation) of a trial on one CPU thread."""
+    arch = trial["arch"]
+    key = f"resnet18-{trial.get('image_dim', 32)}" if arch == "resnet18" else arch
+    family = "rohrer" if arch.startswith("rohrer") else arch
+    factor = CPU_SHARPENED_FACTOR[family] if trial.get("layer", "scs") in ("scs", "sdp") else 1.0
+    images = (trial.get("n_train") or 50_000) / 1000
+    return CPU_CONV_S_PER_1K[key] * factor * images * (1 + EVAL_SHARE)

@@ -208,14 +208,14 @@ def test_submit_sends_this_checkout_with_its_commit_and_the_sweeps_name_as_the_j
         returncode=0))
     monkeypatch.setattr(cluster_cmd, "checkout_commit", lambda folder: "abc1234+dirty")
     args = SimpleNamespace(address="http://127.0.0.1:8265", submission_id="", no_wait=True,
-                           sweep=["--", "run", "table1", "--name", "t1"])
+                           sweep=["--", "run", "table1", "--name", "t1", "--storage", "s3://b/runs?x=1&y=2"])
     assert cluster_cmd.submit(args) == 0
     (cmd,) = calls
     assert cmd[:6] == ["ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir"]
     env = json_.loads(cmd[cmd.index("--runtime-env-json") + 1])
     assert env == {"env_vars": {cluster_cmd.CODE_VERSION_ENV: "abc1234+dirty"}}
     assert cmd[cmd.index("--submission-id") + 1] == "t1" and "--no-wait" in cmd
-    assert cmd[cmd.index("--") + 1:] == ["scs-sweep", "run", "table1", "--name", "t1"]
+    assert cmd[cmd.index("--") + 1:] == ["scs-sweep", "run", "table1", "--name", "t1", "--storage", "s3://b/runs?x=1&y=2"]
     monkeypatch.setenv(cluster_cmd.CODE_VERSION_ENV, "abc1234+dirty")
     from orchestrator.tuner import code_version
 

@@ -98,3 +98,73 @@ def test_ray_up_a_two_host_lab_run_a_job_lose_the_worker_and_ray_down(tmp_path):
     assert report["processes_after_hosts_stopped"] == []
     leftovers = subprocess.run(["pgrep", "-af", str(work)], capture_output=True, text=True).stdout
     assert leftovers == "", leftovers
+
+
+def test_a_lab_without_a_shared_disk_keeps_runs_checkpoints_store_and_data_on_its_s3_server(tmp_path):
+    """The same lab with no shared folder: an S3 server on 127.0.0.3 (metadata.scs_storage of
+    cluster-onprem.yaml filled in), each host with its own home, /mnt/scs and /tmp; the worker's Ray killed
+    mid-sweep, its trials going on from checkpoints read back from the bucket."""
+    from support.onprem_lab import BUCKET, s3_uri
+
+    assert os.geteuid() == 0, "the on-prem test needs root (namespaces, sshd on port 22, apt-get)"
+    work = tmp_path / "lab"
+    write_cifar_bin(tmp_path / "cifar", n=130)  # put into the bucket from "this machine"; no host has it
+    name = "s3-smoke"
+    cmd = [sys.executable, str(ROOT / "tests" / "support" / "onprem_lab.py"), str(work), "--s3", "--timeout", "600",
+           "--kill-worker-after", "3", "--name", name, "--data", str(tmp_path / "cifar"), "--", "run", "table1",
+           "--smoke-test", "--epochs", str(EPOCHS), "--checkpoint-every", str(CHECKPOINT_EVERY), "--no-prune",
+           "--data", s3_uri("data")]
+    try:
+        lab = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    finally:  # each host's home holds a copy of the checkout (its .venv hard-linked)
+        shutil.rmtree(work / "home", ignore_errors=True)
+        for host in (HEAD, WORKER):
+            shutil.rmtree(work / "hosts" / host / "home" / "scs-sweep" / ".venv", ignore_errors=True)
+    report_file = work / "lab.json"
+    assert report_file.exists(), lab.stdout[-3000:] + lab.stderr[-3000:]
+    report = json.loads(report_file.read_text())
+    print(json.dumps({k: v for k, v in report.items() if k not in ("tables", "report", "bucket")}, indent=1))
+    print(json.dumps(report.get("bucket", {}).get("files"), indent=1))
+    assert lab.returncode == 0 and "error" not in report, (report.get("error"), lab.stderr[-3000:])
+    assert report["steps"]["up"]["rc"] == 0 and report["job"]["status"] == "SUCCEEDED", report["job"]
+
+    # no host had a shared folder: each /mnt/scs stayed empty, and the sweep's files are in the bucket
+    for host in (HEAD, WORKER):
+        assert list((work / "hosts" / host / "mnt-scs").iterdir()) == []
+    bucket = report["bucket"]
+    files = bucket["files"]
+    assert files.get("data: MD5SUMS") == 1 and files.get("runs: sweep.json") == 1
+    assert files.get("runs: checkpoints", 0) >= 8 and files.get("store: compacted") == 5
+    assert not any(kind.endswith("trial files") for kind in files), files  # compacted after the part
+
+    # every trial done, on both hosts, each epoch row once
+    trials = bucket["trials"]
+    assert len(trials) == 8 and {t["status"] for t in trials} == {"done"}
+    histories = report["trial_histories"]
+    assert {ip for history in histories.values() for _, ip, _ in history} == {HEAD, WORKER}
+    keys = [tuple(k) for k in bucket["epoch_keys"]]
+    assert len(keys) == len(set(keys)) == 8 * EPOCHS
+
+    # the worker's trials went on elsewhere (or on the restarted worker) from their last checkpoint
+    killed = report["killed_worker"]["trials"]
+    assert killed, "no trial was running on the worker when its Ray was killed"
+    resumed = {}
+    for trial_id in killed:
+        history = histories[trial_id]
+        moved = [i for i in range(1, len(history)) if history[i][2] != history[i - 1][2]]
+        assert moved and history[moved[0] - 1][1] == WORKER, f"{trial_id} never left the killed node: {history}"
+        last_on_worker, resumed[trial_id] = history[moved[0] - 1][0], history[moved[0]][0]
+        assert resumed[trial_id] - 1 == last_on_worker - last_on_worker % CHECKPOINT_EVERY, (trial_id, history)
+    assert max(resumed.values()) > 1  # read back from the bucket: no disk of the worker's was reachable
+
+    # the read commands on the head, and from this machine, from the bucket; the report on the head's disk
+    assert f"{name}: 8 trials: 8 done" in report["status"]
+    assert f"{name}: 8 trials: 8 done" in report["status_here"]
+    assert (work / "hosts" / HEAD / "home" / "reports" / name / "report.html").exists()
+    assert BUCKET in json.dumps(report["job"])
+
+    assert report["steps"]["down"]["rc"] == 0
+    assert report["ray_processes_after_down"] == []
+    assert report["processes_after_hosts_stopped"] == []
+    leftovers = subprocess.run(["pgrep", "-af", str(work)], capture_output=True, text=True).stdout
+    assert leftovers == "", leftovers

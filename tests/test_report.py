@@ -248,3 +248,18 @@ def test_the_per_seed_values_download_as_csv_from_inside_the_page(quick_report):
     claims = list(csv.DictReader(io.StringIO(base64.b64decode(links["exp_table1_claims.csv"]).decode())))
     assert {c["claim"] for c in claims} >= {"Conv2d needs ReLU"} and all(c["value"] for c in claims)
 
+
+
+def test_a_sweeps_own_claims_are_judged_and_reported_beside_the_papers(tmp_path):
+    """A [[claim]] of the sweep file the store keeps is judged by the one mechanism the paper's claims use."""
+    store = plant(ParquetStore(str(tmp_path / "s")), seeds=range(3), budget="quick")
+    store.write_sweep("exp", 'name = "exp"\nepochs = 6\n\n[fixed]\narch = "rohrer100k"\n\n[[grid]]\n'
+                             'group = ["table1"]\nlayer = ["conv", "scs"]\n\n[[claim]]\nname = "MaxPool2d helps SCS"\n'
+                             'a = { layer = "scs", pooling = "max" }\nb = { layer = "scs", pooling = "maxabs" }\n'
+                             'threshold = 0.01\n')
+    ((_, _, _, summary, _),) = list(tables_of(load_table_data(store), store))
+    mine = next(v for v in summary.verdicts if v.claim.name == "MaxPool2d helps SCS")
+    assert mine.claim.effect == "best SCS/MaxPool2d minus best SCS/MaxAbsPool2d" and mine.interval.n == 3
+    assert mine.budget_verdict in ("supported", "contradicted", "undecided") and mine.paper_effect is not None
+    page = write_report(store, tmp_path / "r").read_text()
+    assert "MaxPool2d helps SCS" in page and page.count("MaxPool2d helps SCS") >= 2  # the summary and its figure

@@ -4,21 +4,35 @@ A trainer checkpoint (what every trial writes, `defaults.CHECKPOINT_FILE`) holds
 under "model"; a plain state dict of tensors is accepted too. Anything else (a file that is not a torch
 checkpoint, a pickle that weights_only refuses, a checkpoint without tensors) is the user's to fix, so it
 is refused when the sweep is planned (plan.py) and, should the file change later, when the trial starts,
-where the trial fails once with this line instead of being retried.
+where the trial fails once with this line instead of being retried. The file may be in an object store
+(a URI, locations.py): a later stage's trials on nodes without a shared disk read their first stage's
+checkpoint from the sweep's storage.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
 
 from .config import ConfigError
+from .locations import Location, LocationError, is_uri
 
 __all__ = ["read_model_weights"]
 
 
 def read_model_weights(path: str | Path) -> dict:
-    """The model weights a checkpoint file holds (name -> tensor, on the CPU)."""
+    """The model weights a checkpoint file holds (name -> tensor, on the CPU); a URI is downloaded first."""
+    if is_uri(str(path)):
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(str(path).split("?", 1)[0]).name
+            try:
+                where = Location(str(path))
+                where.download(where.path, local)
+            except (LocationError, OSError) as exc:
+                raise ConfigError(f"init_from {path} cannot be read ({(str(exc).splitlines() or [''])[0][:200]}); "
+                                  f"give a trainer.pt that a sweep wrote") from None
+            return read_model_weights(local)
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"init_from {path} is not a checkpoint file (give a trainer.pt, or \"@GROUP\" for the "

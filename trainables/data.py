@@ -4,7 +4,8 @@ Reading: the standard archive layouts in a local directory, `cifar-10-batches-bi
 or `cifar-10-batches-py` (pickles read by an unpickler that only admits the few numpy names the official
 files contain, so a crafted file is an error, never code execution). Each file's md5 is checked against
 the official values; a truncated or malformed file is a DataError naming the file. Download happens only
-when nothing is there and a network is reachable, under a file lock so parallel trials fetch once.
+when nothing is there and a network is reachable, under a file lock so parallel trials fetch once. A
+`data_dir` that is an object-store URI is copied to the node's disk first (node_data.py).
 
 Batching (airbench style): the uint8 set lives on the device; every epoch draws a permutation, random
 crops (pad 4) and horizontal flips from one CPU generator whose state is saved with the checkpoint,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import shutil
 import tarfile
 import urllib.request
 from dataclasses import dataclass
@@ -25,10 +27,11 @@ import torch.nn.functional as F
 
 from . import defaults
 from .errors import ScsSweepError
+from .locations import is_uri
 from .vocabulary import CIFAR10_CLASSES
 
 __all__ = ["DataError", "ImageSet", "load_dataset", "load_cifar10", "make_synthetic", "DeviceLoader",
-           "augment", "CIFAR10_CLASSES"]
+           "augment", "CIFAR10_CLASSES", "md5_of", "find_cifar10", "download_cifar10"]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -42,6 +45,7 @@ CIFAR10_PY_MD5 = {
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+DOWNLOAD_TIMEOUT_S = 30
 RECORD_BYTES = 1 + 3 * 32 * 32  # binary layout: one label byte, then 3072 pixel bytes (R, G, B planes)
 
 
@@ -93,7 +97,7 @@ class _CifarUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-def _md5(path: Path) -> str:
+def md5_of(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -102,7 +106,7 @@ def _md5(path: Path) -> str:
 
 
 def _read_py_batch(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray]:
-    if verify and path.name in CIFAR10_PY_MD5 and _md5(path) != CIFAR10_PY_MD5[path.name]:
+    if verify and path.name in CIFAR10_PY_MD5 and md5_of(path) != CIFAR10_PY_MD5[path.name]:
         raise DataError(f"{path}: checksum mismatch (corrupt or not the official CIFAR-10); "
                         f"delete the folder and download it again")
     try:
@@ -151,12 +155,13 @@ def download_cifar10(root: Path) -> None:
         if find_cifar10(root):
             return
         archive = root / "cifar-10-python.tar.gz"
-        try:
-            urllib.request.urlretrieve(CIFAR10_URL, archive)
+        try:  # a timeout: a machine whose firewall drops the packets says so in seconds, not minutes
+            with urllib.request.urlopen(CIFAR10_URL, timeout=DOWNLOAD_TIMEOUT_S) as answer, open(archive, "wb") as out:
+                shutil.copyfileobj(answer, out, 1 << 20)
         except OSError as exc:
             raise DataError(f"CIFAR-10 is not in {root} and cannot be downloaded ({exc}); copy "
                             f"cifar-10-batches-py there, or use --dataset synthetic") from None
-        if _md5(archive) != CIFAR10_ARCHIVE_MD5:
+        if md5_of(archive) != CIFAR10_ARCHIVE_MD5:
             raise DataError(f"{archive}: checksum mismatch after download; delete it and try again")
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(root, filter="data")
@@ -230,7 +235,12 @@ def load_dataset(name: str, data_dir: str = "", n_train: int = 0, n_test: int = 
     if name == "synthetic":
         train, test = make_synthetic(n_train or 5000, n_test or 1000, seed=0)
     elif name == "cifar10":
-        train, test = load_cifar10(defaults.data_dir(data_dir))
+        folder = defaults.data_dir(data_dir)
+        if is_uri(folder):  # an object store's copy: this node's own copy of it (node_data.py)
+            from .node_data import node_copy
+
+            folder = node_copy(folder)
+        train, test = load_cifar10(folder)
     else:
         raise DataError(f"unknown dataset {name!r}; choose cifar10 or synthetic")
     return train.subset(n_train, seed), test.subset(n_test, seed + 1)

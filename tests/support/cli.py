@@ -14,10 +14,11 @@ ENV = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
 ENV.pop("RAY_ADDRESS", None)
 
 
-def cli(args, cwd=None, timeout=120):
-    """One command; its CompletedProcess, whose stdout ends 'IMPORTED <ray> <torch>'."""
-    return subprocess.run([sys.executable, str(PROBE), "one", *args], env=ENV, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+def cli(args, cwd=None, timeout=120, env=None):
+    """One command (with `env` added to the environment); its CompletedProcess, whose stdout ends
+    'IMPORTED <ray> <torch>'."""
+    return subprocess.run([sys.executable, str(PROBE), "one", *args], env=dict(ENV, **(env or {})), cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def cli_many(commands: list[list[str]]):

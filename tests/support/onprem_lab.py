@@ -8,6 +8,12 @@ tests/test_onprem_cluster.py runs it with --kill-worker-after (the worker host's
 bench/onprem_quick_table1.sh runs the quick Table 1 on real CIFAR-10 with it (--data DIR). Needs root,
 util-linux's unshare, openssh-server and rsync (installed with apt-get when missing).
 
+With --s3 the lab has no shared folder at all: an S3-compatible server (moto's, on 127.0.0.3:9000, the
+lab's "MinIO") holds runs, checkpoints, the store and CIFAR-10 (put there from this machine with
+`scs-sweep put-data`), cluster-onprem.yaml's metadata.scs_storage names it, and each host has its own home,
+/mnt/scs and /tmp (its own mount namespace; the provisioned home is copied to each, its .venv hard-linked:
+it is only read after set-up). What the lab read from the bucket at the end goes into lab.json.
+
 Isolation, so that `ray stop` and `ray down` reach only what this script started and nothing is left:
 - it re-executes itself as PID 1 of a new PID and mount namespace; when it ends, all it started ends;
 - inside, /tmp is a fresh tmpfs (no Ray address file or SSH socket reaches the machine's /tmp), root's
@@ -38,6 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD, WORKER = "127.0.0.1", "127.0.0.2"
+S3_HOST, S3_PORT, BUCKET = "127.0.0.3", 9000, "scs-lab"   # the lab's S3-compatible server (--s3)
 SHARED = Path("/mnt/scs")            # what cluster-onprem.yaml calls the lab's shared folder
 KEEP = Path("/mnt/.lab-keep")        # where paths under /tmp wait while /tmp is replaced
 DASHBOARD_PORT = 18265               # this machine's end of `ray dashboard`'s tunnel (8265 is the head's own)
@@ -83,13 +90,15 @@ def private_tmp(keep: list[Path]) -> None:
         _mount("--bind", str(stash), str(path))
 
 
-def isolate(work: Path, data: Path | None) -> None:
-    """Inside the lab's namespace: private mounts, /mnt/scs, root's home in WORK/home, a fresh /tmp."""
+def isolate(work: Path, data: Path | None, shared: bool = True) -> None:
+    """Inside the lab's namespace: private mounts, /mnt/scs (the shared folder, unless the lab uses S3),
+    root's home in WORK/home, a fresh /tmp."""
     _mount("--make-rprivate", "/")
     _mount("-t", "tmpfs", "labmnt", "/mnt")
     SHARED.mkdir()
-    _mount("--bind", str(work / "shared"), str(SHARED))
-    if data:
+    if shared:
+        _mount("--bind", str(work / "shared"), str(SHARED))
+    if data and shared:
         (SHARED / "data").mkdir(exist_ok=True)
         _mount("--bind", "-o", "ro", str(data), str(SHARED / "data"))
     passwd = work / "passwd"
@@ -97,7 +106,7 @@ def isolate(work: Path, data: Path | None) -> None:
         ":".join(f[:5] + [str(work / "home")] + f[6:]) + "\n" if f[0] == "root" else line + "\n"
         for line in Path("/etc/passwd").read_text().splitlines() for f in [line.split(":")]))
     _mount("--bind", str(passwd), "/etc/passwd")
-    private_tmp([work, ROOT])
+    private_tmp([work, ROOT] + ([data] if data and not shared else []))  # --s3: put into the bucket from here
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation folder
 
 
@@ -136,6 +145,71 @@ def provision(home: Path, logs: Path) -> float:
     return time.time() - start
 
 
+def private_homes(work: Path, ips: list[str]) -> None:
+    """Each host's own copy of the provisioned home (and an empty /mnt/scs of its own); the .venv hard-linked."""
+    for ip in ips:
+        own = work / "hosts" / ip
+        (own / "mnt-scs").mkdir(parents=True, exist_ok=True)
+        subprocess.run(["rsync", "-a", "--exclude", "/scs-sweep/.venv", f"{work / 'home'}/", f"{own / 'home'}/"],
+                       check=True)
+        subprocess.run(["cp", "-al", str(work / "home/scs-sweep/.venv"), str(own / "home/scs-sweep/.venv")],
+                       check=True)
+
+
+def start_s3(logs: Path):
+    """The lab's S3-compatible server on S3_HOST:S3_PORT (in the lab's network namespace), with its bucket."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.s3 import CLIENT_ENV, S3Server
+
+    os.environ.update(CLIENT_ENV)
+    subprocess.run(["ip", "addr", "add", f"{S3_HOST}/8", "dev", "lo"], capture_output=True)  # lo has it already
+    server = S3Server(S3_HOST, S3_PORT, log=logs / "s3.log").__enter__()
+    server.make_bucket(BUCKET)
+    return server
+
+
+def s3_uri(path: str) -> str:
+    return f"s3://{BUCKET}/{path}?endpoint_override=http://{S3_HOST}:{S3_PORT}&scheme=http"
+
+
+def bucket_histories(name: str) -> dict:
+    """trial_histories of the sweep's runs in the bucket (a mirror of its small files, refreshed)."""
+    from orchestrator.storage import mirror
+    from trainables.locations import Location
+
+    where = Location(s3_uri(f"runs/{name}"))
+    return trial_histories(mirror(where.fs, where.path, Path("/tmp/lab-bucket-mirror") / name))
+
+
+def bucket_checkpointed(name: str, trial_id: str) -> bool:
+    from trainables.locations import Location
+
+    return any(trial_id in i.path and i.base_name == "trainer.pt" for i in Location(s3_uri(f"runs/{name}")).files())
+
+
+def bucket_contents(name: str) -> dict:
+    """What the bucket holds at the end: files by kind, and the store's rows."""
+    from collections import Counter
+
+    from results.store import ParquetStore
+    from trainables.locations import Location
+
+    kinds = Counter()
+    for info in Location(s3_uri("")).files():
+        path = info.path.split("/", 1)[1]
+        top = path.split("/", 1)[0]
+        kind = "checkpoints" if info.base_name == "trainer.pt" else "tensorboard" if \
+            info.base_name.startswith("events.out.tfevents") else \
+            ("compacted" if "/compacted-" in path else ("trial files" if "/experiment=" in path else info.base_name))
+        kinds[f"{top}: {kind}"] += 1
+    store = ParquetStore(s3_uri("store"))
+    trials = store.read_table("trials", experiment=name, columns=["trial_id", "status", "node_ip", "code_version",
+                                                                  "epochs_done"]).to_pylist()
+    epochs = store.read_table("epochs", experiment=name, columns=["trial_id", "epoch"]).to_pylist()
+    return {"files": dict(sorted(kinds.items())), "trials": trials,
+            "epoch_keys": sorted([r["trial_id"], r["epoch"]] for r in epochs)}
+
+
 def own_network() -> None:
     """From here on this process and all it starts have a network namespace with loopback only."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -145,8 +219,13 @@ def own_network() -> None:
 
 
 def host_main(ip: str, work: Path) -> int:
-    """PID 1 of one host's namespace: its own /tmp, then sshd on IP:22; reaps orphans until sshd ends."""
+    """PID 1 of one host's namespace: its own /tmp (and with --s3 its own home and /mnt/scs), then sshd on
+    IP:22; reaps orphans until sshd ends."""
     private_tmp([work])
+    own = work / "hosts" / ip
+    if own.is_dir():  # --s3: nothing of this host's is on a disk another host sees
+        _mount("--bind", str(own / "home"), str(work / "home"))
+        _mount("--bind", str(own / "mnt-scs"), str(SHARED))
     conf = work / "sshd" / f"{ip}.conf"
     log = open(work / "logs" / f"sshd-{ip}.log", "w")
     sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)], stdout=log, stderr=log)
@@ -214,13 +293,19 @@ class Lab:
              "--host", ip, str(self.work)], env=self.env)
         wait_port(ip, 22, 20)
 
-    def write_config(self) -> dict:
-        """cluster-onprem.yaml as shipped, with this lab's hosts and user in place of the YOUR-... values."""
+    def write_config(self, s3: bool = False) -> dict:
+        """cluster-onprem.yaml as shipped, with this lab's hosts and user in place of the YOUR-... values (and
+        with --s3 its storage keys filled in with the lab's S3 server)."""
         import yaml
 
         config = yaml.safe_load((ROOT / "cluster-onprem.yaml").read_text())
         config["provider"].update(head_ip=HEAD, worker_ips=[WORKER])
         config["auth"]["ssh_user"] = "root"
+        if s3:
+            config["metadata"]["scs_storage"].update(
+                runs=f"s3://{BUCKET}/runs", store=f"s3://{BUCKET}/store", data=f"s3://{BUCKET}/data",
+                s3_endpoint=f"http://{S3_HOST}:{S3_PORT}", s3_access_key=os.environ["AWS_ACCESS_KEY_ID"],
+                s3_secret_key=os.environ["AWS_SECRET_ACCESS_KEY"], s3_region=os.environ["AWS_DEFAULT_REGION"])
         self.config.write_text(yaml.safe_dump(config, sort_keys=False))
         return config
 
@@ -299,7 +384,7 @@ def run_lab(args) -> int:
     work = args.work
     work.joinpath("logs").mkdir(parents=True, exist_ok=True)
     (work / "shared").mkdir(exist_ok=True)
-    isolate(work, args.data)
+    isolate(work, args.data, shared=not args.s3)
     make_home(work / "home", Path(os.environ.get("HOME", "/root")))
     env = dict(os.environ, HOME=str(work / "home"), RAY_USAGE_STATS_ENABLED="0",
                RAY_AUTH_MODE="token", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
@@ -309,11 +394,19 @@ def run_lab(args) -> int:
     name = args.name
     try:
         report["provision_s"] = round(provision(work / "home", lab.logs), 1)
+        if args.s3:
+            private_homes(work, [HEAD, WORKER])
         own_network()
+        if args.s3:
+            s3_server = start_s3(lab.logs)
+            env.update({k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                                  "AWS_EC2_METADATA_DISABLED")})
+            if args.data:  # CIFAR-10 into the bucket from this machine: no host has a copy of its own
+                lab.sh("put_data", ["scs-sweep", "put-data", "--from", str(args.data), "--data", s3_uri("data")], 120)
         for ip in (HEAD, WORKER):
             lab.start_host(ip)
         lab.sh("token", ["ray", "get-auth-token", "--generate"], 60)
-        lab.write_config()
+        lab.write_config(s3=args.s3)
         lab.sh("up", ["scs-sweep", "up", str(lab.config), "--yes"], args.timeout)
         report["ray_up_s"] = report["steps"]["up"]["seconds"]
         report["nodes_alive_after_up_s"] = round(lab.wait_nodes([HEAD, WORKER], 300), 1)
@@ -330,17 +423,18 @@ def run_lab(args) -> int:
                                       cwd=ROOT, env=env, stdout=open(lab.logs / "job.log", "w"),
                                       stderr=subprocess.STDOUT)
             runs, killed = SHARED / "runs" / name, None
+            histories_now = (lambda: bucket_histories(name)) if args.s3 else (lambda: trial_histories(runs))
+            saved = (lambda t: bucket_checkpointed(name, t)) if args.s3 else (lambda t: checkpointed(runs, t))
             deadline = time.time() + args.timeout
             while follow.poll() is None and time.time() < deadline:
                 if args.kill_worker_after and killed is None:
-                    histories = trial_histories(runs)
+                    histories = histories_now()
                     on_worker = {t: h for t, h in histories.items() if h[-1][1] == WORKER}
-                    ready = [t for t, h in on_worker.items() if len(h) >= args.kill_worker_after
-                             and checkpointed(runs, t)]
+                    ready = [t for t, h in on_worker.items() if len(h) >= args.kill_worker_after and saved(t)]
                     if ready:
                         lab.kill_worker_ray()
                         killed = {"at_s": round(time.time() - sweep_started, 1),
-                                  "trials": {t: h[-1][0] for t, h in trial_histories(runs).items()
+                                  "trials": {t: h[-1][0] for t, h in histories_now().items()
                                              if h[-1][1] == WORKER}}
                         report["killed_worker"] = killed
                 time.sleep(1)
@@ -350,26 +444,33 @@ def run_lab(args) -> int:
             report["sweep_wall_s"] = round(time.time() - sweep_started, 1)
             report["job"] = {k: v for k, v in lab.job_api(f"/api/jobs/{name}").items()
                              if k in ("status", "message", "entrypoint", "submission_id")}
-            report["trial_histories"] = trial_histories(runs)
+            report["trial_histories"] = histories_now()
+            reports = "~/reports" if args.s3 else "/mnt/scs/reports"  # with --s3: the head's own disk
             for step, cmd in (("status", f"scs-sweep status {name}"),
                               ("tables", f"scs-sweep tables --experiment {name}"),
-                              ("report", f"scs-sweep report --experiment {name} --out /mnt/scs/reports/{name}")):
+                              ("report", f"scs-sweep report --experiment {name} --out {reports}/{name}")):
                 report[step] = lab.sh(step, ["ray", "exec", str(lab.config), cmd], 300, check=False)
             report["nodes_alive_at_end"] = lab.alive_node_ips()
-            # from this machine: the Job through the tunnel, the trials from the shared folder it mounts
+            # from this machine: the Job through the tunnel, the trials from the shared folder it mounts (or
+            # from the bucket)
             report["status_here"] = lab.sh("status_here", ["scs-sweep", "status", name, "--address", address,
-                                                          "--storage", str(SHARED / "runs")], 60, check=False)
+                                                          "--storage", s3_uri("runs") if args.s3 else
+                                                          str(SHARED / "runs")], 60, check=False)
+            if args.s3:
+                report["bucket"] = bucket_contents(name)
         finally:
             tunnel.terminate()
         lab.sh("down", ["scs-sweep", "down", str(lab.config), "--yes"], 300)
         report["ray_down_s"] = report["steps"]["down"]["seconds"]
         report["ray_processes_after_down"] = lab.ray_processes()
-    except LabError as exc:
-        report["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the lab still tears down what came up
+        report["error"] = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
         if "down" not in report["steps"] and lab.config.exists():  # still tear down what came up
             lab.sh("down", ["scs-sweep", "down", str(lab.config), "--yes"], 300, check=False)
     finally:
         lab.stop_hosts()
+        if args.s3 and "s3_server" in locals():
+            s3_server.__exit__(None, None, None)
         for _ in range(50):  # the kernel ends a namespace's processes once its PID 1 is gone
             left = lab.ray_processes() + [p for p in _processes() if "sshd" in p]
             if not left:
@@ -399,7 +500,9 @@ def main(argv=None) -> int:
     p.add_argument("work", type=Path, help="an empty folder for the lab's files (kept: logs, runs, store)")
     p.add_argument("--name", default="onprem", help="the sweep's name and the Job's submission id")
     p.add_argument("--data", type=Path, default=None, help="a CIFAR-10 folder, seen by every node as "
-                   "/mnt/scs/data (read-only)")
+                   "/mnt/scs/data (read-only); with --s3, put into the bucket's data/ from this machine")
+    p.add_argument("--s3", action="store_true", help="no shared folder: runs, store and data on an S3 server of the "
+                   "lab; each host with its own home, /mnt/scs and /tmp")
     p.add_argument("--kill-worker-after", type=int, default=0, metavar="EPOCHS",
                    help="kill the worker host's Ray once a trial there has reported this many epochs")
     p.add_argument("--timeout", type=float, default=900, help="seconds for `ray up`, and for the sweep")
