@@ -149,6 +149,7 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     pd.add_argument("--data", default="", help="where: s3://BUCKET/PREFIX[?...] (default $SCS_DATA)")
     pd.add_argument("--from", dest="source", default="", metavar="FOLDER",
                     help="a folder holding cifar-10-batches-bin (or -py) (default: download the official archive)")
+    pd.add_argument("--force", action="store_true", help="replace the copy there (each node fetches it again)")
     pd.set_defaults(handler=commands.put_data)
 
     g = sub.add_parser("gather", help="(re)build store rows from a sweep or Tune experiment directory")

@@ -30,6 +30,7 @@ SSH_TIMEOUT_S = 10
 # the storage settings of a cluster file (metadata.scs_storage), written by `scs-sweep up` into this file,
 # which the file's file_mounts copy to every node and its setup commands append to ~/.scs-sweep.env
 STORAGE_ENV_DIR = ".scs-cluster"
+STORAGE_ENV_TARGET = "~/.scs-sweep-storage.env"
 STORAGE_KEYS = {"runs": "SCS_RUNS", "store": "SCS_STORE", "data": "SCS_DATA", "s3_access_key": "AWS_ACCESS_KEY_ID",
                 "s3_secret_key": "AWS_SECRET_ACCESS_KEY", "s3_region": "AWS_DEFAULT_REGION", "efs": "SCS_EFS"}
 
@@ -91,11 +92,17 @@ def storage_env(settings: dict) -> str:
 
 
 def write_storage_env(config: dict, path: str) -> Path:
-    """.scs-cluster/<cluster_name>.env from the file's metadata.scs_storage (mode 600: it may hold a secret)."""
+    """The file_mounts source of ~/.scs-sweep-storage.env (.scs-cluster/NAME.env), written from the file's
+    metadata.scs_storage, mode 600: it may hold a secret."""
     settings = storage_settings(config, path)
-    target = Path(STORAGE_ENV_DIR) / f"{config.get('cluster_name', 'default')}.env"
+    source = (config.get("file_mounts") or {}).get(STORAGE_ENV_TARGET, "")
+    if not source or Path(source).parts[:1] != (STORAGE_ENV_DIR,):
+        raise UsageError(f"{path}: file_mounts must copy {STORAGE_ENV_DIR}/NAME.env to {STORAGE_ENV_TARGET} (the "
+                         f"storage settings every node reads); copy that line from the cluster file this project ships")
+    target = Path(source)
     target.parent.mkdir(exist_ok=True)
     target.touch(mode=0o600)
+    target.chmod(0o600)
     target.write_text(storage_env(settings))
     return target
 

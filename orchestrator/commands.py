@@ -224,6 +224,8 @@ def resume(args) -> int:
     if not folder.exists("sweep.json"):
         raise UsageError(f"no sweep named {args.name!r} in {storage}; known: {', '.join(storage.sweeps()) or 'none'}")
     sweep = folder.load_plan()
+    if is_uri(sweep.store):  # where its rows go must still take a write
+        Location(sweep.store).check_writable("--store")
     if args.store and _store_uri(args.store) != sweep.store:
         raise UsageError(f"sweep {args.name} writes its rows to {sweep.store}; resume it without --store "
                          f"(rows of one sweep stay in one store), or copy that store where you want it")
@@ -307,7 +309,7 @@ def put_data(args) -> int:
         raise UsageError(f"--data {uri} is a folder; put-data copies CIFAR-10 into an object store: give "
                          f"--data s3://BUCKET/PREFIX (or set $SCS_DATA to one)")
     Location(uri).check_writable("--data")
-    print(put(uri, args.source))
+    print(put(uri, args.source, args.force))
     return 0
 
 
@@ -318,19 +320,21 @@ def gather(args) -> int:
 
     from results.store import get_store
 
-    from .storage import mirror
+    from .storage import mirror, sweep_name_above
 
     with tempfile.TemporaryDirectory(prefix="scs-gather-") as tmp:
+        sweep = ""
         if is_uri(args.experiment_dir):
             where = Location(args.experiment_dir)
             path = mirror(where.fs, where.path, Path(tmp) / Path(where.path).name)
             if not any(path.iterdir()):
                 raise UsageError(f"{args.experiment_dir} holds nothing; give a sweep or Tune experiment folder")
+            sweep = sweep_name_above(where)  # a part's folder counts for its sweep, as a local path does
         else:
             path = Path(args.experiment_dir)
             if not path.is_dir():
                 raise UsageError(f"{path} is not a sweep or Tune experiment directory")
-        name = args.experiment or sweep_name_of(path.resolve()) or path.name
+        name = args.experiment or sweep or sweep_name_of(path.resolve()) or path.name
         store = get_store(_store_uri(args.store))
         n = gather_path(path, name, store, warn=lambda line: print(f"warning: {line}"))
     if n:

@@ -10,7 +10,7 @@ import pickle
 import tempfile
 import time
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from trainables import defaults
 
@@ -39,30 +39,29 @@ def _newest_checkpoints(folder: Path) -> list[Path]:
 
 @contextmanager
 def _local(given: str):
-    """(a local path for `given`, fetch(path) that makes a checkpoint found under it readable): the path
-    itself, or for a URI a temporary mirror whose checkpoints are downloaded when fetched."""
+    """(a local path for `given`, fetch(path) that makes a checkpoint found under it readable, the sweep's
+    name or ""): the path itself, or for a URI a temporary mirror of the trial or sweep folder (its small
+    files, named as in the storage) whose checkpoints are downloaded when fetched."""
     from trainables.locations import Location, is_uri
 
     if not is_uri(given):
-        yield Path(given), lambda path: path
+        yield Path(given), lambda path: path, ""
         return
-    from .storage import mirror
+    from .storage import mirror, sweep_name_above
 
     where = Location(given)
+    # a checkpoint file: its trial folder (checkpoint_NNNNNN/trainer.pt two levels up) says its trial id
+    single = where.is_file()
+    folder = Location(where.uri_of(str(PurePosixPath(where.path).parent.parent))) if single else where
     with tempfile.TemporaryDirectory(prefix="scs-evaluate-") as tmp:
-        if where.is_file():
-            local = Path(tmp) / Path(where.path).name
-            where.download(where.path, local)
-            yield local, lambda path: path
-            return
-        # named as in the storage: a sweep folder's name is the experiment's (sweep_name_of)
-        root = mirror(where.fs, where.path, Path(tmp) / Path(where.path).name)
+        root = mirror(folder.fs, folder.path, Path(tmp) / PurePosixPath(folder.path).name)
 
         def fetch(path: Path) -> Path:
-            where.download(where.fs_path(path.relative_to(root).as_posix()), path)
+            folder.download(folder.fs_path(path.relative_to(root).as_posix()), path)
             return path
 
-        yield root, fetch
+        local = root / PurePosixPath(where.path).relative_to(folder.path) if single else root
+        yield local, fetch, sweep_name_above(folder)
 
 
 def evaluate_checkpoint(path: Path, settings, data: str = "", device: str = "") -> tuple[dict, dict]:
@@ -117,13 +116,13 @@ def _settings(args):
 
 def run(args) -> int:
     settings = _settings(args)
-    with _local(args.path) as (path, fetch):
+    with _local(args.path) as (path, fetch, sweep):
         if not path.exists():
             raise UsageError(f"{args.path} does not exist; give a trainer.pt checkpoint or a sweep directory")
-        return _evaluate(args, path, fetch, settings)
+        return _evaluate(args, path, fetch, settings, sweep)
 
 
-def _evaluate(args, path: Path, fetch, settings) -> int:
+def _evaluate(args, path: Path, fetch, settings, sweep: str = "") -> int:
     from results.rows import evaluation_rows
     from results.store import check_name, get_store
     from trainables.train import check_device
@@ -136,7 +135,7 @@ def _evaluate(args, path: Path, fetch, settings) -> int:
     if not checkpoints:
         raise UsageError(f"no {defaults.CHECKPOINT_FILE} checkpoints under {path}")
     store = get_store(args.store)
-    experiment = check_name("experiment", args.experiment or sweep_name_of(path.resolve()) or "evaluations")
+    experiment = check_name("experiment", args.experiment or sweep or sweep_name_of(path.resolve()) or "evaluations")
     for ckpt in checkpoints:
         trial_id = (args.trial_id if path.is_file() and args.trial_id else "") or _trial_id_of(ckpt) \
             or ckpt.parent.name

@@ -8,7 +8,7 @@ node upload their checkpoints there themselves: no node needs a shared disk.
 
 What must stay on a disk lives on the head's own (`local_dir`, under ~/.cache/scs-sweep/runs, or
 $SCS_LOCAL_RUNS): the live Optuna study (SQLite, copied to the storage after each part and fetched from
-it when a new head resumes) and a mirror of the small files (`view`), which the Path-based readers of
+it when a new head resumes; tuner.KeepStudy) and a mirror of the small files (`view`), which the Path-based readers of
 records.py read as they read a local sweep folder. A checkpoint is mirrored as an empty file of the same
 name: `uri_of` turns the mirror's path back into the storage's name for it.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path, PurePosixPath
 
 import pyarrow.fs as pafs
@@ -24,7 +25,7 @@ import pyarrow.fs as pafs
 from trainables import defaults
 from trainables.locations import Location
 
-__all__ = ["Storage", "SweepFolder", "mirror", "LOCAL_ENV"]
+__all__ = ["Storage", "SweepFolder", "mirror", "sweep_name_above", "LOCAL_ENV"]
 
 LOCAL_ENV = "SCS_LOCAL_RUNS"        # the head's local folder for a remote storage's mirror and Optuna study
 # what records.py, the scheduler and `status` read; everything else (checkpoints, TensorBoard files) is not
@@ -66,7 +67,7 @@ def mirror(fs: pafs.FileSystem, fs_path: str, dest: Path) -> Path:
             target.touch()
         elif _wanted(info.base_name):
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.part")
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")  # two mirrors at once (status, driver)
             with fs.open_input_stream(info.path) as src:
                 tmp.write_bytes(src.read())
             tmp.replace(target)
@@ -76,8 +77,20 @@ def mirror(fs: pafs.FileSystem, fs_path: str, dest: Path) -> Path:
     for rel in set(index) - seen:  # gone from the storage (Tune keeps only the newest checkpoints)
         (dest / rel).unlink(missing_ok=True)
         del index[rel]
-    index_file.write_text(json.dumps(index))
+    tmp = index_file.with_name(f"{MIRROR_INDEX}.{uuid.uuid4().hex}")
+    tmp.write_text(json.dumps(index))
+    tmp.replace(index_file)
     return dest
+
+
+def sweep_name_above(where: Location, levels: int = 3) -> str:
+    """The name of the sweep folder (the one with sweep.json) at or above a place in an object store, or
+    an empty string if none is within `levels` folders up: what sweep_name_of finds for a local path."""
+    path = PurePosixPath(where.path)
+    for folder in [path, *path.parents][:levels + 1]:
+        if folder.name and where.fs.get_file_info(str(folder / "sweep.json")).type == pafs.FileType.File:
+            return folder.name
+    return ""
 
 
 class Storage:
@@ -108,6 +121,7 @@ class SweepFolder:
         self.storage, self.name = storage, name
         self.location = storage.location.child(name)
         self.remote = storage.remote
+        self.local_dir = self._local_dir()  # fixed once: every part of this process uses the same disk folder
 
     def __str__(self) -> str:
         return self.location.uri if self.remote else str(Path(self.location.path))
@@ -144,8 +158,7 @@ class SweepFolder:
         return self.location.fs_path(part)
 
     # -- what must stay on a disk -------------------------------------------------------------------
-    @property
-    def local_dir(self) -> Path:
+    def _local_dir(self) -> Path:
         """A folder on this machine's disk for this sweep: the sweep folder itself when the storage is a
         local folder; else one per storage URI and sweep under ~/.cache/scs-sweep/runs."""
         if not self.remote:
@@ -166,11 +179,6 @@ class SweepFolder:
             return str(viewed)
         rel = viewed.relative_to(self.local_dir / "mirror").as_posix()
         return self.location.uri_of(self.location.fs_path(rel))
-
-    def keep(self, local_file: Path) -> None:
-        """Copy a file the sweep keeps on the head's disk (the Optuna study) into the storage."""
-        if self.remote and local_file.exists():
-            self.location.upload(local_file, local_file.name)
 
     def fetch(self, local_file: Path) -> None:
         """The storage's copy of a kept file, onto this head's disk, when this disk has none (a new head)."""

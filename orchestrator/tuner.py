@@ -74,6 +74,39 @@ def code_version() -> str:
     return "unknown"
 
 
+class KeepStudy(tune.Callback):
+    """With an object store as the storage: the Optuna study (SQLite on the head's disk) copied into the
+    sweep's folder there as trials end, at most every `every_s` seconds, so a new head resuming mid-search
+    finds the study Tune's restored searcher refers to. SQLite's backup API copies a consistent snapshot."""
+
+    def __init__(self, folder: SweepFolder, every_s: float = 60.0):
+        self.folder, self.every_s, self.last = folder, every_s, 0.0
+
+    def __getstate__(self):
+        return dict(self.__dict__, last=0.0)
+
+    def keep(self, force: bool = False) -> None:
+        import sqlite3
+        import tempfile
+        import time
+
+        db = self.folder.local_dir / OPTUNA_DB
+        if not db.exists() or (not force and time.time() - self.last < self.every_s):
+            return
+        self.last = time.time()
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / OPTUNA_DB
+            with sqlite3.connect(db) as source, sqlite3.connect(copy) as target:
+                source.backup(target)
+            self.folder.location.upload(copy, OPTUNA_DB)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.keep()
+
+    def on_experiment_end(self, trials, **info):
+        self.keep(force=True)
+
+
 class ScalarTBXLogger(TBXLoggerCallback):
     """TensorBoard scalars per trial: the epoch's metrics and each weight layer's weight norm, gradient
     norm and mean p (TensorBoard cannot show the per-layer rows, p lists or saliency maps as they are)."""
@@ -134,7 +167,8 @@ def build_tuner(part: PartPlan, sweep: SweepPlan, folder: SweepFolder, trials: l
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         # result.json first: the store callback builds rows from it
         callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), ScalarTBXLogger(),
-                   StoreAndProgress(sweep.name, sweep.store, part.n_trials, part.epochs, part=part.part)])
+                   StoreAndProgress(sweep.name, sweep.store, part.n_trials, part.epochs, part=part.part)]
+        + ([KeepStudy(folder)] if part.search and folder.remote else []))
     return tune.Tuner(_trainable(part), param_space=param_space(trials, _run_settings(sweep), part.search),
                       tune_config=tune_config, run_config=run_config)
 
@@ -255,6 +289,8 @@ def execute(sweep: SweepPlan, resume: bool = False, parts: list | None = None) -
     also closes rows a killed driver left 'running', and the sweep's rows in the store are compacted.
     """
     folder = Storage(sweep.storage).sweep(sweep.name)
+    if folder.remote and not resume:  # a new sweep of this name: a study left on this disk is another's
+        (folder.local_dir / OPTUNA_DB).unlink(missing_ok=True)
     folder.save_plan(sweep)
     store = get_store(sweep.store)
     failed = []
@@ -273,8 +309,8 @@ def execute(sweep: SweepPlan, resume: bool = False, parts: list | None = None) -
         else:
             tuner = build_tuner(part, sweep, folder, stage_trials(part, folder))
         tuner.fit()
-        if part.search:
-            folder.keep(folder.local_dir / OPTUNA_DB)
+        if part.search and folder.remote:
+            KeepStudy(folder).keep(force=True)
         rows = gather_part(folder.view() / part.part, sweep.name, store,
                            warn=lambda line: print(f"[{sweep.name}] {line}"))
         failed += [row for _, row in rows if row["status"] == "failed"]

@@ -15,8 +15,15 @@ Writing:
 - Once a part has finished, `compact(experiment)` merges the experiment's trial files (and its previous
   compacted file) into one file per table, so a query costs a few requests, not one per trial: (1) write
   compacted-<G+1> in every table, (2) write the marker _compacted/<name>/<G+1> (the commit), (3) delete
-  the trial files it merged (those unchanged since it read them) and the older compacted files, (4)
-  delete the older markers. A killed compaction leaves files that the next one merges or deletes.
+  the trial files it merged, each only if it is unchanged (size and time) since it was read, checked just
+  before its delete, and the older compacted files, (4) delete the older markers. A killed compaction
+  leaves files that the next one merges or deletes. One compaction of an experiment runs at a time (a
+  lock file, _compacted/<name>/lock: created exclusively on a disk; on an object store written, then read
+  back a second later to see whose it is); a second one skips, and a lock older than LOCK_STALE_S is a
+  killed compaction's. A writer that rewrites a merged trial file in the instant between its check and its
+  delete loses that rewrite; on an object store (times in whole seconds) also one that rewrites it within
+  the same second to the same size. The sweep's driver compacts after a part, when its own writers of that
+  part have ended.
 
 Which rows are the experiment's (the rule the project's readers apply): the compacted file of the newest
 marked generation, less the trials that have a trial file of their own, plus every trial file. A trial
@@ -36,9 +43,14 @@ one store.
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import PurePosixPath
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,7 +68,8 @@ __all__ = ["ParquetStore", "StoreError", "Snapshot", "get_store", "check_name", 
 
 COMPACTED_PREFIX = "compacted-"
 MARKERS = "_compacted"
-READ_ATTEMPTS = 5          # reads that a compaction overlapped are repeated; more in a row is an error
+READ_ATTEMPTS = 8          # reads that a compaction overlapped are repeated (with a growing pause); more is an error
+LOCK_STALE_S = 600         # a compaction lock this old is a killed compaction's: the next one takes it over
 IO_THREADS = 16            # requests in flight at once (an object store answers each in milliseconds)
 
 
@@ -210,6 +223,13 @@ class ParquetStore:
         check_name("experiment", experiment)
         if not self.exists():
             return {"files_before": 0, "files_after": 0, "generation": 0}
+        with self._compaction_lock(experiment) as held:
+            if not held:  # another compaction of it runs: its trial files stay, and win, until the next one
+                return {"files_before": 0, "files_after": 0, "generation": self.generations().get(experiment, 0),
+                        "skipped": True}
+            return self._compact(experiment)
+
+    def _compact(self, experiment: str) -> dict:
         old = self.generations().get(experiment, 0)
         new = old + 1
         before, merged = {}, {}
@@ -234,19 +254,60 @@ class ParquetStore:
             merged[table] = trials
         self._write_bytes(self._path(MARKERS, experiment, f"{new:06d}"),
                           json.dumps({"generation": new, "tables": sorted(merged)}).encode())  # the commit
-        doomed = []
+        merged_files, superseded = {}, []
         for table, trials in merged.items():
             folder = self._path(table, f"experiment={experiment}")
-            now = self._folder_infos(folder)
-            doomed += [f"{folder}/{n}" for n, info in trials.items()
-                       if n in now and (now[n].size, now[n].mtime_ns) == (info.size, info.mtime_ns)]
-            doomed += [f"{folder}/{n}" for n in now
-                       if n.startswith(COMPACTED_PREFIX) and n != _compacted_name(new)]
-        self._delete(doomed)
+            merged_files.update({f"{folder}/{n}": (info.size, info.mtime_ns) for n, info in trials.items()})
+            superseded += [f"{folder}/{n}" for n in self._folder_infos(folder)
+                           if n.startswith(COMPACTED_PREFIX) and n != _compacted_name(new)]
+        self._delete_unchanged(merged_files)
+        self._delete(superseded)
         self._delete([self._path(MARKERS, experiment, n) for n in self._names(self._path(MARKERS, experiment))
                       if n.isdigit() and int(n) < new])
         after = sum(len(self._folder_infos(self._path(t, f"experiment={experiment}"))) for t in TABLES)
         return {"files_before": sum(len(v) for v in before.values()), "files_after": after, "generation": new}
+
+    def _delete_unchanged(self, expected: dict[str, tuple]) -> None:
+        """Delete each file whose (size, mtime) is still what was read: a file rewritten since stays (it wins)."""
+        def check(path):
+            info = self.fs.get_file_info(path)
+            return path if (info.type == pafs.FileType.File and (info.size, info.mtime_ns) == expected[path]) else None
+        with ThreadPoolExecutor(IO_THREADS) as pool:
+            unchanged = [p for p in pool.map(check, sorted(expected)) if p]
+        for path in unchanged:  # the check just before each delete keeps the window to one request
+            if self.fs.get_file_info(path).mtime_ns == expected[path][1]:
+                self._delete([path])
+
+    @contextmanager
+    def _compaction_lock(self, experiment: str):
+        """Yields whether this process holds the experiment's compaction lock (see the module docstring)."""
+        path = self._path(MARKERS, experiment, "lock")
+        token = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex}"
+        info = self.fs.get_file_info(path)
+        if info.type == pafs.FileType.File and info.mtime_ns and time.time() - info.mtime_ns / 1e9 < LOCK_STALE_S:
+            yield False
+            return
+        if self.location.remote:
+            self._write_bytes(path, token.encode())
+            time.sleep(1.0)  # a rival's write in the meantime wins: read back whose the lock is
+            held = self.location.read_text(str(PurePosixPath(path).relative_to(self.location.path))) == token
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if info.type == pafs.FileType.File:  # stale: a killed compaction's
+                Path(path).unlink(missing_ok=True)
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                held = True
+            except FileExistsError:
+                held = False
+        try:
+            yield held
+        finally:
+            if held:
+                try:
+                    self.fs.delete_file(path)
+                except FileNotFoundError:
+                    pass
 
     def _delete(self, paths: list[str]) -> None:
         def delete(path):
@@ -311,6 +372,8 @@ class ParquetStore:
         """read_fn(snapshot) with each key exactly once: repeated when a compaction committed while it
         read (or deleted a file it was about to read)."""
         for attempt in range(READ_ATTEMPTS):
+            if attempt:
+                time.sleep(0.05 * attempt)  # let the compaction that overlapped this read finish
             snapshot = self.snapshot()
             try:
                 out = read_fn(snapshot)

@@ -19,7 +19,7 @@ from support.cli import cli
 from support.data import write_cifar_bin
 from support.s3 import CLIENT_ENV, S3Server
 from trainables.data import DataError
-from trainables.locations import Location
+from trainables.locations import Location, explain_error
 
 ray = pytest.importorskip("ray")
 
@@ -146,6 +146,13 @@ def test_a_later_stage_reads_its_first_stage_checkpoint_from_the_bucket(s3, tmp_
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     robustness = ParquetStore(store_uri).read_table("robustness", experiment="staged").to_pylist()
     assert {r["trial_id"] for r in robustness} == {rows["first"]["trial_id"], second["trial_id"]}
+    # one checkpoint by its URI: its rows name its own trial and sweep
+    bucket = Location(runs)
+    ckpt = next(i.path for i in bucket.files("staged") if i.base_name == "trainer.pt" and "staged-second" in i.path)
+    single = scs(["evaluate", bucket.uri_of(ckpt), "--store", store_uri, "--pgd-images", "8", "--steps", "1",
+                  "--eps", "0,0.02"], tmp_path, env)
+    assert single.returncode == 0 and f"staged/{second['trial_id']} " in single.stdout, single.stderr[-2000:]
+    assert ParquetStore(store_uri).experiments() == ["staged"]
     # and gather rebuilds the sweep's rows from the bucket into another store
     gathered = scs(["gather", s3.uri("stages/runs/staged"), "--store", str(tmp_path / "gathered")], tmp_path, env)
     assert gathered.returncode == 0 and "gathered 2 trials of staged" in gathered.stdout, gathered.stderr[-2000:]
@@ -170,9 +177,14 @@ def test_each_node_copies_the_bucket_data_once_and_checks_every_md5(s3, tmp_path
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "node-b"))
     with pytest.raises(DataError, match="test_batch.bin: md5 .* is not the"):
         node_copy(uri)
-    # the first node's checked copy stands
+    # the first node's checked copy stands while MD5SUMS is the one it was checked against
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "node-a"))
     assert node_copy(uri) == copy
+    # put-data --force repairs the bucket; every node fetches the new copy
+    write_cifar_bin(tmp_path / "other", n=20, seed=1)
+    assert "copied 6 files" in put_data(uri, str(tmp_path / "other"), force=True)
+    assert (node_copy(uri) / "cifar-10-batches-bin" / "test_batch.bin").read_bytes() == \
+        (tmp_path / "other" / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
     with pytest.raises(DataError, match="no CIFAR-10 at .*put-data"):
         node_copy(s3.uri("data/elsewhere"))
 
@@ -214,22 +226,37 @@ def test_wrong_credentials_are_one_line(tmp_path):
 
 
 def test_the_optuna_study_is_kept_in_the_bucket_and_a_new_head_fetches_it(s3, tmp_path, monkeypatch):
+    import sqlite3
+
     from orchestrator.storage import LOCAL_ENV, Storage
+    from orchestrator.tuner import OPTUNA_DB, KeepStudy
 
     s3.make_bucket("study")
     monkeypatch.setenv(LOCAL_ENV, str(tmp_path / "head1"))
     folder = Storage(s3.uri("study/runs")).sweep("search")
-    db = folder.local_dir / "optuna.db"
+    db = folder.local_dir / OPTUNA_DB
     assert str(db).startswith(str(tmp_path / "head1"))
     db.parent.mkdir(parents=True)
-    db.write_bytes(b"SQLite format 3\0 a study")
-    folder.keep(db)
+    with sqlite3.connect(db) as con:  # a study being written: the copy is a consistent snapshot
+        con.execute("CREATE TABLE trials (number INTEGER)")
+        con.executemany("INSERT INTO trials VALUES (?)", [(i,) for i in range(5)])
+    keeper = KeepStudy(folder, every_s=3600)
+    keeper.on_trial_complete(0, [], None)      # the first trial's end: copied
+    with sqlite3.connect(db) as con:
+        con.execute("INSERT INTO trials VALUES (5)")
+    keeper.on_trial_complete(0, [], None)      # within every_s: not copied again
     monkeypatch.setenv(LOCAL_ENV, str(tmp_path / "head2"))
     again = Storage(s3.uri("study/runs")).sweep("search")
-    fresh = again.local_dir / "optuna.db"
+    fresh = again.local_dir / OPTUNA_DB
     assert not fresh.exists()
     again.fetch(fresh)
-    assert fresh.read_bytes() == b"SQLite format 3\0 a study"
+    with sqlite3.connect(fresh) as con:
+        assert con.execute("SELECT count(*) FROM trials").fetchone() == (5,)
+    keeper.on_experiment_end([])              # the part's end: always copied
+    fresh.unlink()
+    again.fetch(fresh)
+    with sqlite3.connect(fresh) as con:
+        assert con.execute("SELECT count(*) FROM trials").fetchone() == (6,)
     # a local storage keeps everything in the sweep's own folder
     local = Storage(str(tmp_path / "runs")).sweep("search")
     assert local.local_dir == tmp_path / "runs" / "search" and local.filesystem is None
@@ -262,3 +289,14 @@ def test_a_cluster_files_s3_settings_become_every_nodes_variables_and_are_checke
                                          r"store\?.*bucket 'no-bucket-here' does not exist"):
         cluster_cmd.check_storage(config, "cluster.yaml")
     assert shlex.quote("s3cr&t") in path.read_text()
+
+
+def test_a_refused_connection_is_not_read_as_access_denied_whatever_its_delay():
+    # under load curl reports the delay of the refused connection: "after 403 ms" is not an HTTP 403
+    refused = OSError("When initiating multiple part upload for key 'runs/x' in bucket 'lab': AWS Error "
+                      "NETWORK_CONNECTION during CreateMultipartUpload operation: curlCode: 7, Could not "
+                      "connect to server; Details: Failed to connect to 127.0.0.1:1 after 403 ms")
+    assert explain_error(refused, "lab").startswith("the object store does not answer")
+    denied = OSError("When reading information for key 'runs' in bucket 'lab': AWS Error UNKNOWN "
+                     "(HTTP status 403) during HeadObject operation: No response body.")
+    assert explain_error(denied, "lab").startswith("access denied")

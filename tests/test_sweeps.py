@@ -16,6 +16,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.plan import RunOptions, plan_sweep
+from orchestrator.records import tune_states
 from results.query import run_query
 from results.store import ParquetStore
 from search_spaces.experiment import Experiment
@@ -197,16 +198,21 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
            "--checkpoint-every", "1", "--no-prune", "--max-concurrent", "2", *args]
     proc = subprocess.Popen(cmd, env=ENV, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    part = runs / "table1" / "table1"
     deadline = time.time() + 240
-    while time.time() < deadline:  # kill once at least one trial has finished and others are mid-way
-        finished = [p for p in runs.rglob("result.json") if len(p.read_text().splitlines()) >= 4]
-        if finished and list(runs.rglob("trainer.pt")):
+    # kill once Tune's saved state says a trial ended (a trial whose end it had not saved yet runs again on
+    # resume: Tune saves its state every few seconds) and other trials are mid-way
+    while time.time() < deadline:
+        ended = {t for t, state in tune_states(part)[0].items() if state == "TERMINATED"} if part.is_dir() else set()
+        unfinished = [p for p in runs.rglob("result.json") if len(p.read_text().splitlines()) < 4]
+        if ended and (unfinished or len(list(runs.rglob("result.json"))) < 8):
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    ended = {t for t, state in tune_states(part)[0].items() if state == "TERMINATED"}
     done_before = {p.parent: len(p.read_text().splitlines()) for p in runs.rglob("result.json")
-                   if len(p.read_text().splitlines()) >= 4}
+                   if json.loads(p.read_text().splitlines()[0])["trial_id"] in ended}
     assert done_before, "no trial finished before the kill"
     resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "table1", *args],
                              env=ENV, capture_output=True, text=True, timeout=400)

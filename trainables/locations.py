@@ -53,19 +53,29 @@ class Location:
             text = text[len("file://"):]
         self.remote = is_uri(text)
         if self.remote:
+            parts = urlsplit(text)
+            options = dict(parse_qsl(parts.query))
+            opened = text
+            region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+            if parts.scheme == "s3" and region and "region" not in options and "endpoint_override" not in options:
+                # without a region pyarrow asks AWS for the bucket's over the network, even for a bad URI
+                opened = text + ("&" if parts.query else "?") + f"region={region}"
             try:
-                self.fs, path = pafs.FileSystem.from_uri(text)
-            except (ValueError, OSError, TypeError) as exc:
+                self.fs, path = pafs.FileSystem.from_uri(opened)
+            except OSError as exc:
+                raise LocationError(f"{text}: {explain_error(exc)}") from None
+            except (ValueError, TypeError) as exc:
                 raise LocationError(f"{text} is not a URI pyarrow can open ({_first_line(exc)}); give "
                                     f"s3://BUCKET/PREFIX[?endpoint_override=...&scheme=http] or a folder") from None
             self.path = path.rstrip("/")
-            parts = urlsplit(text)
             self._scheme, self._query = parts.scheme, parts.query
+            # credentials written into the URI (s3://KEY:SECRET@bucket/...) stay with every place named below it
+            self._userinfo = parts.netloc.rpartition("@")[0] + "@" if "@" in parts.netloc else ""
             self.uri = text
         else:
             self.fs = pafs.LocalFileSystem()
             self.path = os.path.abspath(os.path.expanduser(text))
-            self._scheme, self._query = "", ""
+            self._scheme, self._query, self._userinfo = "", "", ""
             self.uri = self.path
 
     def __repr__(self) -> str:
@@ -88,7 +98,7 @@ class Location:
         the local path."""
         if not self.remote:
             return fs_path
-        return f"{self._scheme}://{fs_path}" + (f"?{self._query}" if self._query else "")
+        return f"{self._scheme}://{self._userinfo}{fs_path}" + (f"?{self._query}" if self._query else "")
 
     def child(self, *parts: str) -> "Location":
         return Location(self.uri_of(self.fs_path(*parts)))
@@ -207,11 +217,12 @@ def explain_error(exc: BaseException, bucket: str = "") -> str:
     if "NO_SUCH_BUCKET" in text or "bucket does not exist" in text.lower():
         return (f"bucket {bucket!r} does not exist; create it (`aws s3 mb s3://{bucket}`, or the server's own "
                 f"tool), or name one that does")
-    if any(mark in text for mark in DENIED) or "403" in text:
-        return f"access denied (wrong or missing credentials, or no write permission); {CREDENTIAL_HINT}"
+    # the network first: a refused connection's text carries its delay ("after 403 ms")
     if "NETWORK_CONNECTION" in text or "curlCode" in text or "Could not connect" in text \
             or "Couldn't resolve" in text:
         return f"the object store does not answer ({_first_line(exc)}); {CREDENTIAL_HINT}"
+    if any(mark in text for mark in DENIED) or "HTTP status 403" in text:
+        return f"access denied (wrong or missing credentials, or no write permission); {CREDENTIAL_HINT}"
     if "credentials" in text.lower():
         return f"no credentials found; {CREDENTIAL_HINT}"
     return f"{_first_line(exc)}; {CREDENTIAL_HINT}"

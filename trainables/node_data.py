@@ -5,7 +5,8 @@ cifar-10-batches-bin (or -py) and MD5SUMS, one `<md5>  <path>` line per file (md
 puts it there once (`put_data`: from a folder, else downloaded from the internet and checked against the
 official md5); each node copies it to its local disk once (`node_copy`, under a file lock so that the
 trials starting together on a node fetch it once), checks every file's md5 against MD5SUMS, and trials
-read that copy. Every node reads the bucket's bytes, not its own download: the sweep's data is what the
+read that copy, for as long as the bucket's MD5SUMS is the one it was checked against (a replaced copy,
+`put-data --force`, is fetched again). Every node reads the bucket's bytes, not its own download: the sweep's data is what the
 bucket holds (which may be the user's own CIFAR-format copy), the same on every node.
 """
 from __future__ import annotations
@@ -57,10 +58,15 @@ def node_copy(uri: str) -> Path:
 
     dest = _cache_dir(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    location = Location(uri)
     with FileLock(str(dest.parent / f"{dest.name}.lock")):
-        if (dest / COMPLETE).exists():
+        try:
+            listed = location.read_text(MD5SUMS)
+        except (FileNotFoundError, OSError):
+            listed = None
+        # a copy checked against the bucket's MD5SUMS as it is now (put-data --force may have replaced it)
+        if listed is not None and (dest / COMPLETE).exists() and (dest / COMPLETE).read_text() == listed:
             return dest
-        location = Location(uri)
         try:
             sums = _read_sums(location, uri)
             shutil.rmtree(dest, ignore_errors=True)
@@ -69,21 +75,21 @@ def node_copy(uri: str) -> Path:
                 location.download(location.fs_path(rel), target)
                 if md5_of(target) != digest:
                     raise DataError(f"{uri}/{rel}: md5 {md5_of(target)} is not the {digest} that {MD5SUMS} lists "
-                                    f"(a corrupt copy); put the data there again with `scs-sweep put-data`")
+                                    f"(a corrupt copy); put the data there again with `scs-sweep put-data --force`")
         except (OSError, LocationError) as exc:
             raise DataError(f"cannot copy CIFAR-10 from {uri} ({(str(exc).splitlines() or [''])[0][:200]})") from None
         if find_cifar10(dest) is None:
             raise DataError(f"{uri} holds no cifar-10-batches-bin or cifar-10-batches-py folder; put-data it again")
-        (dest / COMPLETE).write_text(uri)
+        (dest / COMPLETE).write_text(location.read_text(MD5SUMS))
     return dest
 
 
-def put_data(uri: str, source: str = "") -> str:
+def put_data(uri: str, source: str = "", force: bool = False) -> str:
     """Copy CIFAR-10 (the folder `source` holds, else the official download) into uri with its MD5SUMS;
-    nothing when uri holds a copy already. Returns a line saying what happened."""
+    nothing when uri holds a copy already, unless `force`. Returns a line saying what happened."""
     location = Location(uri)
-    if location.is_file(MD5SUMS):
-        return f"{uri} holds CIFAR-10 already ({MD5SUMS} is there); nothing copied"
+    if location.is_file(MD5SUMS) and not force:
+        return f"{uri} holds CIFAR-10 already ({MD5SUMS} is there); nothing copied (--force replaces it)"
     with tempfile.TemporaryDirectory() as tmp:
         if source:
             found = find_cifar10(Path(source))

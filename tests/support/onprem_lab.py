@@ -363,16 +363,17 @@ def trial_histories(runs: Path) -> dict[str, list[tuple[int, str, str]]]:
     """trial_id -> [(epoch, node_ip, node_id) of every report in its result.json, in order]."""
     out = {}
     for result in runs.rglob("result.json"):
-        rows = []
+        rows, trial_id = [], ""
         for line in result.read_text().splitlines():
             try:
                 row = json.loads(line)
             except ValueError:  # a line being written
                 continue
+            trial_id = trial_id or row.get("trial_id", "")
             if "epoch" in row:
                 rows.append((row["epoch"], row.get("node_ip", "?"), row.get("node_id", "?")))
-        if rows:
-            out[json.loads(result.read_text().splitlines()[0])["trial_id"]] = rows
+        if rows and trial_id:  # a result.json being created reads empty
+            out[trial_id] = rows
     return out
 
 
