@@ -32,12 +32,16 @@ def _cache_dir(uri: str) -> Path:
     return root / hashlib.sha1(uri.encode()).hexdigest()[:12]
 
 
-def _read_sums(location: Location, uri: str) -> dict[str, str]:
+def _listed(location: Location, uri: str) -> str:
+    """The bucket's MD5SUMS as it is now."""
     try:
-        text = location.read_text(MD5SUMS)
+        return location.read_text(MD5SUMS)
     except (FileNotFoundError, OSError):
         raise DataError(f"no CIFAR-10 at {uri} (no {MD5SUMS} there); put it there once with `scs-sweep put-data "
                         f"--data {uri}` (add --from FOLDER where the head has no internet)") from None
+
+
+def _parse_sums(text: str, uri: str) -> dict[str, str]:
     sums = {}
     for line in text.splitlines():
         if line.strip():
@@ -60,27 +64,25 @@ def node_copy(uri: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     location = Location(uri)
     with FileLock(str(dest.parent / f"{dest.name}.lock")):
-        try:
-            listed = location.read_text(MD5SUMS)
-        except (FileNotFoundError, OSError):
-            listed = None
+        listed = _listed(location, uri)
         # a copy checked against the bucket's MD5SUMS as it is now (put-data --force may have replaced it)
-        if listed is not None and (dest / COMPLETE).exists() and (dest / COMPLETE).read_text() == listed:
+        if (dest / COMPLETE).exists() and (dest / COMPLETE).read_text() == listed:
             return dest
         try:
-            sums = _read_sums(location, uri)
+            sums = _parse_sums(listed, uri)
             shutil.rmtree(dest, ignore_errors=True)
             for rel, digest in sorted(sums.items()):
                 target = dest / rel
                 location.download(location.fs_path(rel), target)
-                if md5_of(target) != digest:
-                    raise DataError(f"{uri}/{rel}: md5 {md5_of(target)} is not the {digest} that {MD5SUMS} lists "
+                got = md5_of(target)
+                if got != digest:
+                    raise DataError(f"{uri}/{rel}: md5 {got} is not the {digest} that {MD5SUMS} lists "
                                     f"(a corrupt copy); put the data there again with `scs-sweep put-data --force`")
         except (OSError, LocationError) as exc:
             raise DataError(f"cannot copy CIFAR-10 from {uri} ({(str(exc).splitlines() or [''])[0][:200]})") from None
         if find_cifar10(dest) is None:
             raise DataError(f"{uri} holds no cifar-10-batches-bin or cifar-10-batches-py folder; put-data it again")
-        (dest / COMPLETE).write_text(location.read_text(MD5SUMS))
+        (dest / COMPLETE).write_text(listed)  # the list the files were checked against
     return dest
 
 
