@@ -98,6 +98,11 @@ def _is_trial_file(name: str) -> bool:
     return name.endswith(".parquet") and not name.startswith((".", "_", COMPACTED_PREFIX))
 
 
+def _not_in(trial_files) -> ds.Expression:
+    """The rows of trials other than those with these trial files (a trial file wins over compacted rows)."""
+    return ~pc.field("trial_id").isin(sorted(name[:-len(".parquet")] for name in trial_files))
+
+
 class Snapshot:
     """The store's tables as one consistent set of files: the generations current when it was taken.
     `still_current()` says whether a read made from it can be trusted (no compaction committed since)."""
@@ -125,8 +130,7 @@ class Snapshot:
             if current in names:
                 compacted = store._files_dataset([f"{folder}/{current}"], table, experiment)
                 if trials:  # a trial file wins: its trial's compacted rows are left out (in memory; rare)
-                    overridden = sorted(n[:-len(".parquet")] for n in trials)
-                    compacted = ds.dataset(compacted.to_table(filter=~pc.field("trial_id").isin(overridden)))
+                    compacted = ds.dataset(compacted.to_table(filter=_not_in(trials)))
                 parts.append(compacted)
         if not parts:
             return ds.dataset(table_schema(table).append(pa.field("experiment", pa.string())).empty_table())
@@ -245,7 +249,7 @@ class ParquetStore:
             if current:
                 kept = self._files_dataset([f"{folder}/{current}"], table).to_table()
                 if trials:
-                    kept = kept.filter(~pc.field("trial_id").isin(sorted(n[:-len(".parquet")] for n in trials)))
+                    kept = kept.filter(_not_in(trials))
                 pieces.append(kept)
             if trials:
                 pieces.append(self._files_dataset([f"{folder}/{n}" for n in sorted(trials)], table).to_table())
@@ -268,14 +272,11 @@ class ParquetStore:
         return {"files_before": sum(len(v) for v in before.values()), "files_after": after, "generation": new}
 
     def _delete_unchanged(self, expected: dict[str, tuple]) -> None:
-        """Delete each file whose (size, mtime) is still what was read: a file rewritten since stays (it wins)."""
-        def check(path):
+        """Delete each file whose (size, mtime) is still what was read: a file rewritten since stays (it wins).
+        Each file is checked just before its own delete, which keeps the window to one request."""
+        for path in sorted(expected):
             info = self.fs.get_file_info(path)
-            return path if (info.type == pafs.FileType.File and (info.size, info.mtime_ns) == expected[path]) else None
-        with ThreadPoolExecutor(IO_THREADS) as pool:
-            unchanged = [p for p in pool.map(check, sorted(expected)) if p]
-        for path in unchanged:  # the check just before each delete keeps the window to one request
-            if self.fs.get_file_info(path).mtime_ns == expected[path][1]:
+            if info.type == pafs.FileType.File and (info.size, info.mtime_ns) == expected[path]:
                 self._delete([path])
 
     @contextmanager
@@ -304,19 +305,17 @@ class ParquetStore:
             yield held
         finally:
             if held:
-                try:
-                    self.fs.delete_file(path)
-                except FileNotFoundError:
-                    pass
+                self._delete_file(path)
+
+    def _delete_file(self, path: str) -> None:
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass
 
     def _delete(self, paths: list[str]) -> None:
-        def delete(path):
-            try:
-                self.fs.delete_file(path)
-            except FileNotFoundError:
-                pass
         with ThreadPoolExecutor(IO_THREADS) as pool:
-            list(pool.map(delete, paths))
+            list(pool.map(self._delete_file, paths))
 
     def _folder_infos(self, folder: str) -> dict[str, pafs.FileInfo]:
         selector = pafs.FileSelector(folder, allow_not_found=True)
@@ -406,9 +405,7 @@ class ParquetStore:
 
     def experiments(self) -> list[str]:
         self.require()
-        selector = pafs.FileSelector(self._path("trials"), allow_not_found=True)
-        names = [PurePosixPath(i.path).name for i in self.fs.get_file_info(selector)]
-        return sorted(n.split("=", 1)[1] for n in names if n.startswith("experiment="))
+        return sorted(n.split("=", 1)[1] for n in self._names(self._path("trials")) if n.startswith("experiment="))
 
 
 def get_store(store: "None | str | ParquetStore" = None) -> ParquetStore:
