@@ -79,14 +79,20 @@ def storage_locations(settings: dict) -> dict[str, str]:
     return out
 
 
+def credential_env(settings: dict) -> dict[str, str]:
+    """The AWS SDK's variables for the file's S3 credentials and region."""
+    env = {STORAGE_KEYS[k]: str(settings[k]) for k in ("s3_access_key", "s3_secret_key", "s3_region")
+           if settings.get(k)}
+    if settings.get("s3_endpoint"):  # a lab server: no instance profile to ask for (which would mean 169.254.x)
+        env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
+
+
 def storage_env(settings: dict) -> str:
     """The lines of the env file every node sources: where things live and, for S3, the credentials."""
-    values = storage_locations(settings)
-    for key in ("s3_access_key", "s3_secret_key", "s3_region", "efs"):
-        if settings.get(key):
-            values[STORAGE_KEYS[key]] = str(settings[key])
-    if settings.get("s3_endpoint"):  # a lab server: no instance profile to ask for (which would mean 169.254.x)
-        values["AWS_EC2_METADATA_DISABLED"] = "true"
+    values = {**storage_locations(settings), **credential_env(settings)}
+    if settings.get("efs"):
+        values[STORAGE_KEYS["efs"]] = str(settings["efs"])
     return "# written by `scs-sweep up` from metadata.scs_storage of the cluster file\n" + \
         "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
 
@@ -111,30 +117,20 @@ def check_storage(config: dict, path: str) -> None:
     """Each s3:// place of the file takes a write from this machine, with the file's credentials: one line
     naming the key and what to set, before `ray up` (places on a shared folder are the nodes' to check).
     Without credentials in the file (an instance profile on the nodes) there is nothing to check here."""
+    from unittest import mock  # here, not at the top: it imports asyncio, and every command imports this module
+
     from trainables.locations import Location, LocationError
 
     settings = storage_settings(config, path)
     if not settings.get("s3_access_key"):
         return
-    env = {STORAGE_KEYS[k]: str(settings[k]) for k in ("s3_access_key", "s3_secret_key", "s3_region")
-           if settings.get(k)}
-    if settings.get("s3_endpoint"):
-        env["AWS_EC2_METADATA_DISABLED"] = "true"
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with mock.patch.dict(os.environ, credential_env(settings)):  # restored as it was afterwards
         for key, uri in storage_locations(settings).items():
             if uri.startswith("s3://"):
                 try:
                     Location(uri).check_writable(f"metadata.scs_storage ({key})")
                 except LocationError as exc:
                     raise UsageError(f"{path}: {exc}") from None
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def hosts(config: dict) -> list[tuple[str, str]]:

@@ -1,5 +1,6 @@
 """Shared fixtures: small generated data, and a CPU-only, 2-thread torch."""
 import os
+from unittest import mock
 
 import pytest
 import torch
@@ -21,14 +22,5 @@ def s3():
     variables set in this process (and so in the processes tests start)."""
     from support.s3 import CLIENT_ENV, S3Server
 
-    saved = {k: os.environ.get(k) for k in CLIENT_ENV}
-    os.environ.update(CLIENT_ENV)
-    try:
-        with S3Server() as server:
-            yield server
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with mock.patch.dict(os.environ, CLIENT_ENV), S3Server() as server:
+        yield server
