@@ -268,15 +268,15 @@ def render_all(store, experiment: str, fmt: str, compare: bool, include_partial:
                     if items:
                         out.append(heading + ":\n" + "\n".join(f"- {item}" for item in items))
                 continue
-            claims = pd.DataFrame([{"Claim": v.claim.name, "Effect": v.effect, "95% CI": v.interval_text,
-                                    "P(A > B)": v.prob_text(), "The paper's effect": v.paper_effect_text() or "-",
-                                    "At this budget": v.budget_verdict, "Why": v.budget_reason,
-                                    "The paper's claim": v.paper_verdict, "Why (paper)": v.paper_reason}
-                                   for v in verdicts])
+            claim_frame = pd.DataFrame([{"Claim": v.claim.name, "Effect": v.effect, "95% CI": v.interval_text,
+                                         "P(A > B)": v.prob_text(), "The paper's effect": v.paper_effect_text() or "-",
+                                         "At this budget": v.budget_verdict, "Why": v.budget_reason,
+                                         "The paper's claim": v.paper_verdict, "Why (paper)": v.paper_reason}
+                                       for v in verdicts])
             factor = pd.DataFrame([{"Architecture": arch, "Effect (A - B)": ("  " if e.kind == "simple" else "")
                                     + e.name, "Estimate and 95% CI": e.interval.text()} for arch, e in finished])
             out += [_latex(frame, f"{heading} of {name}") for heading, frame in
-                    (("Claims", claims), ("Factor effects on Val. Acc.", factor)) if len(frame)]
+                    (("Claims", claim_frame), ("Factor effects on Val. Acc.", factor)) if len(frame)]
             if rank is not None:
                 out.append(f"% Rank agreement with the paper's {table}: {rank.text()}")
     return "\n\n".join(out)

@@ -285,3 +285,18 @@ def test_a_later_stage_of_several_seeds_is_one_row_though_each_seed_started_from
     assert len(frame) == 1 and frame["n"].iloc[0] == 3 and frame["Setting"].iloc[0] == ""
     rows = store.read_table("trials").to_pylist()
     assert sorted(r["init_from_trial"] for r in rows) == ["first0", "first1", "first2"]
+
+
+def test_latex_comparison_keeps_each_sweeps_own_claims_after_the_first_table(tmp_path):
+    from results.tables import render_all
+
+    store = ParquetStore(str(tmp_path / "store"))
+    claim = ('[[claim]]\nname = "MaxPool2d helps SCS"\na = { layer = "scs", pooling = "max" }\n'
+             'b = { layer = "scs", pooling = "maxabs" }\nthreshold = 0.01\n')
+    for experiment in ("exp", "exp2"):  # two sweeps, each with a table1 and its own claim
+        plant(store, experiment=experiment, seeds=(0, 1, 2))
+        store.write_sweep(experiment, f'name = "{experiment}"\nepochs = 2\n\n[fixed]\narch = "rohrer100k"\n\n'
+                                      f'[[grid]]\ngroup = ["table1"]\nlayer = ["conv", "scs"]\n\n{claim}')
+    latex = render_all(store, "", "latex", True, False)
+    assert latex.count("% Claims of table1") == 2
+    assert sum(line.startswith("MaxPool2d helps SCS &") for line in latex.splitlines()) == 2
