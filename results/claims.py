@@ -141,7 +141,6 @@ class Verdict:
     values: tuple = ()               # ((seed, per-seed value), ...) the interval is of
     prob: tuple = (math.nan, 0, 0)   # P(a > b) for a new seed, seeds where a > b, seeds
     paper_effect: float | None = None  # the same statistic on the paper's table (its one run per variant)
-    method: str = "95 % t-interval over seeds"   # what decided budget_verdict (settle: a repeated interval)
 
     @property
     def shown(self) -> Interval:
@@ -189,8 +188,6 @@ class Verdict:
         return f"At this budget: {self.budget_verdict.upper()} ({self.budget_reason})"
 
     def paper_text(self) -> str:
-        if self.paper_verdict in (NOT_TESTED, NOT_JUDGED):
-            return f"The paper's claim: {self.paper_verdict.upper()} ({self.paper_reason})"
         return f"The paper's claim: {self.paper_verdict.upper()} ({self.paper_reason})"
 
     def line(self) -> str:
@@ -352,11 +349,11 @@ def with_interval(verdict: Verdict, interval: Interval, method: str, trials: pd.
     line saying which (method) and when (decided: 'decided after 5 seeds (look 3 of 8)'); the paper's verdict
     follows it as check_claims' does. What cannot be judged at all stays not judged."""
     if verdict.budget_verdict == NOT_JUDGED:
-        return replace(verdict, method=method)
+        return verdict
     side = verdict.claim.side_of(interval) if interval.has_interval else ""
     reason = (("the whole repeated interval is on " + ("the claimed" if side == "supported" else "the other")
                + " side") if side else "the repeated interval spans the threshold")
     at_budget = (side or "undecided", (f"{decided}: " if decided else "") + f"{reason} ({method})")
     papers = _the_papers(verdict.claim, at_budget, trials, paper_table)
     return replace(verdict, interval=interval, budget_verdict=at_budget[0], budget_reason=at_budget[1],
-                   paper_verdict=papers[0], paper_reason=papers[1], method=method)
+                   paper_verdict=papers[0], paper_reason=papers[1])

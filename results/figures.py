@@ -110,16 +110,13 @@ class Figure:
     title: str
     fig: object          # matplotlib Figure
     caption: str = ""    # what it shows, from how many trials and seeds, and the paper's figure
-    _rendered: dict = field(default_factory=dict, repr=False)   # format -> bytes
 
     def _render(self, fmt: str, **kwargs) -> bytes:
         # the layout is the figure's own (fixed margins, _finish): no tight bounding box, which would cost
         # another draw per figure
-        if fmt not in self._rendered:
-            buf = io.BytesIO()
-            self.fig.savefig(buf, format=fmt, **kwargs)
-            self._rendered[fmt] = buf.getvalue()
-        return self._rendered[fmt]
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format=fmt, **kwargs)
+        return buf.getvalue()
 
     def svg(self) -> bytes:
         """The figure as SVG, what the report embeds: vector lines, and text kept as text in the page's
