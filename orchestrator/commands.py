@@ -34,7 +34,7 @@ def _store_uri(given: str) -> str:
     return uri if "://" in uri else str(Path(uri).resolve())
 
 
-def _experiments(source: str) -> tuple[str, list, str]:
+def experiments_of(source: str) -> tuple[str, list, str]:
     """(default sweep name, experiments, the sweep file's text) of a preset name or a .toml path."""
     if is_sweep_file(source):
         return load_sweep_file(source)
@@ -47,7 +47,7 @@ def presets(args) -> int:
 
     if args.show:  # a preset with the paper's claims it can speak to, written out as [[claim]] tables
         if is_sweep_file(args.show):
-            print(_experiments(args.show)[2], end="")
+            print(experiments_of(args.show)[2], end="")
             return 0
         experiments = [replace(e, claims=tuple(applicable(BUILTIN, e.trial_rows()))) for e in get_preset(args.show)]
         print(sweep_file_text(args.show, experiments), end="")
@@ -136,7 +136,7 @@ def check_locations(storage: Storage, store: str) -> None:
 def plan_for(args, seeds_from_design: int = 0):
     """(sweep plan, its sweep file's text, the options): every trial validated, before Ray starts. With
     seeds_from_design (settle), each grid trial gets that many seeds and pruning is off."""
-    default_name, experiments, text = _experiments(args.preset)
+    default_name, experiments, text = experiments_of(args.preset)
     storage = _storage(args)
     name = args.name or default_name
     from results.store import check_name

@@ -272,9 +272,9 @@ def settle(args) -> int:
 
     _check_args(args)
     limit = parse_duration(args.time_limit) if args.time_limit else None
-    from search_spaces import get_preset, is_sweep_file, load_sweep_file
+    from .commands import experiments_of
 
-    experiments = load_sweep_file(args.preset)[1] if is_sweep_file(args.preset) else get_preset(args.preset)
+    experiments = experiments_of(args.preset)[1]
     for experiment in experiments:
         listed = [g["seed"] for g in experiment.grids if isinstance(g.get("seed"), list) and len(g["seed"]) > 1]
         if listed:
@@ -419,17 +419,16 @@ def continue_settle(args, sweep: SweepPlan) -> int:
     base = SweepPlan(**{**vars(sweep), "parts": [PartPlan(part=p["part"], trials=p["trials"],
                                                           epochs=state["epochs"][p["part"]])
                                                  for p in state["planned"]]})
-    from search_spaces import get_preset, is_sweep_file, load_sweep_file
     from search_spaces.sweep_file import parse_sweep_text
 
-    from .commands import SWEEP_FILE
+    from .commands import SWEEP_FILE, experiments_of
 
     # the sweep file as it ran, from the sweep's folder (a new head may not have the file it was started from)
     source = state["source"]
     if folder.exists(SWEEP_FILE):
         experiments = parse_sweep_text(folder.read_text(SWEEP_FILE), f"{folder}/{SWEEP_FILE}", sweep.name)[1]
     else:
-        experiments = load_sweep_file(source)[1] if is_sweep_file(source) else get_preset(source)
+        experiments = experiments_of(source)[1]
     tables = _tables(base, experiments)
     for group, table in tables.items():
         table["design"] = state["designs"][group]

@@ -81,9 +81,12 @@ class Design:
     def alpha_per_claim(self) -> float:
         return self.alpha / max(self.claims, 1)
 
+    def criticals(self) -> tuple:
+        """c_k of each look: the design's own, else computed (seeded simulation, cached)."""
+        return self.critical or tuple(critical_values(self.looks, self.alpha_per_claim, self.spending))
+
     def with_critical_values(self) -> "Design":
-        return Design(**{**asdict(self), "critical": tuple(critical_values(self.looks, self.alpha_per_claim,
-                                                                           self.spending))})
+        return Design(**{**asdict(self), "critical": self.criticals()})
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -153,7 +156,7 @@ def simulate(design: Design, effect: float, distribution: str = "normal", reps: 
     mean seeds the design used."""
     from scipy.stats import t as student
 
-    c = design.critical or tuple(critical_values(design.looks, design.alpha_per_claim, design.spending))
+    c = design.criticals()
     rng = np.random.default_rng(seed)
     x = effect + _draw(rng, (reps, design.max_seeds), distribution)
     decided = np.zeros(reps, dtype=bool)
@@ -173,5 +176,5 @@ def simulate(design: Design, effect: float, distribution: str = "normal", reps: 
 def smallest_decided(design: Design, spread: float) -> float:
     """The smallest distance from the threshold that the last look decides when the per-seed spread is
     `spread` (the interval's half-width at max_seeds, taking the spread as measured)."""
-    c = (design.critical or tuple(critical_values(design.looks, design.alpha_per_claim, design.spending)))[-1]
+    c = design.criticals()[-1]
     return c * spread / math.sqrt(design.max_seeds)
