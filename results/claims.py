@@ -265,11 +265,11 @@ def paper_trials(table: str) -> pd.DataFrame:
         "train_time_s": paper["Paper Train Time (s)"], "eval_time_s": paper["Paper Eval Time (s)"]})
 
 
-def _paper_effect(claim: Claim, table: str) -> float | None:
-    rows = paper_trials(table)
-    if rows.empty or not claim.spec.applies(_rows(rows)):
+def _paper_effect(claim: Claim, paper: pd.DataFrame, paper_rows: list[dict]) -> float | None:
+    """The claim's statistic on the paper's table (paper_trials, and the same as _rows), if it applies."""
+    if paper.empty or not claim.spec.applies(paper_rows):
         return None
-    value = claim.stat(rows)
+    value = claim.stat(paper)
     return None if value is None or math.isnan(value) else float(value)
 
 
@@ -326,6 +326,8 @@ def check_claims(table: str, all_trials: pd.DataFrame, name: str = "", alone: se
     that had their node to themselves (timing.py), which alone judge the time claims (None: all of them, as
     for a store that does not say); why_not_alone: the reason time claims are not judged when none did."""
     trials = all_trials[all_trials["status"] == FINISHED]
+    paper = paper_trials(table)  # the paper's CSV, read once for every claim
+    paper_rows = _rows(paper)
     out = []
     for claim in claims_for(all_trials, specs):
         judged, exclusive = trials, ""
@@ -339,7 +341,7 @@ def check_claims(table: str, all_trials: pd.DataFrame, name: str = "", alone: se
                                judged)
         papers = _the_papers(claim, at_budget, judged if len(judged) else all_trials, table)
         out.append(Verdict(name or table, claim, interval, *at_budget, *papers, tuple(values),
-                           prob_better([v for _, v in values]), _paper_effect(claim, table)))
+                           prob_better([v for _, v in values]), _paper_effect(claim, paper, paper_rows)))
     return out
 
 
