@@ -38,8 +38,8 @@ from .claims import DELTA, NOT_JUDGED, NOT_TESTED
 from .figures import figures_for_group, gini_table
 from .stats import Interval
 from .table_data import load_table_data, tables_of
-from .tables import (ACCURACY_NOTE, FINAL, LABEL_COLUMNS, RANK_NOTE, budget_line, build_tables, compare_paper,
-                     effect_rows, read_trials, render)
+from .tables import (ACCURACY_NOTE, LABEL_COLUMNS, RANK_NOTE, budget_line, build_tables, compare_paper,
+                     read_trials, render)
 from .variants import variant_label, with_settings
 
 __all__ = ["write_report", "REPORT_FILE", "summary_lines", "claim_detail", "bottom_line", "PAPER"]
@@ -233,9 +233,9 @@ def _table_html(group: str, compared: pd.DataFrame) -> str:
     return f"<p class='caption'>{_e('Every row: ' + said + '. ') if said else ''}{_e(caption)}</p>{_html(frame)}"
 
 
-def _effects_html(finished: pd.DataFrame) -> str:
-    """Factor effects as A - B, each simple effect indented under the interaction it breaks down."""
-    rows = effect_rows(finished)
+def _effects_html(rows: list) -> str:
+    """Factor effects (TableSummary.effects) as A - B, each simple effect indented under the interaction it
+    breaks down."""
     if not rows:
         return ""
     several = len({arch for arch, _ in rows}) > 1
@@ -390,7 +390,7 @@ def _section(name: str, group: str, mine: dict, summary, alone) -> tuple[str, st
     if claims:
         body += [f"<h4 id='{base}-claims'>Claims: paired differences and effect against epoch</h4>",
                  *map(_figure_html, claims)]
-    effects = _effects_html(part[part["status"].isin(FINAL)])
+    effects = _effects_html(summary.effects)
     if effects:
         body += [f"<h4 id='{base}-effects'>Factor effects on best test accuracy</h4>", effects]
     if others:

@@ -59,7 +59,8 @@ class TableSummary:
     n_seeds: int = 0
     rank: Rank | None = None          # rank agreement with the paper's table (tables.rank_against_paper)
     settle: dict = field(default_factory=dict)      # the settle's record of this table's claims, if settled
-    strongest: list = field(default_factory=list)   # [(architecture, stats.Effect)]: the largest decided effects
+    effects: list = field(default_factory=list)     # [(architecture, stats.Effect)]: every factor effect
+    strongest: list = field(default_factory=list)   # the largest decided of them
 
     def reading(self, verdict: Verdict) -> str:
         """What the budget allows one to say about a claim, and where its effect is heading."""
@@ -166,12 +167,13 @@ def summarize(group: str, paper_table: str, trials: pd.DataFrame, epochs: pd.Dat
     intervals govern the verdicts at this budget of the claims it settled."""
     finished = trials[trials["status"] == FINISHED]
     verdicts = check_claims(paper_table, trials, group, alone, why_not_alone, specs)
+    effects = effect_rows(finished)
     if settle:
         verdicts = _settled(verdicts, settle, group, trials, paper_table)
     summary = TableSummary(group, paper_table, budget_note(trials, paper_table), verdicts,
                            n_trials=len(trials), n_seeds=trials["seed"].nunique(),
                            rank=rank_against_paper(paper_table, trials),
-                           strongest=strongest(effect_rows(finished)), settle=settle or {})
+                           effects=effects, strongest=strongest(effects), settle=settle or {})
     for verdict in verdicts:
         series = claim_series(verdict, finished, epochs)
         if not series.empty:
