@@ -148,24 +148,20 @@ def _look_trials(tables: dict, state: dict, index: int) -> list[dict]:
     return out
 
 
-def _done_configs(store, name: str) -> dict:
-    """resolved config JSON -> trial id of every done trial of this sweep the store has."""
-    try:
-        trials = store.read_table("trials", name, columns=["trial_id", "status", "config_json"]).to_pylist()
-    except Exception:  # noqa: BLE001 - no store yet: nothing done
-        return {}
-    return {t["config_json"]: t["trial_id"] for t in trials if t["status"] == "done" and t["config_json"]}
-
-
-def _measured_seconds(store, name: str) -> dict:
-    """variant key -> mean seconds a done trial of it took (from start to end, evaluation included)."""
+def _done_trials(store, name: str) -> list[dict]:
+    """Every done trial of this sweep the store has (its config JSON, start and end), in one read."""
     try:
         trials = store.read_table("trials", name, columns=["status", "config_json", "started_at", "ended_at"])
-    except Exception:  # noqa: BLE001
-        return {}
+    except Exception:  # noqa: BLE001 - no store yet: nothing done
+        return []
+    return [t for t in trials.to_pylist() if t["status"] == "done" and t["config_json"]]
+
+
+def _measured_seconds(done: list[dict]) -> dict:
+    """variant key -> mean seconds a done trial of it took (from start to end, evaluation included)."""
     out = {}
-    for t in trials.to_pylist():
-        if t["status"] == "done" and t["started_at"] and t["ended_at"] and t["config_json"]:
+    for t in done:
+        if t["started_at"] and t["ended_at"]:
             config = json.loads(t["config_json"])
             out.setdefault(_variant(config), []).append((t["ended_at"] - t["started_at"]).total_seconds())
     return {k: sum(v) / len(v) for k, v in out.items()}
@@ -369,10 +365,11 @@ def _loop(tuner, sweep: SweepPlan, tables: dict, state: dict, slots: int) -> int
         if index and not open_claims:
             break
         trials = _look_trials(tables, state, index)
-        done = _done_configs(store, sweep.name)
-        fresh = [t for t in trials if json.dumps(t["config"], sort_keys=True, default=str) not in done]
+        done = _done_trials(store, sweep.name)
+        done_configs = {t["config_json"] for t in done}
+        fresh = [t for t in trials if json.dumps(t["config"], sort_keys=True, default=str) not in done_configs]
         if state["time_limit_s"] is not None and index:
-            measured = _measured_seconds(store, sweep.name)
+            measured = _measured_seconds(done)
             need = sum(_trial_seconds(t, measured, False) for t in fresh) / slots
             left = state["time_limit_s"] - (time.time() - started)
             if need > left:
