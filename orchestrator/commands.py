@@ -187,7 +187,7 @@ def start_sweep(args, sweep: SweepPlan, text: str, options: RunOptions):
     return tuner
 
 
-def connected_tuner(sweep: SweepPlan, address: str):
+def connected_tuner(address: str):
     """The tuner module, connected to Ray (embedded, or the cluster at address): to resume a sweep."""
     from . import tuner
 
@@ -233,9 +233,7 @@ def resume(args) -> int:
         from .settle import continue_settle
 
         return continue_settle(args, sweep)
-    from . import tuner
-
-    tuner.connect(args.address)
+    tuner = connected_tuner(args.address)
     start = time.time()
     failed = tuner.execute(sweep, resume=True)
     print(f"sweep {args.name} resumed and finished in {time.time() - start:.1f} s")

@@ -431,7 +431,7 @@ def continue_settle(args, sweep: SweepPlan) -> int:
         table["design"] = state["designs"][group]
     from .commands import connected_tuner
 
-    tuner = connected_tuner(base, args.address)
+    tuner = connected_tuner(args.address)
     slots = _cpus()
     for part in base.parts:  # the GPUs a look's trials asked for: those of the look parts that ran
         gpus = [p["gpus_per_trial"] for p in state.get("look_parts", []) if p["part"].startswith(part.part)]

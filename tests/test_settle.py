@@ -72,7 +72,7 @@ def fake_ray(monkeypatch):
         return made["tuner"]
 
     monkeypatch.setattr(commands, "start_sweep", start_sweep)
-    monkeypatch.setattr(commands, "connected_tuner", lambda sweep, address: made["tuner"])
+    monkeypatch.setattr(commands, "connected_tuner", lambda address: made["tuner"])
     monkeypatch.setattr(settle, "_slots", lambda parts, fallback: 2)
     return made
 
