@@ -282,18 +282,33 @@ def down(args) -> int:
     return rc
 
 
+def head_commit(folder: Path, why: list | None = None) -> str:
+    """The short commit of the git checkout holding `folder`, '' (and the reason appended to why) if none."""
+    try:
+        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        if why is not None:
+            why.append(f"{folder}: {exc}")
+        return ""
+    if done.returncode:
+        if why is not None:
+            why.append(f"{folder}: {(done.stderr.strip().splitlines() or ['git failed'])[-1]}")
+        return ""
+    return done.stdout.strip()
+
+
 def checkout_commit(folder: Path) -> str:
     """The short commit of the checkout at `folder`, '+dirty' when tracked files have changes ('' if none)."""
-    def git(*args) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+    head = head_commit(folder)
+    if not head:
+        return ""
     try:
-        head = git("rev-parse", "--short", "HEAD")
-        if head.returncode:
-            return ""
-        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
-    return head.stdout.strip() + ("+dirty" if dirty else "")
+    return head + ("+dirty" if dirty else "")
 
 
 def _option(argv: list, flag: str) -> str:

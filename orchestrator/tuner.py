@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 import ray
@@ -25,7 +24,7 @@ from trainables import defaults
 from trainables.vocabulary import FINISHED
 
 from . import gpus
-from .cluster_cmd import CODE_VERSION_ENV, RAY_JOB_MARK
+from .cluster_cmd import CODE_VERSION_ENV, RAY_JOB_MARK, head_commit
 from .errors import UsageError
 from .plan import PartPlan, SweepPlan
 from .records import gather_part, trial_dirs, tune_states
@@ -44,19 +43,6 @@ OPTUNA_DB = "optuna.db"   # in the sweep's folder: `optuna-dashboard sqlite:///.
 REMOTE_SYNC_S = 30
 
 
-def _commit(folder: Path, why: list) -> str:
-    """The short commit of the git checkout holding `folder`, '' (and the reason appended to why) if none."""
-    try:
-        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError) as exc:
-        why.append(f"{folder}: {exc}")
-        return ""
-    if done.returncode:
-        why.append(f"{folder}: {(done.stderr.strip().splitlines() or ['git failed'])[-1]}")
-    return done.stdout.strip() if done.returncode == 0 else ""
-
-
 def code_version() -> str:
     """The commit the sweep's code comes from. A Ray Job's driver runs in the working dir `ray job submit
     --working-dir .` uploaded (the submitter's checkout; the workers import its code), which may be newer
@@ -67,7 +53,7 @@ def code_version() -> str:
     folders = ([Path.cwd()] if os.environ.get(RAY_JOB_MARK) else []) + [Path(__file__).resolve().parent.parent]
     why: list = []
     for folder in folders:
-        commit = _commit(folder, why)
+        commit = head_commit(folder, why)
         if commit:
             return commit
     print(f"note: the sweep's rows record code_version 'unknown': no git commit found ({'; '.join(why)})", flush=True)
