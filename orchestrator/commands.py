@@ -314,24 +314,15 @@ def put_data(args) -> int:
 def gather(args) -> int:
     """Rows from a sweep's (or a Tune experiment's) folder, on this disk or in an object store (mirrored:
     only the small files are read), then the experiment's rows compacted."""
-    import tempfile
-
     from results.store import get_store
 
-    from .storage import mirror, sweep_name_above
+    from .storage import local_view
 
-    with tempfile.TemporaryDirectory(prefix="scs-gather-") as tmp:
-        sweep = ""
-        if is_uri(args.experiment_dir):
-            where = Location(args.experiment_dir)
-            path = mirror(where.fs, where.path, Path(tmp) / Path(where.path).name)
-            if not any(path.iterdir()):
-                raise UsageError(f"{args.experiment_dir} holds nothing; give a sweep or Tune experiment folder")
-            sweep = sweep_name_above(where)  # a part's folder counts for its sweep, as a local path does
-        else:
-            path = Path(args.experiment_dir)
-            if not path.is_dir():
-                raise UsageError(f"{path} is not a sweep or Tune experiment directory")
+    with local_view(args.experiment_dir, "scs-gather-") as (path, _, sweep):
+        if not path.is_dir():
+            raise UsageError(f"{args.experiment_dir} is not a sweep or Tune experiment directory")
+        if is_uri(args.experiment_dir) and not any(path.iterdir()):  # an object store has no empty folders
+            raise UsageError(f"{args.experiment_dir} holds nothing; give a sweep or Tune experiment folder")
         name = args.experiment or sweep or sweep_name_of(path.resolve()) or path.name
         store = get_store(_store_uri(args.store))
         n = gather_path(path, name, store, warn=lambda line: print(f"warning: {line}"))

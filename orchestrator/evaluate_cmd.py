@@ -7,10 +7,8 @@ checkpoints evaluated are downloaded). Needs torch, and pyarrow for the store; n
 from __future__ import annotations
 
 import pickle
-import tempfile
 import time
-from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from trainables import defaults
 
@@ -35,33 +33,6 @@ def _newest_checkpoints(folder: Path) -> list[Path]:
         if tid not in newest or ckpt.parent.name > newest[tid].parent.name:
             newest[tid] = ckpt
     return [newest[k] for k in sorted(newest)]
-
-
-@contextmanager
-def _local(given: str):
-    """(a local path for `given`, fetch(path) that makes a checkpoint found under it readable, the sweep's
-    name or ""): the path itself, or for a URI a temporary mirror of the trial or sweep folder (its small
-    files, named as in the storage) whose checkpoints are downloaded when fetched."""
-    from trainables.locations import Location, is_uri
-
-    if not is_uri(given):
-        yield Path(given), lambda path: path, ""
-        return
-    from .storage import mirror, sweep_name_above
-
-    where = Location(given)
-    # a checkpoint file: its trial folder (checkpoint_NNNNNN/trainer.pt two levels up) says its trial id
-    single = where.is_file()
-    folder = Location(where.uri_of(str(PurePosixPath(where.path).parent.parent))) if single else where
-    with tempfile.TemporaryDirectory(prefix="scs-evaluate-") as tmp:
-        root = mirror(folder.fs, folder.path, Path(tmp) / PurePosixPath(folder.path).name)
-
-        def fetch(path: Path) -> Path:
-            folder.download(folder.fs_path(path.relative_to(root).as_posix()), path)
-            return path
-
-        local = root / PurePosixPath(where.path).relative_to(folder.path) if single else root
-        yield local, fetch, sweep_name_above(folder)
 
 
 def evaluate_checkpoint(path: Path, settings, data: str = "", device: str = "") -> tuple[dict, dict]:
@@ -116,7 +87,9 @@ def _settings(args):
 
 def run(args) -> int:
     settings = _settings(args)
-    with _local(args.path) as (path, fetch, sweep):
+    from .storage import local_view
+
+    with local_view(args.path, "scs-evaluate-") as (path, fetch, sweep):
         if not path.exists():
             raise UsageError(f"{args.path} does not exist; give a trainer.pt checkpoint or a sweep directory")
         return _evaluate(args, path, fetch, settings, sweep)

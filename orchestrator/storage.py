@@ -7,25 +7,28 @@ checkpoints). With `s3://...` storage Tune writes through a pyarrow filesystem, 
 node upload their checkpoints there themselves: no node needs a shared disk.
 
 What must stay on a disk lives on the head's own (`local_dir`, under ~/.cache/scs-sweep/runs, or
-$SCS_LOCAL_RUNS): the live Optuna study (SQLite, copied to the storage after each part and fetched from
-it when a new head resumes; tuner.KeepStudy) and a mirror of the small files (`view`), which the Path-based readers of
-records.py read as they read a local sweep folder. A checkpoint is mirrored as an empty file of the same
-name: `uri_of` turns the mirror's path back into the storage's name for it.
+$SCS_LOCAL_RUNS): the live Optuna study (SQLite, copied to the storage as trials end and after each part,
+tuner.KeepStudy, and fetched from it when a new head resumes) and a mirror of the small files (`view`),
+which the Path-based readers of records.py read as they read a local sweep folder. A checkpoint is
+mirrored as an empty file of the same name: `uri_of` turns the mirror's path back into the storage's name
+for it. `local_view` gives gather and evaluate the same mirror of a folder named by URI.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import pyarrow.fs as pafs
 
 from trainables import defaults
-from trainables.locations import Location
+from trainables.locations import Location, is_uri
 
-__all__ = ["Storage", "SweepFolder", "mirror", "sweep_name_above", "LOCAL_ENV"]
+__all__ = ["Storage", "SweepFolder", "mirror", "local_view", "sweep_name_above", "LOCAL_ENV"]
 
 LOCAL_ENV = "SCS_LOCAL_RUNS"        # the head's local folder for a remote storage's mirror and Optuna study
 # what records.py, the scheduler and `status` read; everything else (checkpoints, TensorBoard files) is not
@@ -91,6 +94,30 @@ def sweep_name_above(where: Location, levels: int = 3) -> str:
         if folder.name and where.fs.get_file_info(str(folder / "sweep.json")).type == pafs.FileType.File:
             return folder.name
     return ""
+
+
+@contextmanager
+def local_view(given: str, prefix: str = "scs-"):
+    """(a local path for `given`, fetch(path) that makes a checkpoint found under it readable, the sweep's
+    name or ""): the path itself, or for a URI a temporary mirror of the trial or sweep folder (its small
+    files, named as in the storage) whose checkpoints are downloaded when fetched. What gather and evaluate
+    read a folder in an object store through."""
+    if not is_uri(given):
+        yield Path(given), lambda path: path, ""
+        return
+    where = Location(given)
+    # a checkpoint file: its trial folder (checkpoint_NNNNNN/trainer.pt two levels up) says its trial id
+    single = where.is_file()
+    folder = Location(where.uri_of(str(PurePosixPath(where.path).parent.parent))) if single else where
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = mirror(folder.fs, folder.path, Path(tmp) / PurePosixPath(folder.path).name)
+
+        def fetch(path: Path) -> Path:
+            folder.download(folder.fs_path(path.relative_to(root).as_posix()), path)
+            return path
+
+        local = root / PurePosixPath(where.path).relative_to(folder.path) if single else root
+        yield local, fetch, sweep_name_above(folder)
 
 
 class Storage:
