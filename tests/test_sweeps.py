@@ -211,8 +211,10 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     ended = {t for t, state in tune_states(part)[0].items() if state == "TERMINATED"}
-    done_before = {p.parent: len(p.read_text().splitlines()) for p in runs.rglob("result.json")
-                   if json.loads(p.read_text().splitlines()[0])["trial_id"] in ended}
+    lines_of = {p.parent: p.read_text().splitlines() for p in runs.rglob("result.json")}
+    # a result.json with no line yet: its trial started just before the kill, so it had not ended
+    done_before = {folder: len(lines) for folder, lines in lines_of.items()
+                   if lines and json.loads(lines[0])["trial_id"] in ended}
     assert done_before, "no trial finished before the kill"
     resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "table1", *args],
                              env=ENV, capture_output=True, text=True, timeout=400)
