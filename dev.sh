@@ -11,10 +11,18 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 VENV=${SCS_VENV:-.venv}                   # SCS_VENV: another place for the environment
 case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
-# SCS_TORCH_INDEX: a PyTorch wheel index for the CUDA build (e.g. https://download.pytorch.org/whl/cu126 for a
-# driver too old for PyPI's CUDA 13 wheel); part of the stamp, so changing it reinstalls
-stamp="$VENV/.installed-$( (cat pyproject.toml; echo "${SCS_TORCH_INDEX:-}") | sha1sum | cut -c1-12)"
 gpu=0; nvidia-smi -L >/dev/null 2>&1 && gpu=1
+# SCS_TORCH_INDEX: a PyTorch wheel index for the CUDA build; part of the stamp, so changing it reinstalls.
+# PyPI's torch 2.13 is a CUDA 13 build, which needs driver 580 or newer: where nvidia-smi says the driver
+# runs an older CUDA (12.x: driver 525-575), the CUDA 12.6 build is taken unless SCS_TORCH_INDEX names one.
+if [ "$gpu" = 1 ] && [ -z "${SCS_TORCH_INDEX:-}" ]; then
+  driver_cuda=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\)\..*/\1/p' | head -n 1)
+  if [ -n "$driver_cuda" ] && [ "$driver_cuda" -lt 13 ]; then
+    SCS_TORCH_INDEX=https://download.pytorch.org/whl/cu126
+    echo "dev.sh: the NVIDIA driver runs CUDA $driver_cuda, older than PyPI's torch needs (13): torch from $SCS_TORCH_INDEX"
+  fi
+fi
+stamp="$VENV/.installed-$( (cat pyproject.toml; echo "${SCS_TORCH_INDEX:-}") | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip

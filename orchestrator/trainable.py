@@ -64,14 +64,14 @@ def _train(params: dict) -> None:
 
     from trainables import Trainer, TrialConfig
     from trainables.config import ConfigError
-    from trainables.devices import trial_device
+    from trainables.devices import trial_device, use_cpus
 
     run = params[RUN_KEY]
     spec = trial_spec(params)
     if spec.init_error:  # a later stage whose first-stage trial of this seed did not finish (tuner.py)
         raise ConfigError(spec.init_error)
     cfg = TrialConfig.from_dict(spec.config)
-    torch.set_num_threads(max(1, int(run.get("cpus_per_trial", 1))))
+    use_cpus(run.get("cpus_per_trial", 1))  # torch's threads and inductor's compile workers
     # what Ray assigned, never "any visible GPU": Ray leaves CUDA_VISIBLE_DEVICES alone for a trial that
     # asked for no GPU, and a GPU torch cannot use is one line here (DeviceError: failed, not retried)
     gpu_ids = ray.get_gpu_ids()

@@ -34,7 +34,7 @@ from .store_callback import StoreAndProgress
 from .trainable import train_scs
 from .tune_config import param_space
 
-__all__ = ["connect", "execute", "gpu_supply", "code_version", "OPTUNA_DB", "CPUS_PER_TRIAL"]
+__all__ = ["connect", "execute", "gpu_supply", "code_version", "reuses_workers", "OPTUNA_DB", "CPUS_PER_TRIAL"]
 
 CPUS_PER_TRIAL = 1
 OPTUNA_DB = "optuna.db"   # in the sweep's folder: `optuna-dashboard sqlite:///.../optuna.db`
@@ -106,6 +106,19 @@ class ScalarTBXLogger(TBXLoggerCallback):
         super().log_trial_result(iteration, trial, flat)
 
 
+def reuses_workers(part: PartPlan) -> bool:
+    """Whether a worker process runs trial after trial (Tune's reuse_actors): on CPUs, yes; on GPUs, no.
+
+    On CPUs what torch.compile built for an architecture then serves every later trial of it. On a GPU a
+    trial's model runs as CUDA graphs, recorded for its own parameters' addresses, whose memory pools torch
+    keeps in per-thread trees (torch/_inductor/cudagraph_trees.py) that only the recording thread can reset,
+    while Tune runs each trial in a new thread: a reused worker would keep every earlier trial's graphs and
+    pools. A fresh process per GPU trial frees them with the process; it compiles again from inductor's
+    on-disk caches (FX graph and Triton kernels, on by default), seconds against a trial of many epochs.
+    """
+    return not part.gpus_per_trial
+
+
 def _trainable(part: PartPlan):
     return tune.with_resources(train_scs, {"cpu": CPUS_PER_TRIAL, "gpu": part.gpus_per_trial})
 
@@ -143,9 +156,7 @@ def build_tuner(part: PartPlan, sweep: SweepPlan, folder: SweepFolder, trials: l
                                   search_alg=_search_alg(part, folder), num_samples=1 if not part.search
                                   else part.search["samples"],
                                   max_concurrent_trials=sweep.max_concurrent or None,
-                                  # a worker process runs trial after trial, so what torch.compile
-                                  # built for an architecture serves every later trial of it
-                                  reuse_actors=True)
+                                  reuse_actors=reuses_workers(part))
     run_config = tune.RunConfig(
         name=part.part, storage_path=folder.tune_path(), storage_filesystem=folder.filesystem, verbose=0,
         sync_config=tune.SyncConfig(sync_period=REMOTE_SYNC_S) if folder.remote else None,

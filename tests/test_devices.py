@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -157,7 +158,9 @@ def test_dev_sh_on_a_gpu_node_whose_torch_cannot_use_the_gpu_stops_with_one_line
                                               "CUDA Version: 12.2 |'\n")):
         path.write_text(text)
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    digest = hashlib.sha1((ROOT / "pyproject.toml").read_bytes() + b"\n").hexdigest()[:12]
+    # dev.sh takes torch's CUDA 12.6 build for this driver (CUDA 12.2), and its stamp records the index
+    index = b"https://download.pytorch.org/whl/cu126\n"
+    digest = hashlib.sha1((ROOT / "pyproject.toml").read_bytes() + index).hexdigest()[:12]
     (venv / f".installed-{digest}").write_text("torch (installed)\n")  # dev.sh's stamp: skip the install
     env = dict(os.environ, PATH=f"{tools}:{os.environ['PATH']}", SCS_VENV=str(venv))
     env.pop("SCS_TORCH_INDEX", None)
@@ -260,3 +263,164 @@ def test_the_partial_last_batch_does_not_make_the_compiled_model_symbolic(caplog
     assert trainer.compiled
     symbols = [r.getMessage() for r in caplog.records if "create_symbol" in r.getMessage()]
     assert symbols == []
+
+
+# -- the compiled GPU path: what only a GPU would show, emulated -------------------------------------------
+def _as_if_cuda_graphs(trainer: Trainer) -> Trainer:
+    """The Trainer's warm-up as it runs with CUDA graphs on a GPU (three runs per batch size), with nothing
+    compiled: the model runs eagerly, so the test takes seconds."""
+    trainer.cuda_graphs, trainer._warmed_up = True, False
+    return trainer
+
+
+def test_warm_up_under_cuda_graphs_sets_every_grad_to_none_before_each_run():
+    """Warm-up ran forward and backward three times per batch size without clearing .grad: under CUDA graphs
+    the first run's .grad lives in the graph's memory pool, the next run frees it, and `.grad += new` reads
+    freed memory (torch's message: 'set .grad to None before each backward'); compile=auto then fell back
+    to eager on every GPU trial. A hook sees every .grad before each warm-up forward."""
+    train, test = make_synthetic(300, 100)
+    trainer = _as_if_cuda_graphs(Trainer(cfg(layer="conv", activation="relu", pooling="max", batch_size=128),
+                                         train, test, compile="off"))
+    seen = []
+    trainer.model.register_forward_pre_hook(
+        lambda module, args: seen.append((module.training, all(p.grad is None for p in module.parameters()))))
+    trainer.warm_up()
+    training_runs = [clear for training, clear in seen if training]
+    assert len(training_runs) == 6  # batches of 128 and 44, three runs each
+    assert all(training_runs), training_runs
+    assert trainer.compile_error == "" and all(p.grad is None for p in trainer.model.parameters())
+
+
+def test_a_second_trainer_in_one_thread_leaves_the_cuda_graph_trees_to_torch(monkeypatch):
+    """forget_cuda_graphs() reset torch's CUDA-graph trees when a trial warmed up: in the thread that had
+    recorded them (a resumed Trainer, bench/gpu_check.py) it shut the tree down while dynamo kept the compiled
+    graph ('Running CUDAGraph after shutdown'), and under Tune (a new thread per trial) it found none and freed
+    nothing. Nothing resets them now; GPU trials get a fresh worker process each (next test)."""
+    import torch._inductor.cudagraph_trees as trees
+
+    def shut_down():
+        raise AssertionError("the CUDA-graph trees were reset under a compiled graph that still uses them")
+
+    monkeypatch.setattr(trees, "reset_cudagraph_trees", shut_down)
+    train, test = make_synthetic(300, 100)
+    for _ in range(2):  # a trial, then its restored Trainer in the same thread
+        trainer = _as_if_cuda_graphs(Trainer(cfg(layer="conv", activation="relu", pooling="max", batch_size=128),
+                                             train, test, compile="off"))
+        trainer.warm_up()
+        assert trainer.compile_error == ""
+
+
+def test_gpu_trials_get_a_fresh_worker_process_and_cpu_trials_reuse_theirs(tmp_path):
+    """A reused worker kept every earlier GPU trial's CUDA graphs and memory pools (their trees belong to the
+    threads that recorded them); GPU trials now run without actor reuse, CPU trials keep it (compiled
+    kernels serve every later trial)."""
+    from orchestrator.storage import Storage
+    from orchestrator.tuner import build_tuner
+
+    for gpus, reused in ((0.25, False), (1.0, False), (0.0, True)):
+        sweep = _table1_plan(smoke_test=True)
+        part = sweep.parts[0]
+        part.gpus_per_trial = gpus
+        tuner = build_tuner(part, sweep, Storage(str(tmp_path / "runs")).sweep("t1"))
+        assert tuner._local_tuner._tune_config.reuse_actors is reused, gpus
+
+
+def test_fp16_gradient_norms_leave_out_the_steps_whose_gradients_overflowed():
+    """unscale_ leaves overflowed gradients inf and the scaler only skips that step, but the epoch's mean
+    gradient norm still added them: inf or NaN for a layer in the first epoch of fp16 (GradScaler's first
+    steps usually overflow). Here the first three steps' gradients overflow, as fp16's would (a backward hook
+    makes them inf), and the real scaler skips them: every layer's norm must stay finite and equal its mean
+    over the steps that did not overflow."""
+    train, test = make_synthetic(1024, 100)
+    trainer = Trainer(cfg(layer="conv", activation="relu", pooling="max", batch_size=64), train, test,
+                      compile="off")
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)  # on, as with fp16 on a GPU
+    first = trainer.layers[0][1].weight
+    steps = []
+    first.register_hook(lambda grad: grad * float("inf") if len(steps) < 3 else grad)
+    step_norms = []
+    real_norm = torch._foreach_norm
+
+    def recording(tensors, *args, **kw):
+        norms = real_norm(tensors, *args, **kw)
+        if tensors and tensors[0] is first.grad:  # the step's gradient norms, after unscale_
+            steps.append(1)
+            step_norms.append(float(norms[0]) if torch.isfinite(norms[0]) else None)
+        return norms
+
+    torch._foreach_norm = recording
+    try:
+        result = trainer.train_epoch()
+    finally:
+        torch._foreach_norm = real_norm
+    assert step_norms[:3] == [None] * 3 and None not in step_norms[3:] and len(step_norms) == 16
+    assert trainer.scaler.get_scale() == 2.0 ** 7  # the scaler skipped and halved three times
+    assert all(np.isfinite(layer.grad_norm) and layer.grad_norm > 0 for layer in result.layers)
+    kept = step_norms[3:]
+    assert result.layers[0].grad_norm == pytest.approx(sum(kept) / len(kept), rel=1e-5)
+
+
+def test_a_trial_compiles_with_as_many_workers_as_it_has_cpus(monkeypatch):
+    """Inductor starts min(32, the node's CPUs) compile workers per process: 8 GPUs with 4 packed trials each
+    on a 96-core node would start over a thousand. A trial compiles with the CPUs Ray gave it."""
+    import torch._inductor.config as inductor_config
+
+    threads = torch.get_num_threads()
+    try:
+        with inductor_config.patch(compile_threads=32):  # a 32-core node's default
+            _run_trial(monkeypatch, [], cuda_available=False)  # the run settings give the trial 2 CPUs
+            assert inductor_config.compile_threads == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_node_check_fails_where_no_gpu_kernel_compiles_and_runs(monkeypatch, capsys):
+    """`--require-gpu` passed a node with a GPU, a C compiler and Python's headers even where Triton could not
+    build or launch a kernel (a driver too old for it): every trial there trained eagerly. It now compiles
+    and runs one small kernel; here the GPU is emulated and the compiler fails as Triton would."""
+    from trainables import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA A10G")
+    monkeypatch.setattr(devices, "compiler_problems", lambda: [])
+
+    def no_triton(*args, **kw):
+        raise RuntimeError("Triton cannot find libcuda.so\nmore detail")
+
+    monkeypatch.setattr(torch, "compile", no_triton)
+    assert devices.main(["--require-gpu"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "torch.compile cannot build and run a GPU kernel here (RuntimeError: Triton cannot find libcuda.so)" in line
+    monkeypatch.undo()
+    assert devices.compile_probe("cpu") == ""  # the probe itself compiles and runs a kernel (C++ here)
+
+
+def _dev_sh_with_fake_pip(tmp_path, driver_cuda: str):
+    """dev.sh setup on a node whose nvidia-smi reports a GPU and a driver for `driver_cuda`, with pip replaced
+    by a recorder: returns the pip command lines dev.sh ran."""
+    venv, tools, log = tmp_path / "venv", tmp_path / "bin", tmp_path / "pip.log"
+    (venv / "bin").mkdir(parents=True)
+    tools.mkdir()
+    python = (f'#!/bin/sh\nif [ "$1 $2" = "-m pip" ]; then echo "$@" >> {log}; exit 0; fi\n'
+              f'if [ "$1 $2" = "-m trainables.devices" ]; then exit 0; fi\nexec {sys.executable} "$@"\n')
+    smi = ("#!/bin/sh\necho 'GPU 0: NVIDIA A10G (UUID: GPU-0)'\n"
+           f"echo '| NVIDIA-SMI 535.104.05  Driver Version: 535.104.05  CUDA Version: {driver_cuda} |'\n")
+    for path, text in ((venv / "bin" / "python", python), (tools / "nvidia-smi", smi)):
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    env = dict(os.environ, PATH=f"{tools}:{os.environ['PATH']}", SCS_VENV=str(venv))
+    env.pop("SCS_TORCH_INDEX", None)
+    done = subprocess.run(["bash", str(ROOT / "dev.sh"), "setup"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line for line in log.read_text().splitlines() if "torch>=" in line]
+
+
+def test_dev_sh_takes_torchs_cuda_12_build_where_the_driver_is_older_than_cuda_13(tmp_path):
+    """PyPI's torch 2.13 is a CUDA 13 build (driver 580 or newer) and cluster.yaml's `./dev.sh setup` never set
+    SCS_TORCH_INDEX: on an older driver every GPU node ended set up with a torch that cannot use its GPU."""
+    (old,) = _dev_sh_with_fake_pip(tmp_path / "old", "12.2")
+    assert "--index-url https://download.pytorch.org/whl/cu126" in old
+    (new,) = _dev_sh_with_fake_pip(tmp_path / "new", "13.0")
+    assert "--index-url" not in new

@@ -40,7 +40,8 @@ def test_perturbations_stay_within_eps_and_the_unit_box(trained):
     x = trained.test_set.images[:32].float() / 255
     y = trained.test_set.labels[:32]
     f = lambda z: trained.model.eval()(z)
-    x_adv = pgd_attack(f, x, y, 0.03, 5, 0.01, True, torch.Generator().manual_seed(0))
+    start = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x_adv = pgd_attack(f, x, y, 0.03, 5, 0.01, start)
     assert (x_adv - x).abs().max().item() <= 0.03 + 1e-6
     assert x_adv.min().item() >= 0 and x_adv.max().item() <= 1
     assert (x_adv != x).any()
@@ -106,3 +107,52 @@ def test_evaluation_rows_land_in_the_store_with_unique_keys(trained, tmp_path):
     sal = store.read_table("saliency").to_pylist()
     assert len(sal) == 10 and len({r["image_index"] for r in sal}) == 10
     assert all(len(r["map"]) == 32 * 32 and 0 <= r["sparsity_gini"] <= 1 for r in sal)
+
+
+# -- a device whose memory is small (the GPU side emulated on the CPU) -----------------------------------
+def _batch_sizes_seen(model):
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    return seen, handle
+
+
+def test_pgd_batches_fit_a_device_with_little_free_memory_and_give_the_same_accuracy(trained, monkeypatch):
+    """ResNet18 at 224 pixels ran all 500 PGD images in one float32 batch: tens of GB, more than a 24 GB
+    GPU. The batch is now bounded by the device's free memory over the measured memory per image; random
+    starts are drawn for all images at once, so the accuracies do not depend on the batch."""
+    import trainables.evaluation as evaluation
+
+    s = EvalSettings(eps=(0.0, 0.01, 0.03), steps=3, pgd_images=100, batch_size=500)
+    subset = trained.test_set.subset(100)
+    seen, handle = _batch_sizes_seen(trained.model)
+    roomy = robustness(trained.model, subset, 32, s)
+    handle.remove()
+    assert max(seen) == 100  # the CPU: no bound, one batch
+
+    monkeypatch.setattr(evaluation, "free_memory", lambda device: 40 * 2 ** 20)      # 40 MB free
+    monkeypatch.setattr(evaluation, "bytes_per_image", lambda f, x, y: 2 ** 20)       # 1 MB per image
+    seen, handle = _batch_sizes_seen(trained.model)
+    tight = robustness(trained.model, subset, 32, s)
+    handle.remove()
+    assert max(seen) == 20  # half of the 40 MB free, at 1 MB an image
+    assert [r["accuracy"] for r in tight] == [r["accuracy"] for r in roomy]
+
+
+def test_an_out_of_memory_batch_is_halved_and_redone_with_the_same_result(trained, monkeypatch):
+    """Where the estimate is wrong, a batch the GPU cannot hold is halved and redone, not a failed trial."""
+    s = EvalSettings(eps=(0.0, 0.03), steps=2, pgd_images=64, batch_size=64)
+    subset = trained.test_set.subset(64)
+    expected = [r["accuracy"] for r in robustness(trained.model, subset, 32, s)]
+
+    def small_device(module, args):
+        if args[0].shape[0] > 16:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (emulated)")
+
+    handle = trained.model.register_forward_pre_hook(small_device)
+    try:
+        got = [r["accuracy"] for r in robustness(trained.model, subset, 32, s)]
+        maps, predicted = saliency(trained.model, subset.images[:40].float() / 255, subset.labels[:40], 32)
+    finally:
+        handle.remove()
+    assert got == expected
+    assert maps.shape == (40, 32, 32) and predicted.shape == (40,)

@@ -23,3 +23,13 @@ def test_the_gpu_check_runs_to_its_end_without_cuda_and_says_what_it_skipped(tmp
     assert "8/8 trials: 8 done" in out and "each trial asks for 1 CPU and no GPU" in out
     for name in ("trials.json", "epochs.json", "trials.log", "sweep.log", "sweep-trials.txt"):
         assert (tmp_path / "out" / name).is_file(), name
+
+
+def test_the_gpu_checks_section_limits_and_their_grace_add_up_to_under_six_minutes():
+    """A lent GPU's time is short: the sections' limits, each with timeout's kill grace, fit in 6 minutes."""
+    import re
+
+    script = (ROOT / "bench" / "gpu_check.sh").read_text()
+    limits = [int(n) for n in re.findall(r"^\s*(?:\S+=\S+ )?section \w+ (\d+) ", script, flags=re.M)]
+    (grace,) = {int(n) for n in re.findall(r"timeout -k (\d+) ", script)}
+    assert len(limits) == 5 and sum(limits) + grace * len(limits) < 360, (limits, grace)

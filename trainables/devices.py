@@ -8,8 +8,9 @@ torch, a driver older than torch's CUDA) is one DeviceError line naming the torc
 the driver, at once, instead of a trial that quietly trains on one CPU thread while Ray holds the GPU.
 
 `python -m trainables.devices --require-gpu` is the same check for `dev.sh setup` on a GPU node, plus
-what torch.compile's GPU path needs there (a C compiler and Python's headers, to build Triton's
-launcher). Needs only torch (no ray), like the rest of trainables/.
+what torch.compile's GPU path needs there: a C compiler and Python's headers (to build Triton's launcher),
+and then one small kernel compiled, launched and checked on the GPU. Needs only torch (no ray), like the
+rest of trainables/.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ import torch
 
 from .errors import ScsSweepError
 
-__all__ = ["DeviceError", "Build", "node_build", "trial_device", "local_gpu_index", "compiler_problems"]
+__all__ = ["DeviceError", "Build", "node_build", "trial_device", "local_gpu_index", "use_cpus", "compiler_problems",
+           "compile_probe"]
 
 # PyTorch's wheels for CUDA 12, for a driver too old for the default (CUDA 13) wheel: dev.sh installs
 # torch from $SCS_TORCH_INDEX when it is set.
@@ -143,6 +145,18 @@ def trial_device(gpu_ids: list) -> torch.device:
     return torch.device("cuda", local_gpu_index(gpu_ids[0]))
 
 
+def use_cpus(n: int) -> None:
+    """Train and compile on the n CPUs Ray gave the trial: torch's intra-op threads, and inductor's compile
+    workers, which are otherwise min(32, the node's CPU count) per process (torch/_inductor/config.py,
+    decide_compile_threads): 8 GPUs with 4 packed trials each on a 96-core node would start 32 x 32
+    compile processes. Inductor starts its worker pool at the first compile, so call this before it."""
+    import torch._inductor.config as inductor_config
+
+    n = max(1, int(n))
+    torch.set_num_threads(n)
+    inductor_config.compile_threads = n
+
+
 def compiler_problems() -> list[str]:
     """What torch.compile's GPU path (Triton builds a small C launcher per kernel) lacks on this node:
     a C compiler, Python's headers. Without them compiling fails and trials run eagerly, slower."""
@@ -155,11 +169,34 @@ def compiler_problems() -> list[str]:
     return problems
 
 
+def _probe_kernel(x: torch.Tensor) -> torch.Tensor:
+    return torch.sin(x) * 2 + 1
+
+
+def compile_probe(device: str = "cuda") -> str:
+    """'' when torch.compile builds a kernel for this device and it runs and computes right; else why not,
+    in one line. On a GPU that is Triton compiling for this GPU and driver and building its launcher with
+    the node's C compiler: what a compiler and headers being present does not prove (a driver too old for
+    the ptxas Triton ships, a libcuda Triton cannot find)."""
+    try:
+        kernel = torch.compile(_probe_kernel, fullgraph=True, dynamic=False)
+        x = torch.linspace(-3, 3, 1024, device=device)
+        got = kernel(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if not torch.allclose(got.cpu(), _probe_kernel(x.cpu()), atol=1e-5):
+            return "a compiled kernel computed wrong values"
+    except Exception as exc:  # noqa: BLE001 - Triton, the C compiler and the driver fail in many ways
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return f"{type(exc).__name__}: {first}"
+    return ""
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m trainables.devices", description=__doc__.splitlines()[0])
     p.add_argument("--require-gpu", action="store_true",
                    help="exit 1, with one line saying what to install, unless torch can use this node's GPU "
-                        "and torch.compile can build its GPU kernels here")
+                        "and torch.compile builds and runs a GPU kernel here")
     args = p.parse_args(argv)
     build = node_build()
     if not args.require_gpu:
@@ -176,7 +213,13 @@ def main(argv=None) -> int:
               f"would run eagerly: sudo apt-get install -y build-essential python3-dev (or your system's "
               f"equivalents)", file=sys.stderr)
         return 1
-    print(f"scs-sweep setup: {build.describe()}; {torch.cuda.device_count()} GPU(s) usable: "
+    failed = compile_probe("cuda")
+    if failed:
+        print(f"scs-sweep setup: torch.compile cannot build and run a GPU kernel here ({failed}), so trials "
+              f"would run eagerly: {build.describe()}; update the driver or install torch's build for it "
+              f"(SCS_TORCH_INDEX, README), then ./dev.sh setup again", file=sys.stderr)
+        return 1
+    print(f"scs-sweep setup: {build.describe()}; {torch.cuda.device_count()} GPU(s) usable, a compiled kernel ran: "
           f"{torch.cuda.get_device_name(0)}")
     return 0
 

@@ -17,7 +17,7 @@ from .data import ImageSet
 from .eval_settings import DEFAULT_EPS, EvalSettings
 
 __all__ = ["EvalSettings", "pgd_attack", "robustness", "saliency", "saliency_indices", "gini",
-           "top_mass", "evaluate_model", "DEFAULT_EPS"]
+           "top_mass", "evaluate_model", "attack_batch_size", "DEFAULT_EPS"]
 
 class ImageSpace(nn.Module):
     """model(resize(x)) in eval mode: the function attacks and saliency differentiate."""
@@ -33,16 +33,14 @@ class ImageSpace(nn.Module):
 
 
 def pgd_attack(f: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step_size: float,
-               random_start: bool, gen: torch.Generator) -> torch.Tensor:
-    """L-inf PGD maximising cross-entropy; the result stays within eps of x and inside [0, 1]."""
+               start: torch.Tensor | None = None) -> torch.Tensor:
+    """L-inf PGD maximising cross-entropy from x + eps * start (start in [-1, 1], or None for x itself); the
+    result stays within eps of x and inside [0, 1]."""
     if eps == 0:
         return x.clone()
-    delta = torch.zeros_like(x)
-    if random_start:
-        delta = (torch.rand(x.shape, generator=gen) * 2 - 1).to(x.device) * eps
-    x_adv = (x + delta).clamp(0, 1)
+    x_adv = x if start is None else (x + start.to(x.device) * eps).clamp(0, 1)
     for _ in range(steps):
-        x_adv.requires_grad_(True)
+        x_adv = x_adv.detach().requires_grad_(True)
         loss = F.cross_entropy(f(x_adv), y)
         (grad,) = torch.autograd.grad(loss, x_adv)
         with torch.no_grad():
@@ -51,23 +49,87 @@ def pgd_attack(f: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps
     return x_adv.detach()
 
 
+# Of the memory a GPU has free, what one attack batch may take: the rest is headroom for cuDNN's workspaces
+# and the caching allocator's fragmentation.
+MEMORY_SHARE = 0.5
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on a GPU (None on the CPU, whose batches are not bounded here)."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.mem_get_info(device)[0]
+
+
+def bytes_per_image(f: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The GPU memory one image of an attack step takes (forward, and backward to the input, float32):
+    the peak over a step of a few images, divided by their count (the fixed part included: an over-estimate)."""
+    device = x.device
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    probe = x.detach().clone().requires_grad_(True)
+    torch.autograd.grad(F.cross_entropy(f(probe), y), probe)
+    torch.cuda.synchronize(device)
+    return max(1.0, (torch.cuda.max_memory_allocated(device) - base) / len(x))
+
+
+def attack_batch_size(f: nn.Module, x: torch.Tensor, y: torch.Tensor, requested: int) -> int:
+    """`requested` images per attack batch, or fewer where the device's free memory would not hold them
+    (ResNet18 at 224 pixels: tens of MB per image, so 500 images would need 20-40 GB)."""
+    free = free_memory(x.device)
+    if free is None:
+        return requested
+    per_image = bytes_per_image(f, x[:4], y[:4])
+    return max(1, min(requested, int(MEMORY_SHARE * free / per_image)))
+
+
+def _batched(run, n: int, batch: int):
+    """run(start, stop) over [0, n) in batches of `batch`, halving it after a GPU out-of-memory error and
+    redoing that batch (every input of a batch is drawn beforehand, so its result does not change)."""
+    out, begin = [], 0
+    while begin < n:
+        try:
+            out.append(run(begin, min(n, begin + batch)))
+        except torch.cuda.OutOfMemoryError:
+            if batch == 1:
+                raise
+            batch = max(1, batch // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        begin += batch
+    return out
+
+
 def robustness(model: nn.Module, images: ImageSet, image_dim: int, s: EvalSettings) -> list[dict]:
-    """Accuracy under PGD for every eps, on the same images (float32, batched on the model's device)."""
+    """Accuracy under PGD for every eps, on the same images (float32, batched on the model's device in
+    batches that fit its memory). Random starts are drawn per eps for all images at once from one seeded
+    CPU generator, so the result does not depend on the batch size."""
     f = ImageSpace(model, image_dim).eval()
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(s.seed)
+    n = len(images)
+
+    def batch_of(begin: int, stop: int):
+        return (images.images[begin:stop].to(device).float() / 255, images.labels[begin:stop].to(device))
+
+    batch = attack_batch_size(f, *batch_of(0, min(n, 4)), s.batch_size) if n else s.batch_size
     rows = []
     for eps in s.eps:
-        correct = 0
-        for start in range(0, len(images), s.batch_size):
-            x = images.images[start:start + s.batch_size].to(device).float() / 255
-            y = images.labels[start:start + s.batch_size].to(device)
-            x_adv = pgd_attack(f, x, y, eps, s.steps, s.step_scale * eps / s.steps, s.random_start, gen)
+        starts = (torch.rand(images.images.shape, generator=gen) * 2 - 1) if s.random_start and eps else None
+
+        def attack(begin: int, stop: int) -> int:
+            x, y = batch_of(begin, stop)
+            x_adv = pgd_attack(f, x, y, eps, s.steps, s.step_scale * eps / s.steps,
+                               None if starts is None else starts[begin:stop])
             with torch.no_grad():
-                correct += (f(x_adv).argmax(1) == y).sum().item()
+                return (f(x_adv).argmax(1) == y).sum().item()
+
+        correct = sum(_batched(attack, n, batch))
         rows.append({"attack": "pgd_linf", "eps": float(eps), "steps": s.steps,
-                     "step_size": s.step_scale * eps / s.steps, "accuracy": correct / len(images),
-                     "n_images": len(images)})
+                     "step_size": s.step_scale * eps / s.steps, "accuracy": correct / n,
+                     "n_images": n})
     return rows
 
 
@@ -84,12 +146,20 @@ def saliency_indices(labels: torch.Tensor, per_class: int = 1, seed: int = 0) ->
 
 
 def saliency(model: nn.Module, x: torch.Tensor, y: torch.Tensor, image_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(|d score_y / d x| max over channels, predicted class): maps of shape (N, H, W)."""
+    """(|d score_y / d x| max over channels, predicted class): maps of shape (N, H, W), in batches that fit
+    the device's memory (as the attack's)."""
     f = ImageSpace(model, image_dim).eval()
-    x = x.clone().requires_grad_(True)
-    scores = f(x)
-    (grad,) = torch.autograd.grad(scores.gather(1, y[:, None]).sum(), x)
-    return grad.abs().amax(dim=1).detach(), scores.argmax(1).detach()
+
+    def one_batch(begin: int, stop: int):
+        xb = x[begin:stop].clone().requires_grad_(True)
+        scores = f(xb)
+        (grad,) = torch.autograd.grad(scores.gather(1, y[begin:stop, None]).sum(), xb)
+        return grad.abs().amax(dim=1).detach(), scores.argmax(1).detach()
+
+    if not len(x):
+        return x.new_zeros((0, *x.shape[2:])), y.clone()
+    parts = _batched(one_batch, len(x), attack_batch_size(f, x[:4], y[:4], len(x)))
+    return torch.cat([m for m, _ in parts]), torch.cat([p for _, p in parts])
 
 
 def gini(values: torch.Tensor) -> float:

@@ -13,8 +13,8 @@ model runs eagerly in channels_last (max-pooling and mkldnn's convolutions run s
 and only the SCS/SDP sharpening and the windowed pooling (fused.py, windowed.py) run as compiled kernels,
 when the trial is long enough to pay for compiling them (`compiles_kernels`). Compilation happens in
 `warm_up()` before the first epoch's clock starts; compiled functions are shared by the whole process,
-so a later trial in the same worker (Tune reuses actors) finds them built, and inductor's disk cache
-serves new processes. `compile="on"` compiles the whole model on the CPU too (how the tests check that
+so a later CPU trial in the same worker (Tune reuses CPU actors) finds them built, and inductor's disk
+cache serves new processes (every GPU trial's: orchestrator/tuner.py, `reuses_workers`). `compile="on"` compiles the whole model on the CPU too (how the tests check that
 both paths train identically); `compile="off"` compiles nothing.
 """
 from __future__ import annotations
@@ -59,7 +59,8 @@ class LayerStats:
     layer_name: str
     layer_type: str                  # conv | scs | sdp | linear
     weight_norm: float               # L2 norm of the weight after the epoch
-    grad_norm: float                 # mean over the epoch's steps of the weight gradient's L2 norm
+    grad_norm: float                 # mean over the epoch's steps of the weight gradient's L2 norm (steps whose
+                                     # fp16 gradients overflowed, which the scaler skips, left out; NaN if all)
     p_mean: float | None = None
     p_min: float | None = None
     p_max: float | None = None
@@ -166,16 +167,6 @@ def compiled_call(cuda_graphs: bool):
         # in the process. Static: 2 sizes x train/eval = 4 graphs per architecture, each at full speed.
         _compiled_calls[mode] = torch.compile(_call, mode=mode, dynamic=False)
     return _compiled_calls[mode]
-
-
-def forget_cuda_graphs() -> None:
-    """Free the CUDA graphs earlier trials of this process recorded. A graph is recorded for the addresses
-    of one trial's parameters: a later trial in the same (reused) worker records its own, and without this
-    the old ones would stay, holding their memory pools (and re-recording counts toward a limit after
-    which inductor stops using graphs at all). One trial trains per worker at a time (Tune's actors)."""
-    from torch._inductor.cudagraph_trees import reset_cudagraph_trees
-
-    reset_cudagraph_trees()
 
 
 class Trainer:
@@ -299,8 +290,11 @@ class Trainer:
         dim = self.cfg.image_dim
         self._sync()
         start = time.perf_counter()
-        if self.cuda_graphs:
-            forget_cuda_graphs()
+        # No reset of torch's CUDA-graph trees here: they belong to the thread that recorded them (a Tune trial
+        # runs in a thread of its own, so a reset from a later trial finds none), and resetting them in the
+        # thread that has them leaves dynamo's compiled graph pointing at a shut-down tree ("Running CUDAGraph
+        # after shutdown"). A second model in one process makes the tree record anew for its parameters'
+        # addresses; GPU trials get a fresh worker process each (tuner.py), whose graphs end with it.
         try:
             for train, n in ((True, len(self.train_set)), (False, len(self.test_set))):
                 self.model.train(train)
@@ -308,6 +302,11 @@ class Trainer:
                     # constant images: what compiles is the shape, and no RNG stream is touched
                     x = torch.full((b, 3, dim, dim), 0.5, device=self.device).contiguous(memory_format=fmt)
                     for _ in range(3 if self.cuda_graphs else 1):  # CUDA graphs: warm, record, replay
+                        # .grad set to None before every backward, as training steps do: under CUDA graphs
+                        # a .grad made by one run lives in the graph's memory pool, the next run frees it,
+                        # and `.grad += new` would read freed memory (torch/_inductor/cudagraph_trees.py,
+                        # "set .grad to None before each backward")
+                        self.model.zero_grad(set_to_none=True)
                         with torch.set_grad_enabled(train), self._autocast():
                             logits = self._forward(x)
                         if train:
@@ -321,7 +320,7 @@ class Trainer:
             self.compile_error = f"torch.compile failed, ran eagerly: {type(exc).__name__}: {exc}"[:300]
             self.compiled = self.cuda_graphs = False
         finally:
-            self.optimizer.zero_grad(set_to_none=True)
+            self.model.zero_grad(set_to_none=True)
             self._set_rng_state(rng)
             with torch.no_grad():
                 for name, b in self.model.named_buffers():
@@ -345,10 +344,10 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         grad_norm_sum = torch.zeros(len(weights), device=self.device)
+        grad_norm_steps = torch.zeros(len(weights), device=self.device)  # steps with a finite gradient, per layer
         per_batch = []
         self._sync()
         start = time.perf_counter()
-        steps = 0
         for x, y in self.train_loader:
             self.optimizer.zero_grad(set_to_none=True)
             with self._autocast():
@@ -359,7 +358,12 @@ class Trainer:
             # then does not divide again); get_scale() would copy the scale to the host at every step
             self.scaler.unscale_(self.optimizer)
             grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]
-            grad_norm_sum += torch.stack(torch._foreach_norm(grads)).float()
+            norms = torch.stack(torch._foreach_norm(grads)).float()
+            # an fp16 step whose gradients overflowed stays inf after unscale_ and the scaler skips it: it
+            # measured nothing, so each layer's mean is over its finite steps (on the device: no host sync)
+            finite = torch.isfinite(norms)
+            grad_norm_sum += torch.where(finite, norms, 0.0)
+            grad_norm_steps += finite
             self.scaler.step(self.optimizer)
             self.scaler.update()
             if self.compiled:  # the compiled forward leaves the reference's clamps to us (layers.py)
@@ -370,7 +374,6 @@ class Trainer:
                 per_batch.append(torch.stack(torch._foreach_norm(weights)).float())
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(1) == y).sum()
-            steps += 1
         if cfg.scheduler == "multistep":
             self.scheduler.step()
         self._sync()
@@ -386,7 +389,7 @@ class Trainer:
             epoch=self.epoch, train_loss=train_loss, train_acc=correct.item() / n,
             test_loss=test_loss, test_acc=test_acc, train_time_s=train_time, eval_time_s=eval_time,
             lr=self.optimizer.param_groups[0]["lr"],
-            layers=self._layer_stats(grad_norm_sum / max(steps, 1), per_batch))
+            layers=self._layer_stats(grad_norm_sum / grad_norm_steps, per_batch))  # NaN: no finite step
         self.history.append(result.metrics())
         return result
 
