@@ -50,7 +50,7 @@ fi
 export PATH="$VENV/bin:$PATH"
 case "${1:-demo}" in
   setup) echo "scs-sweep is installed in $VENV" ;;
-  test) shift || true; exec python -m pytest -q "$@" ;;
+  test) shift || true; ruff check . || exit 1; exec python -m pytest -q "$@" ;;  # the linter (pyproject.toml), then the tests
   demo)
     shift || true
     data_args=(--dataset synthetic)

@@ -14,12 +14,12 @@ import time
 
 import torch
 
-from trainables.config import TrialConfig
+from common.config import TrialConfig
+from common.vocabulary import parse_variant
 from trainables.data import make_synthetic
+from trainables.devices import pick_device
 from trainables.evaluation import EvalSettings, evaluate_model
 from trainables.models import build_model
-from trainables.train import pick_device
-from trainables.vocabulary import parse_variant
 
 
 def time_evaluation(spec: str, settings: EvalSettings, device: torch.device) -> dict:

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
+from common.config import TrialConfig
+from common.vocabulary import parse_variant
 from trainables.bench import bench_epochs
-from trainables.config import TrialConfig
 from trainables.data import make_synthetic
 from trainables.train import Trainer
-from trainables.vocabulary import parse_variant
 
 SECTIONS = ("trials", "epochs", "amp")
 

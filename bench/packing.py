@@ -17,16 +17,17 @@ import json
 import multiprocessing as mp
 import time
 
+from common.config import TrialConfig
+from common.vocabulary import parse_variant
+
 __all__ = ["measure", "main"]
 
 
 def _worker(args: dict, barrier, results) -> None:
     import torch
 
-    from trainables.config import TrialConfig
     from trainables.data import make_synthetic
     from trainables.train import Trainer
-    from trainables.vocabulary import parse_variant
 
     torch.set_num_threads(1)
     train, test = make_synthetic(args["n_train"], args["n_test"])

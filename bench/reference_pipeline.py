@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from common.config import TrialConfig
 from trainables.bench import ReferenceStyleSCS
-from trainables.config import TrialConfig
 from trainables.data import ImageSet
 from trainables.layers import MaxAbsPool2d, SharpCosSim2d
 from trainables.models import build_model

@@ -12,10 +12,10 @@ import sys
 
 import torch
 
-from trainables.config import TrialConfig
+from common.config import TrialConfig
+from common.vocabulary import parse_variant
 from trainables.data import make_synthetic
 from trainables.train import Trainer
-from trainables.vocabulary import parse_variant
 
 
 def main(variants: list[str], n_train: int, rounds: int) -> None:

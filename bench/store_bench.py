@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.config import TrialConfig
 from results.figures import write_figures
 from results.report import write_report
 from results.rows import evaluation_rows, rows_for_trial
 from results.store import ParquetStore
 from results.tables import render_all
 from search_spaces.presets import get_preset
-from trainables.config import TrialConfig
 from trainables.models import build_model, weight_layers
 
 

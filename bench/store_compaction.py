@@ -24,10 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+from common.locations import Location
 from results.query import run_query
 from results.rows import rows_for_trial
 from results.store import ParquetStore
-from trainables.locations import Location
 
 QUERIES = {
     "trials GROUP BY": "SELECT layer, pooling, count(*) AS n, avg(final_acc) AS acc FROM trials GROUP BY ALL",
@@ -65,7 +65,7 @@ def median_s(fn, repeat: int) -> float:
 
 def time_queries(uri: str, repeat: int) -> dict:
     """Seconds of each query's own work: a fresh ParquetStore (as the CLI opens one) and the SQL."""
-    return {name: median_s(lambda: run_query(ParquetStore(uri), sql), repeat) for name, sql in QUERIES.items()}
+    return {name: median_s(lambda sql=sql: run_query(ParquetStore(uri), sql), repeat) for name, sql in QUERIES.items()}
 
 
 def duckdb_direct(root: Path, repeat: int) -> float:

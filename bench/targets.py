@@ -21,6 +21,7 @@ revision being measured (its PYTHONPATH), whatever that revision's bench/ folder
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -31,9 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import argparse
-
-from trainables.errors import ScsSweepError
+from common.errors import ScsSweepError
 
 __all__ = ["run_targets", "TARGETS", "VARIANTS", "BenchError", "main"]
 
@@ -177,7 +176,8 @@ def main(argv=None) -> int:
         if args.quick_table1 and not args.data:
             raise BenchError("--quick-table1 runs table1 on CIFAR-10: give its folder with --data")
         if args.data and not os.path.isdir(args.data):
-            raise BenchError(f"--data {args.data} is not a folder; give the one that holds cifar-10-batches-py (or -bin)")
+            raise BenchError(f"--data {args.data} is not a folder; give the one that holds cifar-10-batches-py "
+                             f"(or -bin)")
         return run_targets(args)
     except ScsSweepError as exc:
         print(f"python -m bench.targets: error: {exc}", file=sys.stderr)

@@ -10,9 +10,19 @@ import sys
 import torch
 
 
+def _trial_config():
+    """TrialConfig of the revision measured: common.config, or trainables.config before the shared base moved."""
+    try:
+        from common.config import TrialConfig
+    except ImportError:
+        from trainables.config import TrialConfig
+    return TrialConfig
+
+
 def epoch(a: dict) -> dict:
     from trainables.bench import bench_epochs
-    from trainables.config import TrialConfig
+
+    TrialConfig = _trial_config()
 
     # spelled out rather than vocabulary.parse_variant: earlier revisions measured here do not have it
     keys = dict(zip(("layer", "activation", "pooling"), a["variant"].split("+")))
@@ -23,9 +33,7 @@ def epoch(a: dict) -> dict:
 
 
 def _cifar_config(a: dict):
-    from trainables.config import TrialConfig
-
-    return TrialConfig(arch="rohrer100k", layer="scs", activation="none", pooling="maxabs", dataset="cifar10",
+    return _trial_config()(arch="rohrer100k", layer="scs", activation="none", pooling="maxabs", dataset="cifar10",
                        data_dir=a["data"], n_train=a["n_train"], n_test=a["n_test"], epochs=a["budget"])
 
 

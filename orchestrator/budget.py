@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from trainables.vocabulary import FULL_BUDGET, PAPER_EPOCHS, PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES
+from common.vocabulary import FULL_BUDGET, PAPER_EPOCHS, PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES
 
 __all__ = ["Budget", "SMOKE", "QUICK", "IMAGES", "budget_for"]
 

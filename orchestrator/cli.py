@@ -1,28 +1,30 @@
 """The `scs-sweep` console script: parses arguments and calls each command's function.
 
-Every subcommand's handler is a real function (commands.py, cluster_cmd.py, evaluate_cmd.py), set on its
-parser. Parsing imports neither torch nor ray, nor do the modules those functions live in: each command
-imports what it needs when it runs, so the read commands (presets, status, query, tables, figures,
-report) start in well under a second, and `models` and `bench` work on a machine that has only torch.
-Every failure the user can fix is a ScsSweepError, printed as one line with exit code 2; a sweep with
-failed trials exits with 1.
+Every subcommand's handler is a function of commands.py, settle.py, cluster_cmd.py or evaluate_cmd.py. Parsing
+imports neither torch nor ray, nor do the modules those functions live in: each command imports them when it
+runs, so the read commands (presets, status, query, tables, figures, report) start in well under a second.
+The sweep commands get typed options built here, at the edge (`sweep_request`, `settle_options`,
+`evaluate_request`): no argparse object travels further. Every failure the user can fix is a ScsSweepError,
+printed as one line with exit code 2; a sweep with failed trials exits with 1.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from trainables import defaults
-from trainables.errors import ScsSweepError
-from trainables.locations import explain_error
-from trainables.eval_settings import EvalSettings
-from trainables.vocabulary import COMPILE_MODES, DATASETS
-
+from common import defaults
+from common.errors import ScsSweepError, first_line
+from common.eval_settings import EvalSettings
+from common.locations import explain_error
+from common.vocabulary import COMPILE_MODES, DATASETS
 from results.sequential import SPENDING
 
-from . import cluster_cmd, commands, evaluate_cmd
-from . import settle as settle_cmd
+from . import cluster_cmd, commands, evaluate_cmd, settle
 from .budget import QUICK, SMOKE
+from .evaluate_cmd import EvaluateRequest, eval_settings
+from .plan import RunOptions
+from .settle import SettleOptions
+from .startup import SweepRequest
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -52,7 +54,7 @@ def _storage(parser) -> None:
                         "(s3://BUCKET/PREFIX[?endpoint_override=...]) (default $SCS_RUNS or ./scs_runs)")
 
 
-def _run_options(r, settle: bool = False) -> None:
+def _run_options(r, for_settle: bool = False) -> None:
     """The options of `run`, which `settle` shares but for the seeds and pruning (its design sets them)."""
     r.add_argument("preset", metavar="PRESET|SWEEP.toml")
     r.add_argument("--name", default="", help="sweep name (default: the preset, or the file's name)")
@@ -62,7 +64,7 @@ def _run_options(r, settle: bool = False) -> None:
     _store(r)
     _storage(r)
     r.add_argument("--epochs", type=int, default=0, help="every trial's epochs (default: the preset's)")
-    if not settle:
+    if not for_settle:
         r.add_argument("--seeds", type=int, default=None, help="repeat every variant over N seeds "
                        "(default 1, 3 with --quick)")
     r.add_argument("--train-images", type=int, default=None, metavar="N",
@@ -76,7 +78,7 @@ def _run_options(r, settle: bool = False) -> None:
     r.add_argument("--max-concurrent", type=int, default=0)
     r.add_argument("--checkpoint-every", type=int, default=defaults.CHECKPOINT_EVERY,
                    help="epochs between checkpoints")
-    if not settle:
+    if not for_settle:
         r.add_argument("--num-samples", type=int, default=0, help="trials of an Optuna search ([search] only)")
         r.add_argument("--no-prune", action="store_true", help="no ASHA: every trial runs every epoch")
     r.add_argument("--smoke-test", action="store_true", help=f"on the CPU: {SMOKE.describe()}")
@@ -86,8 +88,33 @@ def _run_options(r, settle: bool = False) -> None:
     r.add_argument("--compile", default="auto", choices=COMPILE_MODES,
                    help="auto: the whole model compiled + CUDA graphs on GPUs; on CPUs the SCS and pooling kernels "
                         "for trials of 200 steps or more; on: compile the whole model on CPUs too; off: nothing")
-    if settle:
+    if for_settle:
         r.set_defaults(seeds=None, num_samples=0, no_prune=True)
+
+
+def sweep_request(args) -> SweepRequest:
+    """The sweep `run` or `settle` was asked for, typed: the rest of the program never sees argparse."""
+    options = RunOptions(
+        epochs=args.epochs, seeds=args.seeds, dataset=args.dataset, data_dir=args.data,
+        train_images=args.train_images, test_images=args.test_images, quick=args.quick,
+        smoke_test=args.smoke_test, prune=not args.no_prune, num_samples=args.num_samples,
+        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+        checkpoint_every=args.checkpoint_every, evaluate=not args.no_evaluate, pgd_images=args.pgd_images,
+        compile=args.compile)
+    return SweepRequest(source=args.preset, name=args.name, store=args.store, storage=args.storage,
+                        address=args.address, options=options)
+
+
+def settle_options(args) -> SettleOptions:
+    return SettleOptions(max_seeds=args.max_seeds, first=args.first, step=args.step, spending=args.spending,
+                         alpha=args.alpha, time_limit=args.time_limit, plan=args.plan, spread=args.spread)
+
+
+def evaluate_request(args) -> EvaluateRequest:
+    return EvaluateRequest(path=args.path, settings=eval_settings(args.steps, args.pgd_images,
+                                                                 args.saliency_per_class, args.eps),
+                           store=args.store, experiment=args.experiment, trial_id=args.trial_id, data=args.data,
+                           device=args.device)
 
 
 def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
@@ -107,13 +134,13 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a preset or a sweep file as a Ray Tune sweep")
     _run_options(r)
-    r.set_defaults(handler=commands.run)
+    r.set_defaults(handler=commands.run, typed=lambda a: (sweep_request(a),))
 
     se = sub.add_parser("settle", help="add seeds only where a claim is open: a group-sequential design",
                         description="Train the first seeds of every variant, then look after each added seed "
                                     "(or --step seeds): each open claim gets a repeated confidence interval, and "
                                     "only the variants that open claims compare get the next seeds.")
-    _run_options(se, settle=True)
+    _run_options(se, for_settle=True)
     se.add_argument("--max-seeds", type=int, required=True, help="the most seeds any variant gets")
     se.add_argument("--first", type=int, default=3, help="seeds of the first look (default 3)")
     se.add_argument("--step", type=int, default=1, help="seeds added between looks (default 1)")
@@ -127,7 +154,7 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
                     "trials and time) and exit; nothing runs")
     se.add_argument("--spread", type=float, default=None, help="with --plan: a per-seed standard deviation of "
                     "the effects, to show the smallest effect the last look decides")
-    se.set_defaults(handler=settle_cmd.settle)
+    se.set_defaults(handler=settle.settle, typed=lambda a: (sweep_request(a), settle_options(a)))
 
     re_ = sub.add_parser("resume", help="continue an interrupted sweep where it stopped")
     re_.add_argument("name")
@@ -169,7 +196,7 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     ev.add_argument("--pgd-images", type=int, default=EvalSettings.pgd_images)
     ev.add_argument("--saliency-per-class", type=int, default=EvalSettings.saliency_per_class)
     ev.add_argument("--device", default="")
-    ev.set_defaults(handler=evaluate_cmd.run)
+    ev.set_defaults(handler=evaluate_cmd.run, typed=lambda a: (evaluate_request(a),))
 
     q = sub.add_parser("query", help="SQL over the store (tables: trials, epochs, layers, ...)")
     q.add_argument("sql")
@@ -237,7 +264,7 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # a bad argument (one line, printed) or --help
         return int(exc.code or 0)
     try:
-        return args.handler(args)
+        return args.handler(*getattr(args, "typed", lambda a: (a,))(args))
     except ScsSweepError as exc:
         print(f"scs-sweep {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -246,7 +273,7 @@ def main(argv=None) -> int:
     except OSError as exc:  # a folder, file or object store the command was pointed at: one line
         where = f" ({exc.filename})" if exc.filename else ""
         text = explain_error(exc) if "AWS Error" in str(exc) else (exc.strerror or str(exc))
-        print(f"scs-sweep {args.command}: error: {text.splitlines()[0] if text else exc!r}{where}", file=sys.stderr)
+        print(f"scs-sweep {args.command}: error: {first_line(text) if text else repr(exc)}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"scs-sweep {args.command}: interrupted", file=sys.stderr)

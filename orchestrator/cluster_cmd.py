@@ -15,15 +15,14 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import UsageError
+from common.errors import first_line
 
-# Set by Ray's Job supervisor in the driver it starts: this process is a Ray Job's entrypoint.
-RAY_JOB_MARK = "RAY_JOB_CONFIG_JSON_ENV_VAR"
-# The commit a Job's code comes from, set by `scs-sweep submit`: Ray's upload of the working dir leaves out
-# .git, so the driver cannot ask git (orchestrator/tuner.py, code_version).
-CODE_VERSION_ENV = "SCS_CODE_VERSION"
+from .errors import UsageError
+from .provenance import CODE_VERSION_ENV, checkout_commit
+
 PLACEHOLDER = "YOUR-"      # how cluster-onprem.yaml and cluster.yaml mark the values a user must fill in
 AUTH_TOKEN = "~/.ray/auth_token"
 SSH_TIMEOUT_S = 10
@@ -41,7 +40,7 @@ def load_config(path: str) -> dict:
     try:
         config = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"cannot read cluster file {path}: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"cannot read cluster file {path}: {first_line(exc)}") from None
     if not isinstance(config, dict) or "provider" not in config:
         raise UsageError(f"{path} is not a Ray cluster file (no provider:)")
     return config
@@ -113,18 +112,31 @@ def write_storage_env(config: dict, path: str) -> Path:
     return target
 
 
+@contextmanager
+def _environ(values: dict[str, str]):
+    """os.environ with `values` set, restored as it was afterwards (variables added are removed again)."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def check_storage(config: dict, path: str) -> None:
     """Each s3:// place of the file takes a write from this machine, with the file's credentials: one line
     naming the key and what to set, before `ray up` (places on a shared folder are the nodes' to check).
     Without credentials in the file (an instance profile on the nodes) there is nothing to check here."""
-    from unittest import mock  # here, not at the top: it imports asyncio, and every command imports this module
-
-    from trainables.locations import Location, LocationError
+    from common.locations import Location, LocationError  # pyarrow: only for `up`
 
     settings = storage_settings(config, path)
     if not settings.get("s3_access_key"):
         return
-    with mock.patch.dict(os.environ, credential_env(settings)):  # restored as it was afterwards
+    with _environ(credential_env(settings)):
         for key, uri in storage_locations(settings).items():
             if uri.startswith("s3://"):
                 try:
@@ -277,38 +289,9 @@ def down(args) -> int:
             rc = rc or 1
             continue
         lines = (done.stdout + done.stderr).strip().splitlines()
-        print(f"{host}: ray stop: {lines[-1] if lines else 'exit code %d' % done.returncode}")
+        print(f"{host}: ray stop: {lines[-1] if lines else f'exit code {done.returncode}'}")
         rc = rc or done.returncode
     return rc
-
-
-def head_commit(folder: Path, why: list | None = None) -> str:
-    """The short commit of the git checkout holding `folder`, '' (and the reason appended to why) if none."""
-    try:
-        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError) as exc:
-        if why is not None:
-            why.append(f"{folder}: {exc}")
-        return ""
-    if done.returncode:
-        if why is not None:
-            why.append(f"{folder}: {(done.stderr.strip().splitlines() or ['git failed'])[-1]}")
-        return ""
-    return done.stdout.strip()
-
-
-def checkout_commit(folder: Path) -> str:
-    """The short commit of the checkout at `folder`, '+dirty' when tracked files have changes ('' if none)."""
-    head = head_commit(folder)
-    if not head:
-        return ""
-    try:
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return head + ("+dirty" if dirty else "")
 
 
 def _option(argv: list, flag: str) -> str:

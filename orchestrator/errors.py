@@ -1,5 +1,5 @@
 """UsageError: bad command-line input (a value out of range, a missing folder, an unknown sweep)."""
-from trainables.errors import ScsSweepError
+from common.errors import ScsSweepError
 
 
 class UsageError(ScsSweepError):

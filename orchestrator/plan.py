@@ -22,10 +22,12 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from common import defaults
+from common.config import ConfigError, TrialConfig
+from common.locations import Location
+from common.vocabulary import COMPILE_MODES
 from search_spaces.epoch_times import expected_epoch_cost
 from search_spaces.experiment import GROUP_KEY, Experiment, config_keys, stage_ref
-from trainables import defaults
-from trainables.config import COMPILE_MODES, ConfigError, TrialConfig
 
 from .budget import IMAGES, budget_for
 from .errors import UsageError
@@ -131,7 +133,7 @@ class SweepPlan:
         path.write_text(self.to_json())
 
     @classmethod
-    def from_json(cls, read_text, where: str) -> "SweepPlan":
+    def from_json(cls, read_text, where: str) -> SweepPlan:
         """The plan from read_text() (the text of a sweep.json, wherever it is stored); where names it."""
         try:
             data = json.loads(read_text())
@@ -142,7 +144,7 @@ class SweepPlan:
                              f"another version of scs-sweep: run the sweep again under a new --name") from None
 
     @classmethod
-    def load(cls, path: Path) -> "SweepPlan":
+    def load(cls, path: Path) -> SweepPlan:
         return cls.from_json(Path(path).read_text, str(path))
 
 
@@ -189,8 +191,6 @@ _CHECKED: dict = {}  # checkpoint path -> (mtime, size) already read by this pro
 def _check_checkpoint(path: str, where: str) -> None:
     """UsageError unless `path` (a file or a URI) is a checkpoint holding model weights (reads it with torch,
     once)."""
-    from trainables.locations import Location
-
     info = Location(path).fs.get_file_info(Location(path).path)
     if info.type != pafs.FileType.File:
         raise UsageError(f"{where}: init_from {path} is not a checkpoint file (give a trainer.pt, or \"@GROUP\" "

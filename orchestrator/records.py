@@ -15,14 +15,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import defaults
+from common.vocabulary import COUNTED, FINISHED, STATUSES
 from results.rows import epoch_timeline, rows_for_trial
-from trainables.vocabulary import COUNTED, FINISHED, STATUSES
 
 from .tune_config import TrialSpec, trial_spec
 
-__all__ = ["TrialDir", "read_trial_dir", "trial_status", "count_line", "trial_rows", "tune_states", "trial_dirs", "scan_part",
-           "gather_part", "gather_path", "sweep_status", "sweep_name_of", "trial_id_of", "STATUSES",
-           "FAILURE_KEY"]
+__all__ = ["TrialDir", "read_trial_dir", "trial_status", "count_line", "trial_rows", "tune_states", "trial_dirs",
+           "scan_part", "gather_part", "gather_path", "sweep_status", "sweep_name_of", "trial_id_of",
+           "newest_checkpoint", "STATUSES", "FAILURE_KEY"]
 
 FAILURE_KEY = "failure"   # the trainable's last report when it ended a trial as failed (trainable.py)
 
@@ -48,6 +49,13 @@ class TrialDir:
         """This trial's status by the one rule, given Tune's state of it (None where nothing says it)."""
         return trial_status(self.epochs_done, self.spec.config.get("epochs", 0), self.error, tune_state,
                             self.reported_failure)
+
+
+def newest_checkpoint(trial_folder: Path) -> Path | None:
+    """The newest checkpoint file under a trial's folder: the one in the highest checkpoint_NNNNNN folder Tune
+    numbered (None when the trial saved none)."""
+    found = sorted(trial_folder.rglob(defaults.CHECKPOINT_FILE), key=lambda p: p.parent.name)
+    return found[-1] if found else None
 
 
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # Tune's trial dirs: <trainable>_<hash>_<index>_...

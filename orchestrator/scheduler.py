@@ -16,6 +16,7 @@ from pathlib import Path
 from ray.tune.schedulers import ASHAScheduler
 
 from .records import trial_dirs
+from .storage import mirror
 
 __all__ = ["ResumableASHA", "history_from_experiment", "METRIC", "MODE"]
 
@@ -74,8 +75,6 @@ def _experiment_folder(trial):
     elif fs is None or fs.type_name == "local":
         yield Path(path)
     else:
-        from .storage import mirror
-
         with tempfile.TemporaryDirectory(prefix="scs-asha-") as tmp:
             yield mirror(fs, path, Path(tmp))
 

@@ -2,10 +2,10 @@
 
 The design is fixed before the first trial and stored with the sweep (settle.json in its folder, and the
 store's `_settle/NAME.json` for the report): the seeds of the first look, the seeds added between looks,
-the maximum seeds, the alpha-spending function, and alpha, split over each table's accuracy claims with
+the maximum seeds, the alpha-spending function, and alpha, split over each group's accuracy claims with
 Bonferroni; the critical values follow from them (results/sequential.py). Every trial of the maximum design
 is planned and validated first, with the seed numbers the plan gives `--seeds MAX` (so that no other
-experiment's seed block can collide with seeds added later); a look then trains, for each table, the next
+experiment's seed block can collide with seeds added later); a look then trains, for each group, the next
 seeds of the variants that its open claims compare (a variant several open claims share trains once per
 seed; decided claims cost nothing more), as a Tune part of its own through the same plan, Tuner and store as
 `run`. After each look every open claim gets its repeated confidence interval, and is decided when the
@@ -20,21 +20,47 @@ search_spaces/epoch_times.py), and no look starts that would not fit.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from results.claims import Claim, claim_values
 from results.sequential import SPENDING, Design, repeated_interval, smallest_decided, spent
-from search_spaces.claims import BUILTIN, ClaimSpec, applicable
+from results.settled import ClaimRecord, Look, SettleRecord
+from results.store import get_store
+from search_spaces.claims import claims_for_rows
 from search_spaces.epoch_times import cpu_seconds_per_epoch, expected_epoch_cost
+from search_spaces.sweep_file import parse_sweep_text
 
+from . import startup
 from .errors import UsageError
 from .plan import PartPlan, SweepPlan
+from .startup import SETTLE_FILE, SWEEP_FILE, SweepRequest, experiments_of, plan_for, report_failures
+from .storage import Storage
 
-__all__ = ["settle", "continue_settle", "SETTLE_FILE", "parse_duration", "settle_lines"]
+__all__ = ["SettleOptions", "settle", "continue_settle", "parse_duration"]
 
-SETTLE_FILE = "settle.json"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class SettleOptions:
+    """The design a settle was asked for (typed at the CLI's edge): seeds of the first look, seeds added per
+    look, the maximum, the spending function and alpha; a time limit; --plan (print, run nothing)."""
+    max_seeds: int
+    first: int = 3
+    step: int = 1
+    spending: str = "pocock"
+    alpha: float = 0.05
+    time_limit: str = ""
+    plan: bool = False
+    spread: float | None = None
+
+    def record(self) -> dict:
+        """What a settle's record keeps of them: a settle continues only with the same."""
+        return {"first": self.first, "step": self.step, "max_seeds": self.max_seeds, "spending": self.spending,
+                "alpha": self.alpha}
 
 
 def parse_duration(text: str) -> float:
@@ -57,69 +83,76 @@ def _row(trial: dict) -> dict:
     return {**trial["config"], "group": trial["group"]}
 
 
-def _tables(sweep: SweepPlan, experiments) -> dict:
-    """group -> {part, claims (ClaimSpecs: the paper's and its experiment's own accuracy claims that apply),
-    variants: {variant key -> [planned trials by seed index]}}."""
+@dataclass
+class Group:
+    """One group of the settled sweep: the part it trains in, its variants (variant key -> its planned trials
+    by seed), the accuracy claims that apply to it, and its design."""
+    part: str
+    variants: dict
+    claims: list
+    design: Design | None = None
+
+
+def _groups(sweep: SweepPlan, experiments) -> dict[str, Group]:
+    """group -> Group: the paper's and its experiment's own accuracy claims that apply to its variants (times
+    need `bench` and a node of their own, not more seeds)."""
     own = {}
     for experiment in experiments:
         for trial in experiment.trials():
             own[trial["group"]] = experiment.claims
-    tables = {}
+    groups: dict[str, Group] = {}
     for part in sweep.parts:
         for trial in part.trials:
-            table = tables.setdefault(trial["group"], {"part": part.part, "variants": {}})
-            table["variants"].setdefault(_variant(trial["config"]), []).append(trial)
-    for group, table in tables.items():
-        for trials in table["variants"].values():
+            group = groups.setdefault(trial["group"], Group(part.part, {}, []))
+            group.variants.setdefault(_variant(trial["config"]), []).append(trial)
+    for name, group in groups.items():
+        for trials in group.variants.values():
             trials.sort(key=lambda t: t["config"]["seed"])
-        rows = [_row(trials[0]) for trials in table["variants"].values()]
-        specs = applicable((*BUILTIN, *own.get(group, ())), rows)
-        table["claims"] = [spec for spec in specs if not spec.time]  # times: `bench` and a node of their own
-    return tables
+        rows = [_row(trials[0]) for trials in group.variants.values()]
+        group.claims = [spec for spec in claims_for_rows(rows, own.get(name, ())) if not spec.time]
+    return groups
 
 
-def _check_own_claims(experiments, tables: dict) -> None:
-    """A sweep file's own claim whose sides match no variant of its tables is one line, before anything."""
+def _check_own_claims(experiments, groups: dict[str, Group]) -> None:
+    """A sweep file's own claim whose sides match no variant of its groups is one line, before anything."""
     for experiment in experiments:
-        groups = {t["group"] for t in experiment.trials()}
+        names = {t["group"] for t in experiment.trials()}
         for spec in experiment.claims:
-            if not any(spec.name in {c.name for c in tables[g]["claims"]} for g in groups if g in tables):
-                if spec.time:
-                    continue
-                raise UsageError(f"claim {spec.name!r} of {experiment.name}: its sides (a = {spec.a}, b = {spec.b}) "
-                                 f"match no variant of its table(s) {', '.join(sorted(groups))}, or `when` does not "
-                                 f"hold for them; fix its filters")
+            if spec.time or any(spec.name in {c.name for c in groups[g].claims} for g in names if g in groups):
+                continue
+            raise UsageError(f"claim {spec.name!r} of {experiment.name}: its sides (a = {spec.a}, b = {spec.b}) "
+                             f"match no variant of its table(s) {', '.join(sorted(names))}, or `when` does not "
+                             f"hold for them; fix its filters")
 
 
-def _needed(table: dict, open_names: set) -> list[str]:
-    """The variants (keys) the open claims of a table compare: a variant shared by several trains once."""
+def _needed(group: Group, open_names: set) -> list[str]:
+    """The variants (keys) the open claims of a group compare: a variant shared by several trains once."""
     needed = []
-    for key, trials in table["variants"].items():
+    for key, trials in group.variants.items():
         row = _row(trials[0])
-        for spec in table["claims"]:
-            if spec.name in open_names and (spec.side_rows([row], "a") or spec.side_rows([row], "b")):
-                needed.append(key)
-                break
+        if any(spec.name in open_names and (spec.side_rows([row], "a") or spec.side_rows([row], "b"))
+               for spec in group.claims):
+            needed.append(key)
     return needed
 
 
-def _design(args, claims: int) -> Design:
-    return Design(first=args.first, step=args.step, max_seeds=args.max_seeds, spending=args.spending,
-                  alpha=args.alpha, claims=max(claims, 1)).with_critical_values()
+def _design(options: SettleOptions, claims: int) -> Design:
+    return Design(first=options.first, step=options.step, max_seeds=options.max_seeds, spending=options.spending,
+                  alpha=options.alpha, claims=max(claims, 1)).with_critical_values()
 
 
-def _check_args(args) -> None:
-    if args.first < 2:
-        raise UsageError(f"--first {args.first}: an interval needs at least 2 seeds; give --first 2 or more")
-    if args.max_seeds < args.first:
-        raise UsageError(f"--max-seeds {args.max_seeds} is below the first look's {args.first} seeds; give "
-                         f"--max-seeds {args.first} or more")
-    if args.step < 1:
-        raise UsageError(f"--step must be >= 1, got {args.step}")
-    if not 0 < args.alpha < 1:
-        raise UsageError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    if args.spending not in SPENDING:
-        raise UsageError(f"--spending {args.spending!r}; choose one of: {', '.join(SPENDING)}")
+def _check_options(options: SettleOptions) -> None:
+    if options.first < 2:
+        raise UsageError(f"--first {options.first}: an interval needs at least 2 seeds; give --first 2 or more")
+    if options.max_seeds < options.first:
+        raise UsageError(f"--max-seeds {options.max_seeds} is below the first look's {options.first} seeds; give "
+                         f"--max-seeds {options.first} or more")
+    if options.step < 1:
+        raise UsageError(f"--step must be >= 1, got {options.step}")
+    if not 0 < options.alpha < 1:
+        raise UsageError(f"--alpha must be between 0 and 1, got {options.alpha}")
+    if options.spending not in SPENDING:
+        raise UsageError(f"--spending {options.spending!r}; choose one of: {', '.join(SPENDING)}")
 
 
 def _trial_seconds(trial: dict, measured: dict, on_gpu: bool) -> float:
@@ -133,27 +166,27 @@ def _trial_seconds(trial: dict, measured: dict, on_gpu: bool) -> float:
     return trial["config"]["epochs"] * per_epoch
 
 
-def _look_trials(tables: dict, state: dict, index: int) -> list[dict]:
-    """The planned trials of look `index` (0-based): each table's next seeds of the variants its open
-    claims need (the first look: every variant of every table, claims or not)."""
-    looks = Design.from_dict(next(iter(state["designs"].values()))).looks
-    low = looks[index - 1] if index else 0
-    high = looks[index]
+def _look_trials(groups: dict[str, Group], record: SettleRecord, index: int) -> list[dict]:
+    """The planned trials of look `index` (0-based): each group's next seeds of the variants its open claims
+    need (the first look: every variant of every group, claims or not)."""
+    looks = record.looks
+    low, high = (looks[index - 1] if index else 0), looks[index]
     out = []
-    for group, table in tables.items():
-        open_names = {c for c, d in state["claims"][group].items() if not d.get("decided")}
-        keys = list(table["variants"]) if index == 0 else _needed(table, open_names)
+    for name, group in groups.items():
+        open_names = {c for c, r in record.claims.get(name, {}).items() if not r.closed}
+        keys = list(group.variants) if index == 0 else _needed(group, open_names)
         for key in keys:
-            out += table["variants"][key][low:high]
+            out += group.variants[key][low:high]
     return out
 
 
 def _done_trials(store, name: str) -> list[dict]:
-    """Every done trial of this sweep the store has (its config JSON, start and end), in one read."""
-    try:
-        trials = store.read_table("trials", name, columns=["status", "config_json", "started_at", "ended_at"])
-    except Exception:  # noqa: BLE001 - no store yet: nothing done
+    """Every done trial of this sweep the store has (its config JSON, start and end), in one read. A store
+    not made yet has none; any other failure to read it is an error, not 'nothing done' (which would train
+    every trial again)."""
+    if not store.exists():
         return []
+    trials = store.read_table("trials", name, columns=["status", "config_json", "started_at", "ended_at"])
     return [t for t in trials.to_pylist() if t["status"] == "done" and t["config_json"]]
 
 
@@ -167,80 +200,58 @@ def _measured_seconds(done: list[dict]) -> dict:
     return {k: sum(v) / len(v) for k, v in out.items()}
 
 
-def _judge(store, name: str, tables: dict, state: dict, index: int) -> list[str]:
+def _judge(store, name: str, groups: dict[str, Group], record: SettleRecord, index: int) -> list[str]:
     """After look `index`: each open claim's repeated interval on the seeds the look reached; lines saying
     what was decided."""
-    from results.claims import Claim, claim_values
-
     trials = store.read_table("trials", name).to_pandas()
     trials = trials[trials["status"] == "done"]
     lines = []
-    for group, table in tables.items():
-        design = Design.from_dict(state["designs"][group])
+    for group_name, group in groups.items():
+        design = record.designs[group_name]
         n = design.looks[index]
-        seeds = {t["config"]["seed"] for trials_ in table["variants"].values() for t in trials_[:n]}
-        mine = trials[(trials["group"] == group) & trials["seed"].isin(seeds)]
-        for spec in table["claims"]:
-            record = state["claims"][group][spec.name]
-            if record.get("decided"):
+        seeds = {t["config"]["seed"] for trials_ in group.variants.values() for t in trials_[:n]}
+        mine = trials[(trials["group"] == group_name) & trials["seed"].isin(seeds)]
+        for spec in group.claims:
+            r = record.claims[group_name][spec.name]
+            if r.closed:
                 continue
             claim = Claim(spec)
             values = claim_values(claim, mine) if len(mine) else []
             interval = repeated_interval([v for _, v in values], design.critical[index])
             side = claim.side_of(interval) if interval.has_interval else ""
-            record["path"].append({"look": index + 1, "seeds": interval.n, "estimate": interval.estimate,
-                                   "low": interval.low, "high": interval.high, "c": design.critical[index]})
+            r.path.append(Look(index + 1, interval.n, interval.estimate, interval.low, interval.high,
+                               design.critical[index]))
             if side:
-                record.update(decided=side, look=index + 1, seeds=interval.n)
-                lines.append(f"{group}: {spec.name}: {side.upper()} after {interval.n} seeds (look {index + 1} of "
-                              f"{len(design.looks)}): repeated interval {interval.text()} against "
-                              f"{claim.threshold_text}")
+                r.decided, r.look, r.seeds = side, index + 1, interval.n
+                lines.append(f"{group_name}: {spec.name}: {side.upper()}, {r.when(len(design.looks))}: repeated "
+                             f"interval {interval.text()} against {claim.threshold_text}")
             elif index + 1 == len(design.looks):
-                record.update(undecided=f"undecided at {n} seeds")
-                lines.append(f"{group}: {spec.name}: undecided at {n} seeds: repeated interval {interval.text()}")
+                r.undecided = f"undecided at {n} seeds"
+                lines.append(f"{group_name}: {spec.name}: {r.undecided}: repeated interval {interval.text()}")
     return lines
 
 
-def settle_lines(record: dict) -> list[str]:
-    """What a settle decided, one line per claim: 'decided after 5 seeds (look 3 of 8)' and the rest."""
-    out = []
-    for group, claims in record.get("claims", {}).items():
-        looks = len(Design.from_dict(record["designs"][group]).looks)
-        for claim, r in claims.items():
-            last = r["path"][-1] if r["path"] else None
-            interval = (f" [{last['low']:+.4f}, {last['high']:+.4f}]" if last and last["low"] == last["low"] else "")
-            if r.get("decided"):
-                out.append(f"{group}: {claim}: {r['decided']} at this budget, decided after {r['seeds']} seeds "
-                           f"(look {r['look']} of {looks}){interval}")
-            elif r.get("undecided"):
-                out.append(f"{group}: {claim}: {r['undecided']}{interval}")
-            else:
-                out.append(f"{group}: {claim}: open after {len(r['path'])} look(s)"
-                           + (f" ({record['stopped']})" if record.get("stopped") else ""))
-    return out
-
-
-def _plan_text(tables: dict, sweep: SweepPlan, spread: float | None, on_gpu: bool) -> str:
-    """`settle --plan`: the design per table, worst-case trials and time, the smallest decidable effect."""
+def _plan_text(groups: dict[str, Group], spread: float | None, on_gpu: bool) -> str:
+    """`settle --plan`: the design per group, worst-case trials and time, the smallest decidable effect."""
     lines = []
-    for group, table in tables.items():
-        if not table["claims"]:
-            lines.append(f"{group}: no accuracy claim applies; its variants train at the first look only")
+    for name, group in groups.items():
+        if not group.claims:
+            lines.append(f"{name}: no accuracy claim applies; its variants train at the first look only")
             continue
-        design = Design.from_dict(table["design"])
-        lines.append(f"{group}: {len(table['claims'])} claim(s), alpha {design.alpha:g} two-sided, "
+        design = group.design
+        lines.append(f"{name}: {len(group.claims)} claim(s), alpha {design.alpha:g} two-sided, "
                      f"{design.alpha_per_claim:.4f} per claim (Bonferroni); {design.spending} spending; "
                      f"looks at {', '.join(map(str, design.looks))} seeds")
         lines.append("  look  seeds  alpha spent  critical value c_k (repeated interval: mean +/- c_k s/sqrt(n))")
         for k, (n, c) in enumerate(zip(design.looks, design.critical), 1):
-            lines.append(f"  {k:>4}  {n:>5}  {spent(n / design.max_seeds, design.alpha_per_claim, design.spending):>11.4f}"
-                         f"  {c:.3f}")
-        trials = [t for trials_ in table["variants"].values() for t in trials_]
+            share = spent(n / design.max_seeds, design.alpha_per_claim, design.spending)
+            lines.append(f"  {k:>4}  {n:>5}  {share:>11.4f}  {c:.3f}")
+        trials = [t for trials_ in group.variants.values() for t in trials_]
         seconds = sum(_trial_seconds(t, {}, on_gpu) for t in trials)
-        lines.append(f"  worst case: {len(trials)} trials ({len(table['variants'])} variants x {design.max_seeds} "
+        lines.append(f"  worst case: {len(trials)} trials ({len(group.variants)} variants x {design.max_seeds} "
                      f"seeds), {sum(t['config']['epochs'] for t in trials):,} trial-epochs, about "
                      f"{seconds / 3600:.1f} {'GPU' if on_gpu else 'CPU-thread'}-hours (anchor estimates)")
-        for spec in table["claims"]:
+        for spec in group.claims:
             where = (f"{smallest_decided(design, spread):.4f} from its threshold ({spec.threshold:g}) with a "
                      f"per-seed spread of {spread:g}" if spread else
                      "give --spread (the per-seed standard deviation of the effect) to see the smallest effect "
@@ -250,28 +261,19 @@ def _plan_text(tables: dict, sweep: SweepPlan, spread: float | None, on_gpu: boo
 
 
 def _folder(sweep: SweepPlan):
-    from .storage import Storage
-
     return Storage(sweep.storage).sweep(sweep.name)
 
 
-def _save(state: dict, sweep: SweepPlan, store) -> None:
+def _save(record: SettleRecord, sweep: SweepPlan, store) -> None:
     folder = _folder(sweep)
-    folder.write_text(SETTLE_FILE, json.dumps(state, indent=1, default=str))  # whole, or not at all
+    folder.write_text(SETTLE_FILE, record.to_json())  # whole, or not at all
     folder.save_plan(sweep)  # the look parts so far: what `status` and `resume` read
-    store.write_settle(sweep.name, state)
+    store.write_settle(sweep.name, record.to_dict())
 
 
-def settle(args) -> int:
-    """The `settle` command: plan every seed of the maximum design, fix the design, then look by look."""
-    from .commands import plan_for
-
-    _check_args(args)
-    limit = parse_duration(args.time_limit) if args.time_limit else None
-    from .commands import experiments_of
-
-    experiments = experiments_of(args.preset)[1]
-    for experiment in experiments:
+def _check_experiments(source: str) -> None:
+    """What settle cannot take, one line each: listed seeds (settle chooses them), an Optuna search."""
+    for experiment in experiments_of(source)[1]:
         listed = [g["seed"] for g in experiment.grids if isinstance(g.get("seed"), list) and len(g["seed"]) > 1]
         if listed:
             raise UsageError(f"{experiment.name} lists its seeds ({listed[0]}); settle chooses the seeds: drop the "
@@ -279,61 +281,59 @@ def settle(args) -> int:
         if experiment.search:
             raise UsageError(f"{experiment.name} is an Optuna search; settle adds seeds to grid trials: settle a "
                              f"grid experiment")
-    sweep, experiments, text, options = plan_for(args, seeds_from_design=args.max_seeds)
+
+
+def settle(request: SweepRequest, options: SettleOptions) -> int:
+    """The `settle` command: plan every seed of the maximum design, fix the design, then look by look."""
+    _check_options(options)
+    limit = parse_duration(options.time_limit) if options.time_limit else None
+    _check_experiments(request.source)
+    sweep, experiments, text, run = plan_for(request, seeds_from_design=options.max_seeds)
     if any(part.depends_on for part in sweep.parts):
-        raise UsageError(f"{args.preset} trains a later stage from an earlier one (init_from \"@GROUP\"); settle "
-                         f"takes experiments whose trials start from scratch")
-    tables = _tables(sweep, experiments)
-    _check_own_claims(experiments, tables)
-    if not any(t["claims"] for t in tables.values()):
-        raise UsageError(f"{args.preset} has no accuracy claim to settle: add [[claim]] tables to its sweep file "
+        raise UsageError(f"{request.source} trains a later stage from an earlier one (init_from \"@GROUP\"); "
+                         f"settle takes experiments whose trials start from scratch")
+    groups = _groups(sweep, experiments)
+    _check_own_claims(experiments, groups)
+    if not any(g.claims for g in groups.values()):
+        raise UsageError(f"{request.source} has no accuracy claim to settle: add [[claim]] tables to its sweep file "
                          f"(`scs-sweep presets --show table1` shows the paper's as [[claim]]s)")
-    for table in tables.values():
-        table["design"] = _design(args, len(table["claims"])).to_dict()
-    on_gpu = bool(options.gpus_per_trial)
-    if args.plan:
-        print(_plan_text(tables, sweep, args.spread, on_gpu))
+    for group in groups.values():
+        group.design = _design(options, len(group.claims))
+    on_gpu = bool(run.gpus_per_trial)
+    if options.plan:
+        print(_plan_text(groups, options.spread, on_gpu))
         return 0
-    first = _look_trials(tables, {"designs": {g: t["design"] for g, t in tables.items()},
-                                  "claims": {g: {} for g in tables}}, 0)
+    record = SettleRecord(
+        source=request.source, options=options.record(), designs={g: grp.design for g, grp in groups.items()},
+        claims={g: {c.name: ClaimRecord(spec=c.to_dict()) for c in grp.claims} for g, grp in groups.items()},
+        time_limit_s=limit, planned=[{"part": p.part, "trials": p.trials} for p in sweep.parts],
+        fixed_trials=sum(len(p.trials) for p in sweep.parts), epochs={p.part: p.epochs for p in sweep.parts})
+    first = _look_trials(groups, record, 0)
     # trials at once: this machine's cores (one a trial), or trials per GPU on one GPU; the cluster's once Ray runs
-    slots = max(1, int(1 / options.gpus_per_trial)) if on_gpu else _cpus()
+    slots = max(1, int(1 / run.gpus_per_trial)) if on_gpu else _cpus()
     estimate = sum(_trial_seconds(t, {}, on_gpu) for t in first) / slots
     if limit is not None and estimate > limit:
-        raise UsageError(f"--time-limit {args.time_limit}: the first look alone ({len(first)} trials) needs about "
+        raise UsageError(f"--time-limit {options.time_limit}: the first look alone ({len(first)} trials) needs about "
                          f"{estimate / 60:.0f} min here (anchor estimates, {slots} at a time); give more time, a "
                          f"smaller --first, or a smaller budget (--quick, --epochs)")
     folder = _folder(sweep)
     if folder.exists("sweep.json") and not folder.exists(SETTLE_FILE):
         raise UsageError(f"a sweep named {sweep.name!r} exists in {sweep.storage} and is not a settle; pick "
                          f"another --name")
-    state = {"source": args.preset, "options": _options_record(args), "designs": {g: t["design"] for g, t in
-                                                                                      tables.items()},
-             "claims": {g: {c.name: {"spec": c.to_dict(), "path": []} for c in t["claims"]} for g, t in tables.items()},
-             "looks_done": 0, "stopped": "", "time_limit_s": limit, "seconds": 0.0, "trials_run": 0,
-             "planned": [{"part": p.part, "trials": p.trials} for p in sweep.parts],
-             "fixed_trials": sum(len(p.trials) for p in sweep.parts),
-             "epochs": {p.part: p.epochs for p in sweep.parts}}
     if folder.exists(SETTLE_FILE):
-        previous = json.loads(folder.read_text(SETTLE_FILE))
-        if previous.get("options") != state["options"] or previous.get("designs") != state["designs"]:
+        previous = SettleRecord.from_dict(json.loads(folder.read_text(SETTLE_FILE)))
+        if previous.options != record.options or previous.designs != record.designs:
             raise UsageError(f"a settle named {sweep.name!r} exists with another design or options; continue it "
                              f"with `scs-sweep resume {sweep.name}`, or pick another --name")
-        state = previous
-        print(f"settle {sweep.name}: continuing after look {state['looks_done']}")
-    from .commands import start_sweep
+        record = previous
+        print(f"settle {sweep.name}: continuing after look {record.looks_done}")
+    from .tuner import execute  # ray: only once the input is known good
 
-    tuner = start_sweep(args, sweep, text, options)
-    return _loop(tuner, sweep, tables, state, slots)
-
-
-def _options_record(args) -> dict:
-    return {k: getattr(args, k) for k in ("first", "step", "max_seeds", "spending", "alpha")}
+    startup.start_sweep(sweep, text, run, request.address)
+    return _loop(execute, sweep, groups, record, slots)
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 1
 
 
@@ -349,33 +349,32 @@ def _slots(parts, fallback: int) -> int:
     return max(1, int(resources.get("CPU", fallback)))
 
 
-def _loop(tuner, sweep: SweepPlan, tables: dict, state: dict, slots: int) -> int:
-    from results.store import get_store
-
+def _loop(execute, sweep: SweepPlan, groups: dict[str, Group], record: SettleRecord, slots: int) -> int:
+    """Look after look until no claim is open or the design ends: train the look's trials (`execute`,
+    tuner.execute), judge the open claims, save the record."""
     store = get_store(sweep.store)
     planned = {p.part: p for p in sweep.parts}
-    looks = Design.from_dict(next(iter(state["designs"].values()))).looks
-    sweep.parts = [PartPlan(**p) for p in state.get("look_parts", [])]  # the saved plan: the look parts that ran
+    looks = record.looks
+    sweep.parts = [PartPlan(**p) for p in record.look_parts]  # the saved plan: the look parts that ran
     slots = _slots(planned.values(), slots)
-    started = time.time() - state.get("seconds", 0.0)
+    started = time.time() - record.seconds
     failed = []
-    for index in range(state["looks_done"], len(looks)):
-        open_claims = [c for claims in state["claims"].values() for c, r in claims.items()
-                       if not r.get("decided")]
+    for index in range(record.looks_done, len(looks)):
+        open_claims = record.open_claims()
         if index and not open_claims:
             break
-        trials = _look_trials(tables, state, index)
+        trials = _look_trials(groups, record, index)
         done = _done_trials(store, sweep.name)
         done_configs = {t["config_json"] for t in done}
         fresh = [t for t in trials if json.dumps(t["config"], sort_keys=True, default=str) not in done_configs]
-        if state["time_limit_s"] is not None and index:
+        if record.time_limit_s is not None and index:
             measured = _measured_seconds(done)
             need = sum(_trial_seconds(t, measured, False) for t in fresh) / slots
-            left = state["time_limit_s"] - (time.time() - started)
+            left = record.time_limit_s - (time.time() - started)
             if need > left:
-                state["stopped"] = (f"stopped before look {index + 1}: it needs about {need / 60:.1f} min, "
-                                    f"{max(left, 0) / 60:.1f} min of --time-limit are left")
-                print(f"settle {sweep.name}: {state['stopped']}")
+                record.stopped = (f"stopped before look {index + 1}: it needs about {need / 60:.1f} min, "
+                                  f"{max(left, 0) / 60:.1f} min of --time-limit are left")
+                print(f"settle {sweep.name}: {record.stopped}")
                 break
         parts = []
         for name, part in planned.items():
@@ -384,57 +383,47 @@ def _loop(tuner, sweep: SweepPlan, tables: dict, state: dict, slots: int) -> int
                 parts.append(replace(part, part=f"{name}-look{index + 1}", trials=mine, asha=None))
         print(f"settle {sweep.name}: look {index + 1} of {len(looks)} ({looks[index]} seeds): {len(fresh)} trial(s) "
               f"to train" + (f", {len(trials) - len(fresh)} already in the store" if len(trials) > len(fresh) else "")
-              + f"; {len(open_claims) if index else sum(len(c) for c in state['claims'].values())} claim(s) open",
+              + f"; {len(open_claims) if index else sum(len(c) for c in record.claims.values())} claim(s) open",
               flush=True)
         known = {p.part for p in sweep.parts}
         sweep.parts += [p for p in parts if p.part not in known]
-        state["look_parts"] = [{**vars(p)} for p in sweep.parts]
-        _save(state, sweep, store)
+        record.look_parts = [{**vars(p)} for p in sweep.parts]
+        _save(record, sweep, store)
         if parts:
-            failed += tuner.execute(sweep, resume=True, parts=parts)
-        state["trials_run"] += len(fresh)
-        for line in _judge(store, sweep.name, tables, state, index):
+            failed += execute(sweep, resume=True, parts=parts)
+        record.trials_run += len(fresh)
+        for line in _judge(store, sweep.name, groups, record, index):
             print(f"settle {sweep.name}: {line}", flush=True)
-        state["looks_done"] = index + 1
-        state["seconds"] = time.time() - started
-        _save(state, sweep, store)
-    fixed = state["fixed_trials"]
+        record.looks_done = index + 1
+        record.seconds = time.time() - started
+        _save(record, sweep, store)
     spent_ = sum(len(p.trials) for p in sweep.parts)
-    print(f"settle {sweep.name}: {spent_} trials trained of the {fixed} a fixed design at "
-          f"{looks[-1]} seeds needs, in {state['seconds'] / 60:.1f} min")
-    for line in settle_lines(state):
+    print(f"settle {sweep.name}: {spent_} trials trained of the {record.fixed_trials} a fixed design at "
+          f"{looks[-1]} seeds needs, in {record.seconds / 60:.1f} min")
+    for line in record.lines():
         print(f"settle {sweep.name}: {line}")
-    from .commands import report_failures
-
     return report_failures(sweep.name, failed)
 
 
-def continue_settle(args, sweep: SweepPlan) -> int:
+def continue_settle(sweep: SweepPlan, address: str = "") -> int:
     """`resume NAME` of a settle: the same loop from the looks it already took."""
+    from .tuner import execute  # ray
+
     folder = _folder(sweep)
-    state = json.loads(folder.read_text(SETTLE_FILE))
+    record = SettleRecord.from_dict(json.loads(folder.read_text(SETTLE_FILE)))
     base = SweepPlan(**{**vars(sweep), "parts": [PartPlan(part=p["part"], trials=p["trials"],
-                                                          epochs=state["epochs"][p["part"]])
-                                                 for p in state["planned"]]})
-    from search_spaces.sweep_file import parse_sweep_text
-
-    from .commands import SWEEP_FILE, experiments_of
-
+                                                          epochs=record.epochs[p["part"]])
+                                                 for p in record.planned]})
     # the sweep file as it ran, from the sweep's folder (a new head may not have the file it was started from)
-    source = state["source"]
     if folder.exists(SWEEP_FILE):
         experiments = parse_sweep_text(folder.read_text(SWEEP_FILE), f"{folder}/{SWEEP_FILE}", sweep.name)[1]
     else:
-        experiments = experiments_of(source)[1]
-    tables = _tables(base, experiments)
-    for group, table in tables.items():
-        table["design"] = state["designs"][group]
-    from .commands import connected_tuner
-
-    tuner = connected_tuner(args.address)
-    slots = _cpus()
+        experiments = experiments_of(record.source)[1]
+    groups = _groups(base, experiments)
+    for name, group in groups.items():
+        group.design = record.designs[name]
+    startup.connect(address)
     for part in base.parts:  # the GPUs a look's trials asked for: those of the look parts that ran
-        gpus = [p["gpus_per_trial"] for p in state.get("look_parts", []) if p["part"].startswith(part.part)]
+        gpus = [p["gpus_per_trial"] for p in record.look_parts if p["part"].startswith(part.part)]
         part.gpus_per_trial = gpus[0] if gpus else 0.0
-    return _loop(tuner, base, tables, state, slots)
-
+    return _loop(execute, base, groups, record, _cpus())

@@ -25,8 +25,11 @@ from pathlib import Path, PurePosixPath
 
 import pyarrow.fs as pafs
 
-from trainables import defaults
-from trainables.locations import Location, is_uri
+from common import defaults
+from common.locations import Location
+from common.uris import is_uri
+
+from .plan import SweepPlan
 
 __all__ = ["Storage", "SweepFolder", "mirror", "local_view", "sweep_name_above", "LOCAL_ENV"]
 
@@ -130,7 +133,7 @@ class Storage:
     def __str__(self) -> str:
         return self.uri
 
-    def sweep(self, name: str) -> "SweepFolder":
+    def sweep(self, name: str) -> SweepFolder:
         return SweepFolder(self, name)
 
     def sweeps(self) -> list[str]:
@@ -166,9 +169,7 @@ class SweepFolder:
     def save_plan(self, plan) -> None:
         self.write_text("sweep.json", plan.to_json())
 
-    def load_plan(self):
-        from .plan import SweepPlan
-
+    def load_plan(self) -> SweepPlan:
         return SweepPlan.from_json(lambda: self.read_text("sweep.json"), f"{self}/sweep.json")
 
     # -- what Tune is given -------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ray import tune
 
+from common.vocabulary import ENDED
 from results.store import get_store
-from trainables.vocabulary import ENDED
 
 from .records import count_line, read_trial_dir, trial_rows
 from .scheduler import METRIC

@@ -17,7 +17,9 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from trainables import defaults
+from common import defaults
+from common.config import ConfigError, TrialConfig
+from common.errors import ScsSweepError
 
 from .records import FAILURE_KEY
 from .scheduler import METRIC
@@ -49,8 +51,6 @@ def _node_address(node_id: str) -> str:
 
 def train_scs(params: dict) -> None:
     """Function trainable: one trial of any sweep."""
-    from trainables.errors import ScsSweepError
-
     try:
         _train(params)
     except ScsSweepError as exc:  # the user's to fix (data, config, device, a diverged loss): no retry
@@ -62,9 +62,8 @@ def train_scs(params: dict) -> None:
 def _train(params: dict) -> None:
     import torch
 
-    from trainables import Trainer, TrialConfig
-    from trainables.config import ConfigError
     from trainables.devices import trial_device, use_cpus
+    from trainables.train import Trainer
 
     run = params[RUN_KEY]
     spec = trial_spec(params)

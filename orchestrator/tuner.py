@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
+import tempfile
+import time
 from pathlib import Path
 
 import ray
@@ -18,46 +21,29 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.schedulers import FIFOScheduler
 
+from common.errors import first_line
+from common.vocabulary import FINISHED
 from results.store import get_store
 from search_spaces.experiment import stage_ref
-from trainables import defaults
-from trainables.vocabulary import FINISHED
 
 from . import gpus
-from .cluster_cmd import CODE_VERSION_ENV, RAY_JOB_MARK, head_commit
 from .errors import UsageError
 from .plan import PartPlan, SweepPlan
-from .records import gather_part, trial_dirs, tune_states
+from .provenance import code_version, in_ray_job
+from .records import gather_part, newest_checkpoint, trial_dirs, tune_states
 from .scheduler import METRIC, MODE, ResumableASHA
 from .storage import Storage, SweepFolder
 from .store_callback import StoreAndProgress
 from .trainable import train_scs
 from .tune_config import param_space
 
-__all__ = ["connect", "execute", "gpu_supply", "code_version", "reuses_workers", "OPTUNA_DB", "CPUS_PER_TRIAL"]
+__all__ = ["connect", "execute", "gpu_supply", "reuses_workers", "OPTUNA_DB", "CPUS_PER_TRIAL"]
 
 CPUS_PER_TRIAL = 1
 OPTUNA_DB = "optuna.db"   # in the sweep's folder: `optuna-dashboard sqlite:///.../optuna.db`
 # how often Tune copies the driver's files (result.json, experiment state) to an object store: what a new
 # head resumes from, and what `status` from another machine sees (Tune's default is 5 minutes)
 REMOTE_SYNC_S = 30
-
-
-def code_version() -> str:
-    """The commit the sweep's code comes from. A Ray Job's driver runs in the working dir `ray job submit
-    --working-dir .` uploaded (the submitter's checkout; the workers import its code), which may be newer
-    than the copy `ray up` put on the head, and Ray's upload leaves out .git: `scs-sweep submit` passes the
-    commit in SCS_CODE_VERSION. Else the git checkout of the working dir (a Job) or of this code."""
-    if os.environ.get(CODE_VERSION_ENV):  # `scs-sweep submit` passed the submitting checkout's commit
-        return os.environ[CODE_VERSION_ENV]
-    folders = ([Path.cwd()] if os.environ.get(RAY_JOB_MARK) else []) + [Path(__file__).resolve().parent.parent]
-    why: list = []
-    for folder in folders:
-        commit = head_commit(folder, why)
-        if commit:
-            return commit
-    print(f"note: the sweep's rows record code_version 'unknown': no git commit found ({'; '.join(why)})", flush=True)
-    return "unknown"
 
 
 class KeepStudy(tune.Callback):
@@ -72,10 +58,6 @@ class KeepStudy(tune.Callback):
         return dict(self.__dict__, last=0.0)
 
     def keep(self, force: bool = False) -> None:
-        import sqlite3
-        import tempfile
-        import time
-
         db = self.folder.local_dir / OPTUNA_DB
         if not db.exists() or (not force and time.time() - self.last < self.every_s):
             return
@@ -181,10 +163,9 @@ def stage_trials(part: PartPlan, folder: SweepFolder) -> list[dict]:
     states, _ = tune_states(source_dir)
     finished = {}
     for trial in trial_dirs(source_dir):
-        checkpoints = sorted(trial.path.rglob(defaults.CHECKPOINT_FILE), key=lambda p: p.parent.name)  # checkpoint_000NNN
-        if trial.status(states.get(trial.trial_id)) == FINISHED and checkpoints:
-            finished[(trial.spec.group, trial.spec.config.get("seed"))] = (trial.trial_id,
-                                                                            folder.uri_of(checkpoints[-1]))
+        checkpoint = newest_checkpoint(trial.path)
+        if trial.status(states.get(trial.trial_id)) == FINISHED and checkpoint is not None:
+            finished[(trial.spec.group, trial.spec.config.get("seed"))] = (trial.trial_id, folder.uri_of(checkpoint))
     out = []
     for planned in part.trials:
         group, seed = stage_ref(planned["config"]), planned["config"]["seed"]
@@ -256,7 +237,7 @@ def connect(address: str = "") -> bool:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return False
-    if not address and os.environ.get(RAY_JOB_MARK):
+    if not address and in_ray_job():
         address = "auto"
         print("running as a Ray Job: the sweep uses the Job's cluster", flush=True)
     if address:
@@ -264,8 +245,7 @@ def connect(address: str = "") -> bool:
         try:
             ray.init(address=resolved, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"cannot join the Ray cluster at {resolved} ({first}); {_START_ONE}") from None
+            raise UsageError(f"cannot join the Ray cluster at {resolved} ({first_line(exc)}); {_START_ONE}") from None
         return True
     os.environ.pop("RAY_ADDRESS", None)  # nor may anything this process starts join it
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

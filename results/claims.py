@@ -27,10 +27,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from search_spaces.claims import BUILTIN, DELTA, ClaimSpec, applicable, matches
-from trainables.vocabulary import (ARCH_LABELS, FINISHED, FULL_BUDGET, LABELS, PAPER_EPOCHS, PAPER_TEST_IMAGES,
-                                   PAPER_TRAIN_IMAGES)
+from common.vocabulary import (
+    ARCH_LABELS,
+    FINISHED,
+    FULL_BUDGET,
+    LABELS,
+    PAPER_EPOCHS,
+    PAPER_TEST_IMAGES,
+    PAPER_TRAIN_IMAGES,
+)
+from search_spaces.claims import BUILTIN, DELTA, ClaimSpec, claims_for_rows, matches
 
+from .paper import paper_values
 from .stats import Interval, mean_interval, prob_better, seeds_to_settle
 
 __all__ = ["ClaimSpec", "Claim", "Verdict", "BUILTIN", "check_claims", "claims_for", "claim_values", "with_interval",
@@ -233,7 +241,7 @@ def _rows(trials: pd.DataFrame) -> list[dict]:
 def claims_for(trials: pd.DataFrame, specs=None) -> list[Claim]:
     """Every claim (BUILTIN, and a sweep's own `specs`, which replace a built-in of the same name) that a
     table with these trials can speak to."""
-    return [Claim(spec) for spec in applicable((*BUILTIN, *(specs or ())), _rows(trials))]
+    return [Claim(spec) for spec in claims_for_rows(_rows(trials), specs or ())]
 
 
 def claim_values(claim: Claim, trials: pd.DataFrame) -> list[tuple[int, float]]:
@@ -249,8 +257,6 @@ def claim_values(claim: Claim, trials: pd.DataFrame) -> list[tuple[int, float]]:
 def paper_trials(table: str) -> pd.DataFrame:
     """The paper's table ("table1" ...) as trial rows in this project's vocabulary (one 'seed', 0), so that a
     claim's statistic applies to it unchanged; empty for anything else."""
-    from .tables import paper_values  # the paper's CSV, read where the tables read it
-
     paper = paper_values(table, all_columns=True)
     if paper.empty:
         return pd.DataFrame()
@@ -258,7 +264,8 @@ def paper_trials(table: str) -> pd.DataFrame:
     archs = {label: arch for arch, label in ARCH_LABELS.items()}
     return pd.DataFrame({
         "arch": paper["Architecture"].map(archs), "layer": paper["Layer"].map(inverse["layer"]),
-        "activation": paper["Activation"].map(inverse["activation"]), "pooling": paper["Pooling"].map(inverse["pooling"]),
+        "activation": paper["Activation"].map(inverse["activation"]),
+        "pooling": paper["Pooling"].map(inverse["pooling"]),
         "normalization": paper["Normalization"].map(inverse["normalization"]),
         "image_dim": paper["Image Dim."].str.split("x").str[0].astype(int), "dropout": 0.0, "p_mode": "learned",
         "p_value": np.nan, "seed": 0, "val_acc": paper["Paper Val. Acc."],
@@ -349,9 +356,9 @@ def with_interval(verdict: Verdict, interval: Interval, method: str, trials: pd.
                   paper_table: str, decided: str = "") -> Verdict:
     """The verdict at this budget decided by another interval (settle's repeated confidence interval), the
     line saying which (method) and when (decided: 'decided after 5 seeds (look 3 of 8)'); the paper's verdict
-    follows it as check_claims' does. What cannot be judged at all stays not judged."""
+    follows it as check_claims' does. What cannot be judged at all stays not judged, with this interval."""
     if verdict.budget_verdict == NOT_JUDGED:
-        return verdict
+        return replace(verdict, interval=interval)
     side = verdict.claim.side_of(interval) if interval.has_interval else ""
     reason = (("the whole repeated interval is on " + ("the claimed" if side == "supported" else "the other")
                + " side") if side else "the repeated interval spans the threshold")

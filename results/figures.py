@@ -28,26 +28,26 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
-from trainables.vocabulary import (ARCH_LABELS, CIFAR10_CLASSES, FINISHED, PAPER_EPOCHS,  # noqa: E402
-                                   PAPER_TRAIN_IMAGES)
+from common.vocabulary import ARCH_LABELS, CIFAR10_CLASSES, FINISHED, PAPER_EPOCHS, PAPER_TRAIN_IMAGES  # noqa: E402
 
 from .claims import full_budget  # noqa: E402
+from .paper import CITATION, paper_table_of, table_number  # noqa: E402
 from .stats import mean_interval  # noqa: E402
-from .table_data import load_table_data, per_batch_norms, tables_of  # noqa: E402
-from .tables import compare_paper, paper_table_of, table_rows  # noqa: E402
+from .table_data import groups_of, load_table_data, per_batch_norms  # noqa: E402
+from .tables import compare_paper, table_rows  # noqa: E402
 from .variants import LABEL_COLUMNS, variant_keys, variant_label, with_settings  # noqa: E402
 
 __all__ = ["Figure", "figures_for_group", "claim_figures", "write_figures", "gini_table", "pgd_baseline", "KINDS",
@@ -69,7 +69,7 @@ plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "
 CLAIMED = "#d9f0d3"      # the side of the threshold a claim puts its effect on
 THRESHOLD = "#b42318"
 PAPER = "#dd8452"
-PAPER_REF = "Wu et al. 2023"
+PAPER_REF = CITATION["short"]
 
 # Which figure of the paper each kind reproduces, per paper table (docs/paper_facts.md: "Tables 1-8 ... Figs")
 _SALIENCY_FIGS = {"table1": "Fig 3", "table2": "Fig 4", "table3": "Fig 9", "table4": "Fig 10", "table5": "Fig 11",
@@ -80,7 +80,7 @@ _PGD_FIGS = {"table1": "Fig 5", "table2": "Fig 6", "table3": "Figs 15-16", "tabl
 
 def paper_figure(kind: str, paper_table: str) -> str:
     """'Fig 5 of the paper (Wu et al. 2023), which plots ...' for a kind of figure and a table ('' if none)."""
-    number = paper_table[5:] if paper_table.startswith("table") else ""
+    number = table_number(paper_table)
     said = {
         "pgd": (_PGD_FIGS.get(paper_table), "plots accuracy against ε for each variant; docs/paper_facts.md records "
                                             "no numbers from it, so no claim of the paper is judged here"),
@@ -243,7 +243,7 @@ def _zoom(ax, values: list) -> None:
 
 def claim_figures(group: str, summary) -> list[Figure]:
     """Per claim: the per-seed values its verdict rests on, zoomed to the decision, and the same effect
-    against epoch on its own axis. summary: summary.TableSummary of the table."""
+    against epoch on its own axis. summary: summary.GroupSummary of the table."""
     out = []
     for verdict in summary.verdicts:
         claim, values = verdict.claim, verdict.values
@@ -260,7 +260,8 @@ def claim_figures(group: str, summary) -> list[Figure]:
             left.scatter(i, show(value), color=colours[seed], s=34, zorder=3, label=f"seed {seed}")
         shown = verdict.shown
         if shown.has_interval:
-            left.errorbar(len(values), shown.estimate, yerr=[[shown.estimate - shown.low], [shown.high - shown.estimate]],
+            left.errorbar(len(values), shown.estimate,
+                          yerr=[[shown.estimate - shown.low], [shown.high - shown.estimate]],
                           fmt="D", color="black", capsize=4, zorder=3, label="mean and 95 % CI")
         else:
             left.scatter(len(values), shown.estimate, marker="D", color="black", zorder=3, label="mean (no interval)")
@@ -466,7 +467,7 @@ def robustness_curves(group: str, trials: pd.DataFrame, robustness: pd.DataFrame
             continue
         colours = _seed_colours(part["seed"].unique())
         eps_all = sorted(part["eps"].unique())
-        fig, axes = _panel_grid(len(others), 1.9, 1.2, f"accuracy − baseline")
+        fig, axes = _panel_grid(len(others), 1.9, 1.2, "accuracy − baseline")
         handles, names = [], []
         for ax, label in zip(axes.flat, others):
             mine = part[part["label"] == label].set_index(["seed", "eps"])["accuracy"]
@@ -692,9 +693,10 @@ def optuna_search(group: str, trials: pd.DataFrame) -> list[Figure]:
 # ---------------------------------------------------------------------------------------------
 # Per table
 # ---------------------------------------------------------------------------------------------
-def figures_for_group(group: str, data: dict[str, pd.DataFrame], summary=None, alone: set | None = None) -> list[Figure]:
+def figures_for_group(group: str, data: dict[str, pd.DataFrame], summary=None,
+                      alone: set | None = None) -> list[Figure]:
     """Every figure one table (group of one experiment) of trials has the data for; `summary`
-    (summary.TableSummary) adds the claim figures, `alone` the trials that had their node to themselves."""
+    (summary.GroupSummary) adds the claim figures, `alone` the trials that had their node to themselves."""
     trials = data["trials"][data["trials"]["group"] == group]
     ids = set(trials["trial_id"])
 
@@ -722,7 +724,7 @@ def write_figures(store, out: str | Path, experiment: str = "") -> list[Path]:
     data = load_table_data(store, experiment)
     several = data["trials"]["experiment"].nunique() > 1
     paths = []
-    for name, group, mine, summary, alone in tables_of(data, store):
+    for name, group, mine, summary, alone in groups_of(data, store):
         for figure in figures_for_group(group, mine, summary, alone):
             path = out / f"{_safe(name) + '_' if several else ''}{figure.name}.png"
             path.write_bytes(figure.png())

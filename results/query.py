@@ -11,6 +11,8 @@ import json
 
 import pyarrow as pa
 
+from common.errors import first_line
+
 from .schema import TABLES
 from .store import ParquetStore, Snapshot, StoreError
 
@@ -39,7 +41,7 @@ def run_query(store: ParquetStore, sql: str) -> pa.Table:
                 raise StoreError("bad query: the statement returns no rows; give a SELECT")
             return relation.to_arrow_table()
         except duckdb.Error as exc:
-            first = str(exc).strip().splitlines()[0]
+            first = first_line(exc)
             if isinstance(exc, duckdb.IOException) or "reading the stream registered as" in first:
                 raise OSError(first) from None  # e.g. a file a compaction deleted meanwhile: store.read reads again
             raise StoreError(f"bad query: {first}") from None

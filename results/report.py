@@ -32,21 +32,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from trainables.vocabulary import PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES
+from common.vocabulary import PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES
 
 from .claims import DELTA, NOT_JUDGED, NOT_TESTED
 from .figures import figures_for_group, gini_table
+from .paper import CITATION, table_number, where_in_paper
 from .stats import Interval
-from .table_data import load_table_data, tables_of
-from .tables import (ACCURACY_NOTE, LABEL_COLUMNS, RANK_NOTE, budget_line, build_tables, compare_paper,
-                     read_trials, render)
-from .variants import variant_label, with_settings
+from .summary import RANK_NOTE
+from .table_data import groups_of, load_table_data
+from .tables import ACCURACY_NOTE, budget_line, build_tables, compare_paper, read_trials, render
+from .variants import LABEL_COLUMNS, variant_label, with_settings
 
-__all__ = ["write_report", "REPORT_FILE", "summary_lines", "claim_detail", "bottom_line", "PAPER"]
+__all__ = ["write_report", "REPORT_FILE", "summary_lines", "claim_detail", "bottom_line", "rank_text"]
 
 REPORT_FILE = "report.html"
-PAPER = dict(title="Exploring the Sharpened Cosine Similarity", authors="Skyler Wu, Fred Lu, Edward Raff, James Holt",
-             year=2023, url="https://arxiv.org/abs/2307.13855", arxiv="arXiv 2307.13855")
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1000px;
      padding:0 15px;color:#222;line-height:1.45;font-size:15px}
@@ -146,14 +145,9 @@ def bottom_line(summaries: list) -> str:
     measured = [v for v in accuracy if v.interval.n]
     if measured:
         parts.append(f"{sum(map(_on_claimed_side, measured))} of {len(measured)} effects point the paper's way")
-    ranks = [s.rank for s in summaries if s.rank is not None]
-    if len(ranks) == 1:
-        r = ranks[0]
-        parts.append(f"the variants' ranks agree with the paper's at rho {r.rho:+.2f}"
-                     + (f" [{r.low:+.2f}, {r.high:+.2f}]" if r.low == r.low else ""))
-    elif ranks:
-        parts.append(f"the variants' ranks agree with the paper's at rho {min(r.rho for r in ranks):+.2f} to "
-                     f"{max(r.rho for r in ranks):+.2f} across {len(ranks)} tables")
+    ranks = rank_text([s.rank for s in summaries if s.rank is not None])
+    if ranks:
+        parts.append(ranks)
     times = [v for v in verdicts if v.claim.time]
     if times and all(v.budget_verdict == NOT_JUDGED for v in times):
         parts.append("time claims not judged (trials shared their nodes)")
@@ -161,6 +155,22 @@ def bottom_line(summaries: list) -> str:
         return "No claim of the paper applies to these trials."
     sentence = "; ".join(parts) + "."
     return sentence[0].upper() + sentence[1:]
+
+
+def rank_text(ranks: list) -> str:
+    """How the variants rank against the paper's, in words that say what rho means: agree (its interval
+    above 0), agree only partly (the interval holds 0), disagree (below 0); '' with nothing compared (the
+    paper's values say nothing about data other than CIFAR-10, so summary.py compares only there)."""
+    if len(ranks) == 1:
+        return ranks[0].sentence()
+    if not ranks:
+        return ""
+    words = Counter(r.agreement for r in ranks)
+    said = [f"{words[w]} {what}" for w, what in (("agree", "agree"), ("partly", "agree only partly"),
+                                                 ("disagree", "disagree"), ("", "have one seed: no interval"))
+            if words[w]]
+    return (f"of {len(ranks)} tables' variant rankings, {', '.join(said)} with the paper's (rho "
+            f"{min(r.rho for r in ranks):+.2f} to {max(r.rho for r in ranks):+.2f})")
 
 
 def claim_detail(summary, v) -> str:
@@ -203,14 +213,21 @@ def _summary_html(experiment: str, summary, several: bool) -> str:
               "Budget: the paper's (CIFAR-10, all images, its epochs): the paper's claims are tested.")
     parts = [f"<h3 id='{_anchor('summary', experiment, summary.group)}'>{_e(title)}</h3>",
              f"<p class='budget'>{_e(budget)} {summary.n_trials} trials over {summary.n_seeds} seed(s).</p>"]
+    if summary.paper_table and not table_number(summary.paper_table):  # one of the paper's other experiments
+        parts.insert(1, f"<p class='meta'>Reproduces the paper's {_e(where_in_paper(summary.paper_table))} "
+                        f"({_e(summary.paper_table)}).</p>")
     items = [f"<li><b>{_e(v.claim.name)}</b><br>{_badge('at this budget', v.budget_verdict)}"
              f"{_badge('the paper’s claim', v.paper_verdict)}<span class='detail'>{_e(claim_detail(summary, v))}"
              f"</span></li>" for v in summary.verdicts]
     parts.append(f"<ul class='summary'>{''.join(items)}</ul>" if items else
                  "<p>No claim of the paper applies to these variants.</p>")
     if summary.rank is not None:
-        parts.append(f"<p><b>Rank agreement with the paper's {_e(summary.paper_table)}:</b> {_e(summary.rank.text())}: "
-                     f"{_e(RANK_NOTE)}.</p>")
+        parts.append(f"<p><b>Rank agreement with the paper's {_e(summary.paper_table)}:</b> "
+                     f"{_e(summary.rank.sentence()[0].upper() + summary.rank.sentence()[1:])}; "
+                     f"{_e(summary.rank.text())}: {_e(RANK_NOTE)}.</p>")
+    elif summary.rank_note:
+        parts.append(f"<p><b>Rank agreement with the paper's {_e(summary.paper_table)}:</b> "
+                     f"{_e(summary.rank_note)}.</p>")
     strongest = _strongest_text(summary)
     if strongest:
         parts.append(f"<p><b>Strongest factor effects</b> (A - B; 95 % intervals excluding 0): {_e(strongest)}.</p>")
@@ -234,7 +251,7 @@ def _table_html(group: str, compared: pd.DataFrame) -> str:
 
 
 def _effects_html(rows: list) -> str:
-    """Factor effects (TableSummary.effects) as A - B, each simple effect indented under the interaction it
+    """Factor effects (GroupSummary.effects) as A - B, each simple effect indented under the interaction it
     breaks down."""
     if not rows:
         return ""
@@ -261,13 +278,11 @@ def _effects_html(rows: list) -> str:
 
 
 def _settle_html(summary) -> str:
-    """A settled table: its design, each claim's repeated interval at every look, and the seeds it cost."""
-    from .sequential import Design
-
+    """A settled group: its design, each claim's repeated interval at every look, and the seeds it cost."""
     record = summary.settle
-    if not record or summary.group not in record.get("claims", {}):
+    design = record.designs.get(summary.group) if record is not None else None
+    if design is None or not record.claims.get(summary.group):
         return ""
-    design = Design.from_dict(record["designs"][summary.group])
     head = (f"A group-sequential design fixed before the first trial: looks at {', '.join(map(str, design.looks))} "
             f"seeds, {design.spending} alpha spending, alpha {design.alpha:g} two-sided over {design.claims} "
             f"claim(s) (Bonferroni: {design.alpha_per_claim:.4f} each); critical values c_k "
@@ -277,23 +292,25 @@ def _settle_html(summary) -> str:
             f"true effect is at most alpha / K (Jennison & Turnbull 2000, ch. 9).")
     columns = ("Look", "Seeds", "c_k", "Estimate", "Repeated interval", "Decision")
     body = []
-    for name, r in record["claims"][summary.group].items():  # each claim a heading row over its looks: narrow
-        spec = r.get("spec") or {}
-        against = (f" (supported when the whole interval is {'above' if spec.get('side', 'above') == 'above' else 'below'}"
-                   f" {spec['threshold']:+g})") if "threshold" in spec else ""
+    looks = len(design.looks)
+    for name, r in record.claims[summary.group].items():  # each claim a heading row over its looks: narrow
+        spec = r.spec or {}
+        side = "above" if spec.get("side", "above") == "above" else "below"
+        against = (f" (supported when the whole interval is {side} {spec['threshold']:+g})"
+                   if "threshold" in spec else "")
         body.append(f"<tr class='claim'><th colspan='{len(columns)}'>{_e(name)}<span class='meta'>{_e(against)}</span>"
                     f"</th></tr>")
-        for p in r["path"]:
-            low = "-" if p["low"] != p["low"] else f"[{p['low']:+.4f}, {p['high']:+.4f}]"
-            decided = r.get("decided") if r.get("look") == p["look"] else ""
-            cells = (p["look"], p["seeds"], f"{p['c']:.2f}", f"{p['estimate']:+.4f}", low,
-                     decided or (r.get("undecided", "") if p is r["path"][-1] else "open"))
+        for p in r.path:
+            low = "-" if p.low != p.low else f"[{p.low:+.4f}, {p.high:+.4f}]"
+            ended = r.closed and p is r.at()
+            decision = (r.decided or r.when(looks)) if ended else "open"
+            cells = (p.look, p.seeds, f"{p.c:.2f}", f"{p.estimate:+.4f}", low, decision)
             body.append("<tr>" + "".join(f"<td>{_e(str(c))}</td>" for c in cells) + "</tr>")
-    planned, run = record.get("fixed_trials", 0), record.get("trials_run", 0)
-    epochs = max(record.get("epochs", {}).values(), default=0)
+    planned, run = record.fixed_trials, record.trials_run
+    epochs = max(record.epochs.values(), default=0)
     spent = (f"{run} trials trained ({run * epochs:,} trial-epochs) against the {planned} ({planned * epochs:,}) "
              f"a fixed design at {design.max_seeds} seeds needs, for the whole sweep"
-             + (f"; {record['stopped']}" if record.get("stopped") else "") + ".")
+             + (f"; {record.stopped}" if record.stopped else "") + ".")
     if not body:
         return ""
     head_row = "".join(f"<th>{c}</th>" for c in columns)
@@ -347,7 +364,8 @@ def _provenance(store, experiment: str, trials: pd.DataFrame) -> str:
         ("trials", f"{len(trials)}: " + ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())),
         ("data set", _values(trials["dataset"])
          + (f" ({_values(trials['data_dir'])})" if "data_dir" in trials and trials["data_dir"].notna().any() else "")),
-        ("training images", ", ".join(f"{v:,}" if v else _all(trials, PAPER_TRAIN_IMAGES) for v in sorted(set(n_train)))),
+        ("training images",
+         ", ".join(f"{v:,}" if v else _all(trials, PAPER_TRAIN_IMAGES) for v in sorted(set(n_train)))),
         ("test images", ", ".join(f"{v:,}" if v else _all(trials, PAPER_TEST_IMAGES) for v in sorted(set(n_test)))),
         ("budget", _values(trials["budget"]) if "budget" in trials else "-"),
         ("epochs (budget)", _values(trials["epochs"])),
@@ -411,26 +429,26 @@ def _section(name: str, group: str, mine: dict, summary, alone) -> tuple[str, st
     return "\n".join(body), entry
 
 
-_TABLES: list = []  # the tables a forked worker draws (set before the pool forks: nothing is pickled)
+_GROUPS: list = []  # the groups a forked worker draws (set before the pool forks: nothing is pickled)
 
 
 def _section_of(index: int) -> tuple[str, str]:
-    return _section(*_TABLES[index])
+    return _section(*_GROUPS[index])
 
 
-def _sections(tables: list) -> list[tuple[str, str]]:
-    """Every table's section, drawn in parallel where the machine has cores to spare: drawing and encoding
-    the figures is most of a report's time (about 0.2 s a figure), and tables are independent."""
-    global _TABLES
-    workers = min(len(tables), os.cpu_count() or 1)
+def _sections(groups: list) -> list[tuple[str, str]]:
+    """Every group's section, drawn in parallel where the machine has cores to spare: drawing and encoding
+    the figures is most of a report's time (about 0.2 s a figure), and groups are independent."""
+    global _GROUPS
+    workers = min(len(groups), os.cpu_count() or 1)
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return [_section(*table) for table in tables]
-    _TABLES = tables
+        return [_section(*group) for group in groups]
+    _GROUPS = groups
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(pool.map(_section_of, range(len(tables))))
+            return list(pool.map(_section_of, range(len(groups))))
     finally:
-        _TABLES = []
+        _GROUPS = []
 
 
 def write_report(store, out: str | Path, experiment: str = "") -> Path:
@@ -439,10 +457,10 @@ def write_report(store, out: str | Path, experiment: str = "") -> Path:
     data = load_table_data(store, experiment)
     trials = data["trials"]
     several = trials["experiment"].nunique() > 1
-    tables = list(tables_of(data, store))
-    summaries = [summary for _, _, _, summary, _ in tables]
+    groups = list(groups_of(data, store))
+    summaries = [summary for _, _, _, summary, _ in groups]
     sections, contents = {}, {}
-    for (name, *_), (section, entry) in zip(tables, _sections(tables)):
+    for (name, *_), (section, entry) in zip(groups, _sections(groups)):
         sections.setdefault(name, []).append(section)
         contents.setdefault(name, []).append(entry)
     nav = ["<li><a href='#summary'>Summary</a></li>"]
@@ -454,20 +472,20 @@ def write_report(store, out: str | Path, experiment: str = "") -> Path:
         page_sections.append("\n".join([f"<h2 id='{anchor}'>Experiment {_e(name)}</h2>", *sections[name],
                                         f"<h3 id='{anchor}-provenance'>Provenance</h3>",
                                         _provenance(store, name, trials[trials["experiment"] == name])]))
-    paper = (f"<a href='{PAPER['url']}'>{_e(PAPER['authors'])} ({PAPER['year']}), “{_e(PAPER['title'])}”, "
-             f"{_e(PAPER['arxiv'])}</a>")
+    paper = (f"<a href='{CITATION['url']}'>{_e(CITATION['authors'])} ({CITATION['year']}), “{_e(CITATION['title'])}”, "
+             f"{_e(CITATION['arxiv'])}</a>")
     page = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>{_e(PAPER['title'])}: a reproduction</title><style>{STYLE}</style></head><body>",
-        f"<h1>{_e(PAPER['title'])}: a reproduction</h1>",
+        f"<title>{_e(CITATION['title'])}: a reproduction</title><style>{STYLE}</style></head><body>",
+        f"<h1>{_e(CITATION['title'])}: a reproduction</h1>",
         f"<p class='meta'>The paper: {paper}. Reproduced with scs-sweep from the store {_e(store.uri)}: "
         f"{len(trials)} trials in {trials['experiment'].nunique()} experiment(s); written "
         f"{time.strftime('%Y-%m-%d %H:%M')}.</p>",
         f"<p class='bottom' id='bottom-line'><b>{_e(bottom_line(summaries))}</b></p>",
         f"<nav><h2>Contents</h2><ol>{''.join(nav)}</ol></nav>",
         "<h2 id='summary'>Summary</h2>",
-        *[_summary_html(name, summary, several) for name, _, _, summary, _ in tables],
+        *[_summary_html(name, summary, several) for name, _, _, summary, _ in groups],
         f"<details id='method'><summary>How the verdicts are reached</summary><p class='caption'>{_e(METHOD)}</p>"
         f"</details>",
         *page_sections, "</body></html>"]

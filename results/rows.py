@@ -11,7 +11,7 @@ import json
 import statistics
 from datetime import datetime, timezone
 
-from trainables.vocabulary import ENDED
+from common.vocabulary import ENDED
 
 from .schema import columns
 

@@ -6,8 +6,8 @@ import pyarrow as pa
 # 2: trials gain budget, n_train, n_test and data_dir (what a reduced run used).
 # 3: trials' started_at / ended_at become timestamps (UTC, no zone: DuckDB's `ended_at - started_at` is an
 #    interval); trials gain paper_table, init_from_trial, compiled (what ran compiled: model + CUDA graphs,
-#    model, kernels (before 2026-11-29: sharpening kernels) or no), compile_error and node_ip (the host that ran it); epochs gain
-#    ended_at, wall_s and node_id (when and where each epoch ran); saliency gains the input image.
+#    model, kernels (before 2026-11-29: sharpening kernels) or no), compile_error and node_ip (the host that ran it);
+#    epochs gain ended_at, wall_s and node_id (when and where each epoch ran); saliency gains the input image.
 # 4: trials gain gpu_index (the GPU Ray assigned the trial, as its node numbers them; null on the CPU).
 # A reader with this schema sees older files' missing columns as null and their ISO-text times as
 # timestamps (pyarrow casts them on read), and `ensure` upgrades the version: old stores read as they are.

@@ -85,7 +85,7 @@ class Design:
         """c_k of each look: the design's own, else computed (seeded simulation, cached)."""
         return self.critical or tuple(critical_values(self.looks, self.alpha_per_claim, self.spending))
 
-    def with_critical_values(self) -> "Design":
+    def with_critical_values(self) -> Design:
         return Design(**{**asdict(self), "critical": self.criticals()})
 
     def to_dict(self) -> dict:
@@ -94,7 +94,7 @@ class Design:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Design":
+    def from_dict(cls, data: dict) -> Design:
         return cls(**{**data, "critical": tuple(data.get("critical", ()))})
 
 

@@ -13,8 +13,9 @@ averaged over seeds, with the 95 % t-interval of those per-seed values:
   percentile bootstrap interval over our seeds (Efron & Tibshirani 1993, An Introduction to the Bootstrap,
   ch. 13): the comparison with the paper that does not need the paper's budget.
 - `effects`: the main effect of each factor (layer, activation, pooling, normalization: "A - B", the level
-  minus the reference level), every two-factor interaction, and for a large interaction the simple effects it hides (e.g. ReLU within Conv2d and
-  within SCS), each a contrast of variant means taken within each seed. An effect averages over the
+  minus the reference level), every two-factor interaction, and for a large interaction the simple effects it hides
+  (e.g. ReLU within Conv2d and within SCS), each a contrast of variant means taken within each seed. An effect
+  averages over the
   variants that exist for both levels (tables 3-8 have no Conv2d without ReLU).
 """
 from __future__ import annotations
@@ -26,10 +27,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from trainables.vocabulary import LABELS
+from common.vocabulary import LABELS
 
-__all__ = ["Interval", "mean_interval", "Rank", "rank_agreement", "strongest", "prob_better", "seeds_to_settle", "effects", "Effect", "FACTORS",
-           "REFERENCE_LEVEL", "LEVEL_LABELS", "LEVEL", "per_seed_slopes"]
+__all__ = ["Interval", "mean_interval", "Rank", "rank_agreement", "strongest", "prob_better", "seeds_to_settle",
+           "effects", "Effect", "FACTORS", "REFERENCE_LEVEL", "LEVEL_LABELS", "LEVEL", "per_seed_slopes"]
 
 LEVEL = 0.95
 FACTORS = ("layer", "activation", "pooling", "normalization")
@@ -86,6 +87,23 @@ class Rank:
         interval = f" [{self.low:+.2f}, {self.high:+.2f}]" if not math.isnan(self.low) else " (no interval: one seed)"
         return f"Spearman's rho = {self.rho:+.2f}{interval} over {self.variants} variants, {self.seeds} seed(s)"
 
+    @property
+    def agreement(self) -> str:
+        """agree: the whole interval above 0 (the variants rank as the paper's, beyond what seeds would
+        shuffle); disagree: the whole interval below 0; partly: it holds 0 (some of the order is the paper's,
+        the data cannot say how much); '' without an interval (one seed)."""
+        if math.isnan(self.low):
+            return ""
+        return "agree" if self.low > 0 else "disagree" if self.high < 0 else "partly"
+
+    def sentence(self) -> str:
+        """'the variants' ranks agree with the paper's (rho +0.69 [+0.40, +0.95])', and the like."""
+        said = {"agree": "agree with the paper's", "disagree": "disagree with the paper's",
+                "partly": "agree only partly with the paper's (the interval holds 0)",
+                "": "cannot be compared with the paper's from one seed"}[self.agreement]
+        interval = f" [{self.low:+.2f}, {self.high:+.2f}]" if not math.isnan(self.low) else ""
+        return f"the variants' ranks {said} (rho {self.rho:+.2f}{interval})"
+
 
 def rank_agreement(ours: np.ndarray, paper: np.ndarray, resamples: int = 2000, seed: int = 0) -> Rank | None:
     """ours: (seeds, variants) per-seed values (NaN where a variant lacks a seed); paper: (variants,) the
@@ -114,8 +132,8 @@ def rank_agreement(ours: np.ndarray, paper: np.ndarray, resamples: int = 2000, s
 
 def _contrasts(cells: list[tuple], keys: list[str], factors: list[str]) -> list[tuple[str, tuple, dict]]:
     """(name, the factors it is about, {cell: weight}) for every main effect and two-factor interaction
-    of `factors` the cells support. Cells are tuples over `keys` (the factors, then any other setting that varies); a contrast
-    only compares cells that agree on every key but the factors it is about."""
+    of `factors` the cells support. Cells are tuples over `keys` (the factors, then any other setting that varies); a
+    contrast only compares cells that agree on every key but the factors it is about."""
     present = set(cells)
 
     def cell(values: dict):

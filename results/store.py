@@ -58,9 +58,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from trainables.defaults import store as default_store
-from trainables.errors import ScsSweepError
-from trainables.locations import Location
+from common.defaults import store as default_store
+from common.errors import ScsSweepError
+from common.locations import Location
 
 from .schema import SCHEMA_VERSION, TABLES, table_schema
 
@@ -107,7 +107,7 @@ class Snapshot:
     """The store's tables as one consistent set of files: the generations current when it was taken.
     `still_current()` says whether a read made from it can be trusted (no compaction committed since)."""
 
-    def __init__(self, store: "ParquetStore"):
+    def __init__(self, store: ParquetStore):
         self.store = store
         self.generations = store.generations()
 
@@ -204,19 +204,24 @@ class ParquetStore:
         self._write_bytes(self._path("_settle", f"{experiment}.json"), json.dumps(record, indent=1).encode())
 
     def read_settle(self, experiment: str) -> dict:
-        """A settle's record ({} if the experiment was not settled)."""
+        """A settle's record ({} if the experiment was not settled); StoreError for one that is not JSON."""
+        path = self._path("_settle", f"{experiment}.json")
         try:
-            with self.fs.open_input_stream(self._path("_settle", f"{experiment}.json")) as f:
-                return json.loads(f.read().decode())
-        except (FileNotFoundError, OSError, ValueError):
+            with self.fs.open_input_stream(path) as f:
+                text = f.read().decode()
+        except FileNotFoundError:
             return {}
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise StoreError(f"{path} is not a settle record (not JSON: {exc})") from None
 
     def read_sweep(self, experiment: str) -> str:
         """The sweep file of an experiment ("" if the store has none, e.g. rows from `gather`)."""
         try:
             with self.fs.open_input_stream(self._path("_sweeps", f"{experiment}.toml")) as f:
                 return f.read().decode()
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:
             return ""
 
     # -- compaction ----------------------------------------------------------------------------
@@ -408,7 +413,7 @@ class ParquetStore:
         return sorted(n.split("=", 1)[1] for n in self._names(self._path("trials")) if n.startswith("experiment="))
 
 
-def get_store(store: "None | str | ParquetStore" = None) -> ParquetStore:
+def get_store(store: None | str | ParquetStore = None) -> ParquetStore:
     """One resolver: None or "" -> $SCS_STORE or ./scs_store (trainables/defaults.py); a path or URI;
     or a store as it is."""
     if isinstance(store, ParquetStore):

@@ -1,7 +1,10 @@
-"""What one table of trials says about the paper's claims, and how that moves with training.
+"""What one group of trials says about the paper's claims, and how that moves with training: the one
+pipeline from a group's rows to its verdicts, which `tables`, `report` and `status` all read.
 
-For each claim (claims.py): its verdict, effect, interval and P(A > B) over seeds, and the effect against
-epoch: the same per-seed statistic computed on each trial's best test accuracy up to that epoch (so its
+For each claim (claims.py): its verdict, effect, interval and P(A > B) over seeds (for a settled sweep the
+settle's repeated interval and its verdict: `with_settle`), the factor effects, the rank agreement with the
+paper's table (only on CIFAR-10: on other data the paper's values say nothing), and with the epoch rows the
+effect against epoch: the same per-seed statistic computed on each trial's best test accuracy up to that epoch (so its
 last point is the claim's effect), with its interval over seeds, and the trend over the last half of
 training (the per-seed slopes, judged like every other effect: a t-interval over seeds). At a reduced
 budget the verdict cannot decide a claim about 800 epochs, but the trend says whether the pattern is on
@@ -15,14 +18,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from trainables.vocabulary import FINISHED
+from common.vocabulary import ARCH_LABELS, FINISHED
 
 from .claims import Verdict, budget_note, check_claims, claim_values, with_interval
-from .stats import Interval, Rank, mean_interval, per_seed_slopes, strongest
-from .tables import effect_rows, rank_against_paper
-from .variants import variant_keys, variant_label, with_settings
+from .paper import paper_values
+from .settled import SettleRecord
+from .stats import Effect, Interval, Rank, effects, mean_interval, per_seed_slopes, rank_agreement, strongest
+from .variants import LABEL_COLUMNS, variant_keys, variant_label, with_settings
 
-__all__ = ["TableSummary", "Trend", "summarize", "claim_series", "MAX_SERIES_EPOCHS"]
+__all__ = ["GroupSummary", "Trend", "summarize", "claim_series", "with_settle", "effect_rows", "rank_against_paper",
+           "RANK_NOTE", "MAX_SERIES_EPOCHS"]
+
+RANK_NOTE = ("the one comparison with the paper that does not need the paper's budget: whether the variants rank "
+             "as in the paper (the paper's values are single runs)")
 
 MAX_SERIES_EPOCHS = 100      # an effect-against-epoch series evaluates at most this many epochs (evenly spread)
 TREND_SHARE = 0.5            # the trend is read over the last half of the epochs
@@ -47,7 +55,7 @@ class Trend:
 
 
 @dataclass
-class TableSummary:
+class GroupSummary:
     group: str
     paper_table: str
     budget_note: str                  # '' at the paper's budget
@@ -57,8 +65,9 @@ class TableSummary:
     curves: dict = field(default_factory=dict)      # variant label -> Trend of its test accuracy
     n_trials: int = 0
     n_seeds: int = 0
-    rank: Rank | None = None          # rank agreement with the paper's table (tables.rank_against_paper)
-    settle: dict = field(default_factory=dict)      # the settle's record of this table's claims, if settled
+    rank: Rank | None = None          # rank agreement with the paper's table (rank_against_paper), on CIFAR-10
+    rank_note: str = ""               # why there is no rank agreement where the paper has values to rank by
+    settle: SettleRecord | None = None  # the settle's record, if the sweep was settled
     effects: list = field(default_factory=list)     # [(architecture, stats.Effect)]: every factor effect
     strongest: list = field(default_factory=list)   # the largest decided of them
 
@@ -137,43 +146,82 @@ def _curve_trends(trials: pd.DataFrame, epochs: pd.DataFrame) -> dict:
     return out
 
 
-def _settled(verdicts: list, record: dict, group: str, trials: pd.DataFrame, paper_table: str) -> list:
-    """The verdicts at this budget that a settle's repeated intervals govern (its record in the store)."""
-    from .sequential import Design
-
-    if group not in record.get("claims", {}):
-        return verdicts
-    design = Design.from_dict(record["designs"][group])
+def effect_rows(trials: pd.DataFrame) -> list[tuple[str, Effect]]:
+    """(architecture, Effect) of the finished trials' factor effects, per architecture."""
     out = []
-    for v in verdicts:
-        r = record["claims"][group].get(v.claim.name)
-        if not r or not r["path"]:
-            out.append(v)
-            continue
-        at = next((p for p in r["path"] if p["look"] == r.get("look")), r["path"][-1])
-        interval = Interval(at["estimate"], at["low"], at["high"], at["seeds"])
-        method = (f"repeated 95 % interval of a {design.spending} design, c = {at['c']:.2f} at look {at['look']} of "
-                  f"{len(design.looks)}, alpha {design.alpha:g} over {design.claims} claim(s)")
-        when = (f"decided after {r['seeds']} seeds (look {r['look']} of {len(design.looks)})" if r.get("decided")
-                else r.get("undecided") or f"open after {len(r['path'])} look(s)")
-        out.append(with_interval(v, interval, method, trials, paper_table, when))
+    for arch, part in with_settings(trials).groupby("arch", sort=True):
+        # the label columns that are not factors tell variants apart too (a dropout axis)
+        out += [(ARCH_LABELS.get(arch, arch), effect)
+                for effect in effects(part, extra=("setting", "dropout", "image_dim"))]
     return out
 
 
-def summarize(group: str, paper_table: str, trials: pd.DataFrame, epochs: pd.DataFrame,
-              alone: set | None = None, why_not_alone: str = "", specs=None, settle: dict | None = None) -> TableSummary:
-    """The summary of one table (its trials, one row per trial; epochs: trial_id, epoch, test_acc); specs:
-    the sweep's own claims (claims.ClaimSpec) beside the paper's; settle: the settle's record, whose repeated
-    intervals govern the verdicts at this budget of the claims it settled."""
+def rank_against_paper(paper_table: str, trials: pd.DataFrame) -> Rank | None:
+    """Spearman's rho between our variant means (finished trials) and the paper's values of the same variants,
+    with its bootstrap interval over our seeds (stats.rank_agreement); None without 3 shared variants."""
+    finished = with_settings(trials[trials["status"] == FINISHED].dropna(subset=["val_acc"]))
+    paper = paper_values(paper_table)
+    if finished.empty or paper.empty:
+        return None
+    paper_by = {tuple(r[c] for c in LABEL_COLUMNS) + ("",): r["Paper Val. Acc."] for _, r in paper.iterrows()}
+    keys = variant_keys(finished)
+    variants = sorted(k for k in set(keys) if k in paper_by)
+    seeds = sorted(finished["seed"].unique())
+    ours = np.full((len(seeds), len(variants)), np.nan)
+    for (key, seed), value in finished.groupby([keys, finished["seed"]])["val_acc"].max().items():
+        if key in paper_by:
+            ours[seeds.index(seed), variants.index(key)] = value
+    return rank_agreement(ours, np.array([paper_by[v] for v in variants]))
+
+
+def _rank(paper_table: str, trials: pd.DataFrame) -> tuple[Rank | None, str]:
+    """(the rank agreement, or why there is none where the paper has a table to rank by)."""
+    if paper_values(paper_table).empty:
+        return None, ""
+    data = sorted(trials["dataset"].dropna().unique()) if "dataset" in trials else []
+    if data and data != ["cifar10"]:
+        return None, f"not compared: {', '.join(data)} data, not CIFAR-10, says nothing about the paper's ranking"
+    return rank_against_paper(paper_table, trials), ""
+
+
+def with_settle(verdicts: list, record: SettleRecord, group: str, trials: pd.DataFrame, paper_table: str) -> list:
+    """The verdicts at this budget of the claims a settle governs: its repeated interval (valid whenever it
+    stopped) in place of a plain t-interval over the seeds it chose to add (which optional stopping makes
+    too narrow), and its decision. What cannot be judged at all (accuracy on data other than CIFAR-10) keeps
+    that verdict, with the repeated interval."""
+    design = record.designs.get(group)
+    out = []
+    for v in verdicts:
+        r = record.claim(group, v.claim.name)
+        at = r.at() if r is not None else None
+        if design is None or at is None:
+            out.append(v)
+            continue
+        method = (f"repeated 95 % interval of a {design.spending} design, c = {at.c:.2f} at look {at.look} of "
+                  f"{len(design.looks)}, alpha {design.alpha:g} over {design.claims} claim(s)")
+        when = r.when(len(design.looks), record.stopped)
+        out.append(with_interval(v, at.interval, method, trials, paper_table, when))
+    return out
+
+
+def summarize(group: str, paper_table: str, trials: pd.DataFrame, epochs: pd.DataFrame | None = None,
+              alone: set | None = None, why_not_alone: str = "", specs=None,
+              settle: SettleRecord | None = None) -> GroupSummary:
+    """The summary of one group (its trials, one row per trial): the claims' verdicts (specs: the sweep's own
+    claims beside the paper's; settle: the settle's record, whose repeated intervals govern the verdicts of
+    the claims it settled), the factor effects and the rank agreement; with `epochs` (trial_id, epoch,
+    test_acc) also each claim's effect against epoch and the learning curves' trends."""
     finished = trials[trials["status"] == FINISHED]
     verdicts = check_claims(paper_table, trials, group, alone, why_not_alone, specs)
-    effects = effect_rows(finished)
-    if settle:
-        verdicts = _settled(verdicts, settle, group, trials, paper_table)
-    summary = TableSummary(group, paper_table, budget_note(trials, paper_table), verdicts,
-                           n_trials=len(trials), n_seeds=trials["seed"].nunique(),
-                           rank=rank_against_paper(paper_table, trials),
-                           effects=effects, strongest=strongest(effects), settle=settle or {})
+    if settle is not None:
+        verdicts = with_settle(verdicts, settle, group, trials, paper_table)
+    found = effect_rows(finished)
+    rank, rank_note = _rank(paper_table, trials)
+    summary = GroupSummary(group, paper_table, budget_note(trials, paper_table), verdicts,
+                           n_trials=len(trials), n_seeds=trials["seed"].nunique(), rank=rank, rank_note=rank_note,
+                           effects=found, strongest=strongest(found), settle=settle)
+    if epochs is None:
+        return summary
     for verdict in verdicts:
         series = claim_series(verdict, finished, epochs)
         if not series.empty:

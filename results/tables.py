@@ -11,23 +11,23 @@ trials' `paper_table` (the sweep's link to the paper), not through its name.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from trainables.vocabulary import ARCH_LABELS, FINISHED, PAPER_TABLES
+from common.vocabulary import FINISHED
 
-from .claims import budget_note, check_claims, full_budget
-from .stats import Effect, Rank, effects, mean_interval, rank_agreement
+from .claims import budget_note, full_budget
+from .paper import paper_table_of, paper_values, table_number, where_in_paper
+from .stats import Effect, mean_interval
+from .store import StoreError
+from .summary import RANK_NOTE, summarize
+from .table_data import sweep_context
 from .timing import exclusive_trials
 from .variants import LABEL_COLUMNS, variant_keys, with_settings
 
-__all__ = ["table_rows", "build_tables", "compare_paper", "render", "render_all", "paper_values", "paper_table_of",
-           "TRIAL_COLUMNS", "ACCURACY_NOTE", "budget_line", "effect_rows", "read_trials", "FINAL", "rank_against_paper",
-           "RANK_NOTE", "TRAIN_TIME", "EVAL_TIME", "effect_line"]
+__all__ = ["table_rows", "build_tables", "compare_paper", "render", "render_all", "TRIAL_COLUMNS", "ACCURACY_NOTE",
+           "budget_line", "read_trials", "FINAL", "TRAIN_TIME", "EVAL_TIME", "effect_line", "rank_line"]
 
-PAPER_CSV = Path(__file__).parent / "reference" / "paper_tables.csv"
 # The trials columns tables, claims and effects read (the store is scanned for these only).
 TRIAL_COLUMNS = ["experiment", "trial_id", "group", "paper_table", "arch", "layer", "activation", "pooling",
                  "normalization", "dropout", "image_dim", "p_mode", "p_value", "seed", "epochs", "epochs_done",
@@ -79,41 +79,11 @@ def build_tables(trials: pd.DataFrame, include_partial: bool = False) -> dict[tu
 
 def read_trials(store, experiment: str = "", columns: list[str] | None = None) -> pd.DataFrame:
     """The store's trials rows (of one experiment), or one StoreError line when there are none."""
-    from .store import StoreError
-
     trials = store.read_table("trials", experiment or None, columns=columns).to_pandas()
     if trials.empty:
         raise StoreError(f"no trials in {store.uri}" + (f" for experiment {experiment!r}" if experiment else "")
                          + "; run a sweep or `scs-sweep gather` first")
     return trials
-
-
-PAPER_TIMES = ["Paper Train Time (s)", "Paper Eval Time (s)"]
-
-
-def paper_values(table: str, all_columns: bool = False) -> pd.DataFrame:
-    """The paper's rows of one table ("table1" ... "table8"): its label columns and Val. Acc. (all_columns:
-    and its seconds per epoch); empty for anything else."""
-    columns = LABEL_COLUMNS + ["Paper Val. Acc."] + (PAPER_TIMES if all_columns else [])
-    if not (table.startswith("table") and table[5:].isdigit()):
-        return pd.DataFrame(columns=columns)
-    paper = pd.read_csv(PAPER_CSV, dtype=str, keep_default_na=False)  # "None" is a label, not NA
-    paper = paper[paper["table"] == table[5:]].rename(columns={
-        "architecture": "Architecture", "layer": "Layer", "activation": "Activation", "pooling": "Pooling",
-        "dropout": "Dropout", "normalization": "Normalization", "image_dim": "Image Dim.",
-        "val_acc": "Paper Val. Acc.", "train_time_s": PAPER_TIMES[0], "eval_time_s": PAPER_TIMES[1]})
-    for column in ["Paper Val. Acc."] + PAPER_TIMES:
-        paper[column] = paper[column].astype(float)
-    return paper[columns].reset_index(drop=True)
-
-
-def paper_table_of(group: str, trials: pd.DataFrame) -> str:
-    """The paper's experiment a table of trials is linked to: their `paper_table`, or for rows of a store
-    older than that column, the group's own name when it is one of the paper's; '' if none."""
-    linked = trials["paper_table"].dropna().unique() if "paper_table" in trials else []
-    if len(linked):
-        return str(linked[0])
-    return group if group in PAPER_TABLES else ""
 
 
 def compare_paper(table: str, frame: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
@@ -138,28 +108,6 @@ def compare_paper(table: str, frame: pd.DataFrame, trials: pd.DataFrame) -> pd.D
     merged["Paper vs ours"] = merged.apply(where, axis=1) if len(merged) else []
     merged.attrs["budget_note"] = note  # said once above the table (render)
     return merged
-
-
-RANK_NOTE = ("the one comparison with the paper that does not need the paper's budget: whether the variants rank "
-             "as in the paper (the paper's values are single runs)")
-
-
-def rank_against_paper(paper_table: str, trials: pd.DataFrame) -> Rank | None:
-    """Spearman's rho between our variant means (finished trials) and the paper's values of the same variants,
-    with its bootstrap interval over our seeds (stats.rank_agreement); None without 3 shared variants."""
-    finished = with_settings(trials[trials["status"].isin(FINAL)].dropna(subset=["val_acc"]))
-    paper = paper_values(paper_table)
-    if finished.empty or paper.empty:
-        return None
-    paper_by = {tuple(r[c] for c in LABEL_COLUMNS) + ("",): r["Paper Val. Acc."] for _, r in paper.iterrows()}
-    keys = variant_keys(finished)
-    variants = sorted(k for k in set(keys) if k in paper_by)
-    seeds = sorted(finished["seed"].unique())
-    ours = np.full((len(seeds), len(variants)), np.nan)
-    for (key, seed), value in finished.groupby([keys, finished["seed"]])["val_acc"].max().items():
-        if key in paper_by:
-            ours[seeds.index(seed), variants.index(key)] = value
-    return rank_agreement(ours, np.array([paper_by[v] for v in variants]))
 
 
 def effect_line(arch: str, e: Effect) -> str:
@@ -223,62 +171,75 @@ def _notes(frame: pd.DataFrame) -> list[str]:
     return [ACCURACY_NOTE] + ([line] if line else [])
 
 
-def effect_rows(trials: pd.DataFrame) -> list[tuple[str, Effect]]:
-    """(architecture, Effect) of the finished trials' factor effects, per architecture."""
-    out = []
-    for arch, part in with_settings(trials).groupby("arch", sort=True):
-        # the label columns that are not factors tell variants apart too (a dropout axis)
-        out += [(ARCH_LABELS.get(arch, arch), effect)
-                for effect in effects(part, extra=("setting", "dropout", "image_dim"))]
-    return out
-
-
 def exclusive(store, experiment: str = "") -> tuple[set, str]:
     """timing.exclusive_trials over the epochs the store holds (of one experiment)."""
     columns = ["experiment", "trial_id", "ended_at", "wall_s", "node_id"]
     return exclusive_trials(store.read_table("epochs", experiment or None, columns=columns).to_pandas())
 
 
+def _title(name: str, sweep: str, paper_table: str, compare: bool) -> str:
+    """'table1 (quick)', and where the group is linked to the paper under another name or to one of its
+    experiments that is not a table: ', the paper's Appendix C.1, Fig 7 (p-dynamics)'."""
+    title = f"{name} ({sweep})"
+    if not (compare and paper_table):
+        return title
+    if not table_number(paper_table):
+        return title + f", the paper's {where_in_paper(paper_table)} ({paper_table})"
+    return title + (f", compared with the paper's {paper_table}" if paper_table != name else "")
+
+
+def rank_line(summary, fmt: str) -> str:
+    """The rank agreement of a group with the paper's table, or why it is not compared ('' where the paper
+    has no table to rank by)."""
+    table = summary.paper_table
+    if summary.rank is not None:
+        text = f"Rank agreement with the paper's {table}: {summary.rank.sentence()}; {summary.rank.text()}"
+        return f"% {text}" if fmt == "latex" else f"{text} ({RANK_NOTE})."
+    if summary.rank_note:
+        return f"{'% ' if fmt == 'latex' else ''}Rank agreement with the paper's {table}: {summary.rank_note}."
+    return ""
+
+
 def render_all(store, experiment: str, fmt: str, compare: bool, include_partial: bool) -> str:
-    """Every table of the store (or of one experiment), with claims and effects when comparing (md)."""
+    """Every table of the store (or of one experiment); when comparing, each with its claims, factor effects
+    and rank agreement (md and LaTeX), from the one summary `report` and `status` read too (summary.py): a
+    settled sweep's claims with the settle's repeated intervals."""
     trials = read_trials(store, experiment, TRIAL_COLUMNS)
     alone, why_not = exclusive(store, experiment) if compare else (None, "")
-    out, claims = [], {}
+    out, context = [], {}
     for (sweep, name), (frame, part) in build_tables(trials, include_partial).items():
         table = paper_table_of(name, part)
-        if compare and sweep not in claims:
-            from .table_data import sweep_claims  # the sweep's own [[claim]]s, from the sweep file it ran
-
-            claims[sweep] = sweep_claims(store, sweep)
         if compare:
             frame = compare_paper(table, frame, part)
-        out.append(render(frame, fmt, f"{name} ({sweep})" + (f", compared with the paper's {table}"
-                                                              if compare and table and table != name else "")))
-        if compare and fmt != "csv":  # CSV stays one table a reader can parse; md and LaTeX get lists
-            verdicts = check_claims(table, part, name, alone, why_not, claims[sweep].get(name, ()))
-            finished = effect_rows(part[part["status"].isin(FINAL)])
-            rank = rank_against_paper(table, part)
-            if fmt == "md":
-                if rank is not None:
-                    out.append(f"Rank agreement with the paper's {table}: {rank.text()} ({RANK_NOTE}).")
-                for heading, items in (("Claims (95 % intervals over seeds; two verdicts: at this run's budget, "
-                                        "and the paper's claim)", [v.line() for v in verdicts]),
-                                       ("Factor effects on Val. Acc. (A - B; 95 % intervals over seeds)",
-                                        [effect_line(arch, e) for arch, e in finished])):
-                    if items:
-                        out.append(heading + ":\n" + "\n".join(f"- {item}" for item in items))
-                continue
-            claim_frame = pd.DataFrame([{"Claim": v.claim.name, "Effect": v.effect, "95% CI": v.interval_text,
-                                         "P(A > B)": v.prob_text(), "The paper's effect": v.paper_effect_text() or "-",
-                                         "At this budget": v.budget_verdict, "Why": v.budget_reason,
-                                         "The paper's claim": v.paper_verdict, "Why (paper)": v.paper_reason}
-                                       for v in verdicts])
-            factor = pd.DataFrame([{"Architecture": arch, "Effect (A - B)": ("  " if e.kind == "simple" else "")
-                                    + e.name, "Estimate and 95% CI": e.interval.text()} for arch, e in finished])
-            out += [_latex(frame, f"{heading} of {name}") for heading, frame in
-                    (("Claims", claim_frame), ("Factor effects on Val. Acc.", factor)) if len(frame)]
-            if rank is not None:
-                out.append(f"% Rank agreement with the paper's {table}: {rank.text()}")
+        out.append(render(frame, fmt, _title(name, sweep, table, compare)))
+        if not compare or fmt == "csv":  # CSV stays one table a reader can parse; md and LaTeX get lists
+            continue
+        if sweep not in context:
+            context[sweep] = sweep_context(store, sweep)
+        specs, settle = context[sweep]
+        summary = summarize(name, table, part, None, alone, why_not, specs.get(name, ()), settle)
+        rank = rank_line(summary, fmt)
+        if fmt == "md":
+            if rank:
+                out.append(rank)
+            for heading, items in (("Claims (95 % intervals over seeds; two verdicts: at this run's budget, "
+                                    "and the paper's claim)", [v.line() for v in summary.verdicts]),
+                                   ("Factor effects on Val. Acc. (A - B; 95 % intervals over seeds)",
+                                    [effect_line(arch, e) for arch, e in summary.effects])):
+                if items:
+                    out.append(heading + ":\n" + "\n".join(f"- {item}" for item in items))
+            continue
+        claim_frame = pd.DataFrame([{"Claim": v.claim.name, "Effect": v.effect, "95% CI": v.interval_text,
+                                     "P(A > B)": v.prob_text(), "The paper's effect": v.paper_effect_text() or "-",
+                                     "At this budget": v.budget_verdict, "Why": v.budget_reason,
+                                     "The paper's claim": v.paper_verdict, "Why (paper)": v.paper_reason}
+                                    for v in summary.verdicts])
+        factor = pd.DataFrame([{"Architecture": arch, "Effect (A - B)": ("  " if e.kind == "simple" else "")
+                                + e.name, "Estimate and 95% CI": e.interval.text()} for arch, e in summary.effects])
+        out += [_latex(frame, f"{heading} of {name}") for heading, frame in
+                (("Claims", claim_frame), ("Factor effects on Val. Acc.", factor)) if len(frame)]
+        if rank:
+            out.append(rank)
     return "\n\n".join(out)
 
 

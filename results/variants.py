@@ -11,7 +11,7 @@ import json
 
 import pandas as pd
 
-from trainables.vocabulary import ARCH_LABELS, LABELS, dropout_label
+from common.vocabulary import ARCH_LABELS, LABELS, dropout_label
 
 __all__ = ["LABEL_COLUMNS", "row_key", "variant_keys", "variant_label", "with_settings"]
 

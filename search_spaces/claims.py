@@ -8,7 +8,7 @@
     threshold = -0.03                                 # accuracy points (a ratio of seconds for a time metric)
     statistic = "best"                                # best | mean_within (with within = ["layer", ...])
     metric = "val_acc"                                # val_acc | final_acc | train_time_s | eval_time_s
-    when = { arch = "rohrer*" }                       # optional: the claim is about a table only when every trial matches
+    when = { arch = "rohrer*" }                       # optional: about a table only when every trial matches
 
 Per seed (variants that share a seed share their initial weights): A minus B of the metric, where each side
 is the best value of its matching variants (statistic best), or the mean over groups of `within` of
@@ -33,7 +33,7 @@ import fnmatch
 import math
 from dataclasses import MISSING, dataclass, field, fields
 
-from trainables.vocabulary import ARCH_LABELS, LABELS
+from common.vocabulary import ARCH_LABELS, LABELS
 
 from .experiment import SpecError
 
@@ -104,7 +104,7 @@ class ClaimSpec:
     paper: str = ""                 # what the paper says, and where (built-in claims)
 
     @classmethod
-    def from_dict(cls, values, where: str = "claim") -> "ClaimSpec":
+    def from_dict(cls, values, where: str = "claim") -> ClaimSpec:
         """A claim from a sweep file's [[claim]] table; SpecError naming the key for anything wrong."""
         if not isinstance(values, dict):
             raise SpecError(f"{where}: a [[claim]] must be a table of keys, got {values!r}")
@@ -148,13 +148,15 @@ class ClaimSpec:
         if not isinstance(self.threshold, (int, float)) or isinstance(self.threshold, bool):
             raise SpecError(f"{where}: threshold must be a number, got {self.threshold!r}")
         if self.time and self.threshold <= 0:
-            raise SpecError(f"{where}: a time claim's threshold is a ratio of seconds (1 = equal), got {self.threshold}")
+            raise SpecError(f"{where}: a time claim's threshold is a ratio of seconds (1 = equal), "
+                            f"got {self.threshold}")
         if self.side == "within" and (self.threshold <= 0 or self.time):
             raise SpecError(f"{where}: side 'within' takes a positive accuracy margin, got {self.threshold}")
         for name in ("a", "b", "when"):
             value = getattr(self, name)
             if not isinstance(value, dict) or (name != "when" and not value):
-                raise SpecError(f"{where}: '{name}' must be a table of column = value, e.g. {name} = {{ layer = \"scs\" }}")
+                raise SpecError(f"{where}: '{name}' must be a table of column = value, "
+                                f"e.g. {name} = {{ layer = \"scs\" }}")
             bad = sorted(set(value) - set(FILTER_KEYS))
             if bad:
                 raise SpecError(f"{where}: '{name}' filters on '{bad[0]}'; filter on: {', '.join(FILTER_KEYS)}")
@@ -193,7 +195,9 @@ class ClaimSpec:
 
     @property
     def positive_text(self) -> str:
-        return self.positive or (f"{side_text(self.a)} slower" if self.time else f"{side_text(self.a)} > {side_text(self.b)}")
+        if self.positive:
+            return self.positive
+        return f"{side_text(self.a)} slower" if self.time else f"{side_text(self.a)} > {side_text(self.b)}"
 
 
 def applicable(specs, rows: list[dict]) -> list[ClaimSpec]:
@@ -202,6 +206,13 @@ def applicable(specs, rows: list[dict]) -> list[ClaimSpec]:
     for spec in specs:
         by_name[spec.name] = spec
     return [spec for spec in by_name.values() if spec.applies(rows)]
+
+
+def claims_for_rows(rows: list[dict], own=()) -> list[ClaimSpec]:
+    """The claims a group of trials (rows: their configs, or their store rows) can speak to: the paper's
+    (BUILTIN) and a sweep's own, which replace a built-in of the same name. The one rule, for the tables, the
+    report and settle alike."""
+    return applicable((*BUILTIN, *own), rows)
 
 
 _MEAN_LAYERS = ("layer", "normalization")

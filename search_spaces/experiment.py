@@ -8,7 +8,8 @@ plus `group`, the label a trial's rows carry (the paper's table; default: the ex
 A trial whose `init_from` is "@GROUP" starts from the trained weights of the trial of that group with
 the same seed, so it waits for it: the plan runs it as a later stage (weight-norms).
 
-`paper_table` links an experiment to the paper's experiment it reproduces (table1 ... table8, cosine):
+`paper_table` links an experiment to the paper's experiment it reproduces (table1 ... table8, cosine,
+weight-norms, p-dynamics, optuna-p-rohrer100k, optuna-p-resnet18: common/vocabulary.py PAPER_EXPERIMENTS):
 tables and claims compare with the paper's values and budget through it, whatever the experiment or
 its groups are called, so a renamed or edited copy of a preset is still judged against the paper.
 """
@@ -18,9 +19,9 @@ import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
-from trainables.config import ConfigError, TrialConfig
-from trainables.errors import ScsSweepError
-from trainables.vocabulary import PAPER_TABLES
+from common.config import ConfigError, TrialConfig
+from common.errors import ScsSweepError
+from common.vocabulary import PAPER_EXPERIMENTS
 
 __all__ = ["Experiment", "Search", "Asha", "SpecError", "GROUP_KEY", "RUN_OPTION_KEYS", "config_keys",
            "stage_ref"]
@@ -82,7 +83,7 @@ class Experiment:
     grids: tuple = ()                    # dicts of key -> list of values
     description: str = ""
     paper: str = ""                      # where in the paper, in words ("Table 1, Figs 1, 3, 5")
-    paper_table: str = ""                # the paper's experiment this one reproduces (PAPER_TABLES)
+    paper_table: str = ""                # the paper's experiment this one reproduces (PAPER_EXPERIMENTS)
     search: Search | None = None
     asha: Asha = Asha()
     claims: tuple = ()                   # claims.ClaimSpec: what this experiment's tables should show
@@ -130,9 +131,9 @@ class Experiment:
                 if section == "grid" and (not isinstance(value, list) or not value):
                     raise SpecError(f"{where}: grid axis '{key}' must be a non-empty list of values, "
                                     f"got {value!r}")
-        if self.paper_table not in ("", *PAPER_TABLES):
+        if self.paper_table not in ("", *PAPER_EXPERIMENTS):
             raise SpecError(f"{where}: paper_table {self.paper_table!r} is not one of the paper's experiments; "
-                            f"choose one of: {', '.join(PAPER_TABLES)} (or leave it out)")
+                            f"choose one of: {', '.join(PAPER_EXPERIMENTS)} (or leave it out)")
         if self.search is not None:
             self._check_search(where, keys)
         trials = self.trials()

@@ -29,7 +29,7 @@ def test_bench_layer_shapes_are_the_models_own_layers(arch, prefix, image_dim):
     """Every timed shape (in, out, kernel, stride, padding, input size) occurs in the model it names."""
     import torch
 
-    from trainables.config import TrialConfig
+    from common.config import TrialConfig
     from trainables.models import build_model, sharpened_layers
 
     model = build_model(TrialConfig(arch=arch, layer="scs", image_dim=image_dim))
@@ -68,8 +68,8 @@ def test_bad_bench_options_are_one_clear_line(capsys):
 
 def test_check_device_names_the_flag_or_variable_a_bad_device_came_from(monkeypatch):
     """bench and evaluate share one --device check; a bad SCS_DEVICE is named as such."""
-    from trainables.config import ConfigError
-    from trainables.train import check_device
+    from common.config import ConfigError
+    from trainables.devices import check_device
 
     assert check_device("cpu") == torch.device("cpu")
     for requested, says in (("tpu9", "--device 'tpu9' is not a device"), ("meta", "--device 'meta': give cpu")):
@@ -86,10 +86,10 @@ def test_check_device_names_the_flag_or_variable_a_bad_device_came_from(monkeypa
 def test_the_reference_pipeline_computes_the_projects_model_and_trains(tiny_data):
     """The bench's baseline is the same function as the project's model: the reference's layers, the same
     weights, the same logits; and its DataLoader loop trains."""
-    from trainables.config import TrialConfig
-    from trainables.models import build_model
     from bench.reference_pipeline import ReferenceMaxAbsPool2d, reference_model, train_reference
+    from common.config import TrialConfig
     from trainables.bench import ReferenceStyleSCS
+    from trainables.models import build_model
 
     cfg = TrialConfig(arch="rohrer25k", layer="scs", activation="none", pooling="maxabs", epochs=1, batch_size=64)
     ours, ref = build_model(cfg).eval(), reference_model(cfg).eval()

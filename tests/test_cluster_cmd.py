@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import cluster_cmd
+from orchestrator import cluster_cmd, provenance
 from orchestrator.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,8 +179,6 @@ def test_embedded_means_embedded_and_a_dead_address_is_one_line_in_seconds(tmp_p
 def test_a_job_submitted_sweep_records_the_commit_of_the_folder_it_was_submitted_from(tmp_path, monkeypatch):
     """`ray job submit --working-dir .` runs the driver in the uploaded checkout (its .git included): the
     commit recorded is that folder's, not the one of the copy `ray up` left on the head."""
-    from orchestrator.tuner import code_version
-
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     subprocess.run(git[:1] + ["init", "-q", str(tmp_path)], check=True)
     (tmp_path / "f").write_text("x")
@@ -190,10 +188,10 @@ def test_a_job_submitted_sweep_records_the_commit_of_the_folder_it_was_submitted
     here = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True).stdout.strip()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(cluster_cmd.RAY_JOB_MARK, raising=False)
-    assert code_version() == here  # a sweep run from a shell: this checkout's commit
-    monkeypatch.setenv(cluster_cmd.RAY_JOB_MARK, "{}")
-    assert code_version() == submitted != here
+    monkeypatch.delenv(provenance.RAY_JOB_MARK, raising=False)
+    assert provenance.code_version() == here  # a sweep run from a shell: this checkout's commit
+    monkeypatch.setenv(provenance.RAY_JOB_MARK, "{}")
+    assert provenance.code_version() == submitted != here
 
 
 def test_submit_sends_this_checkout_with_its_commit_and_the_sweeps_name_as_the_job_id(tmp_path, monkeypatch, capsys):
@@ -213,13 +211,11 @@ def test_submit_sends_this_checkout_with_its_commit_and_the_sweeps_name_as_the_j
     (cmd,) = calls
     assert cmd[:6] == ["ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir"]
     env = json_.loads(cmd[cmd.index("--runtime-env-json") + 1])
-    assert env == {"env_vars": {cluster_cmd.CODE_VERSION_ENV: "abc1234+dirty"}}
+    assert env == {"env_vars": {provenance.CODE_VERSION_ENV: "abc1234+dirty"}}
     assert cmd[cmd.index("--submission-id") + 1] == "t1" and "--no-wait" in cmd
     assert cmd[cmd.index("--") + 1:] == ["scs-sweep", "run", "table1", "--name", "t1", "--storage", "s3://b/runs?x=1&y=2"]
-    monkeypatch.setenv(cluster_cmd.CODE_VERSION_ENV, "abc1234+dirty")
-    from orchestrator.tuner import code_version
-
-    assert code_version() == "abc1234+dirty"  # what the Job's driver records
+    monkeypatch.setenv(provenance.CODE_VERSION_ENV, "abc1234+dirty")
+    assert provenance.code_version() == "abc1234+dirty"  # what the Job's driver records
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError, match="run this from the root of the scs-sweep checkout"):
         cluster_cmd.submit(args)
@@ -231,10 +227,10 @@ def test_checkout_commit_says_dirty_when_tracked_files_changed(tmp_path):
     (tmp_path / "f").write_text("x")
     subprocess.run(git + ["add", "f"], check=True)
     subprocess.run(git + ["commit", "-qm", "c"], check=True)
-    clean = cluster_cmd.checkout_commit(tmp_path)
+    clean = provenance.checkout_commit(tmp_path)
     assert clean and "+" not in clean
     (tmp_path / "untracked").write_text("y")
-    assert cluster_cmd.checkout_commit(tmp_path) == clean  # untracked files (a sweep file, notes) do not count
+    assert provenance.checkout_commit(tmp_path) == clean  # untracked files (a sweep file, notes) do not count
     (tmp_path / "f").write_text("changed")
-    assert cluster_cmd.checkout_commit(tmp_path) == clean + "+dirty"
-    assert cluster_cmd.checkout_commit(tmp_path / "nope") == ""
+    assert provenance.checkout_commit(tmp_path) == clean + "+dirty"
+    assert provenance.checkout_commit(tmp_path / "nope") == ""

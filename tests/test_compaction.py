@@ -5,14 +5,14 @@ import time
 
 import pyarrow.dataset as ds
 import pytest
+from support.stores import config, plant, planted_results
 
+from common.locations import Location
 from orchestrator.records import gather_path
 from results.query import run_query
 from results.rows import rows_for_trial
 from results.schema import KEYS, TABLES
 from results.store import ParquetStore
-from support.stores import config, plant, planted_results
-from trainables.locations import Location
 
 
 def keys(store, table="epochs"):

@@ -4,10 +4,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from support.data import write_cifar_bin, write_cifar_py
-from trainables.data import (DataError, DeviceLoader, augment, load_cifar10, load_dataset,
-                             make_synthetic)
+
+from trainables.cifar_files import DataError
+from trainables.data import DeviceLoader, augment, load_cifar10, load_dataset, make_synthetic
 
 
 def test_reads_the_python_layout(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.config import TrialConfig
+from common.config import TrialConfig
 from trainables.data import make_synthetic
 from trainables.devices import Build, DeviceError, local_gpu_index, trial_device
 from trainables.train import Trainer

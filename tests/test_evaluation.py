@@ -3,10 +3,18 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.config import TrialConfig
+from common.config import TrialConfig
 from trainables.data import ImageSet
-from trainables.evaluation import (EvalSettings, evaluate_model, gini, pgd_attack, robustness, saliency,
-                                   saliency_indices, top_mass)
+from trainables.evaluation import (
+    EvalSettings,
+    evaluate_model,
+    gini,
+    pgd_attack,
+    robustness,
+    saliency,
+    saliency_indices,
+    top_mass,
+)
 from trainables.train import Trainer
 
 
@@ -39,7 +47,7 @@ def test_accuracy_does_not_rise_with_eps_on_the_same_images(trained):
 def test_perturbations_stay_within_eps_and_the_unit_box(trained):
     x = trained.test_set.images[:32].float() / 255
     y = trained.test_set.labels[:32]
-    f = lambda z: trained.model.eval()(z)
+    f = trained.model.eval()
     start = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
     x_adv = pgd_attack(f, x, y, 0.03, 5, 0.01, start)
     assert (x_adv - x).abs().max().item() <= 0.03 + 1e-6

@@ -373,7 +373,7 @@ def test_a_windowed_kernel_that_fails_to_compile_sends_its_pooling_back_to_aten(
 def test_a_stage_without_pooling_or_with_batchnorm_runs_module_by_module(traced_eagerly):
     """Rohrer25K's depthwise stage has no pooling, and BatchNorm sits between layer and pooling; every
     other stage fuses, the last one's 4x4 window included."""
-    from trainables.config import TrialConfig
+    from common.config import TrialConfig
     from trainables.models import build_model
 
     for normalization in ("none", "batchnorm"):

@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from trainables.config import ACTIVATIONS, LAYERS, NORMALIZATIONS, POOLINGS, ConfigError, TrialConfig
+from common.config import ACTIVATIONS, LAYERS, NORMALIZATIONS, POOLINGS, ConfigError, TrialConfig
 from trainables.models import ARCH_SPECS, build_model, count_params, sharpened_layers
 
 # Reference table (scs_reference.md §3.1, latest layer): SCS variants, no BatchNorm.

@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-
-from results.schema import KEYS
-from results.store import ParquetStore
 from support.cli import ENV as CLI_ENV
 from support.cli import cli
 from support.data import write_cifar_bin
 from support.s3 import CLIENT_ENV, S3Server
-from trainables.data import DataError
-from trainables.locations import Location, explain_error
+
+from common.locations import Location, explain_error
+from results.schema import KEYS
+from results.store import ParquetStore
+from trainables.cifar_files import DataError
 
 ray = pytest.importorskip("ray")
 
@@ -214,6 +214,10 @@ def test_storage_uris_that_cannot_be_used_are_one_line_each_before_ray_starts(s3
     assert "does not exist" in line
     line = _one_line(cli(["query", "SELECT 1", "--store", dead], cwd=tmp_path, env=env))
     assert "does not answer" in line
+    # a URI with no bucket at all (answered "cannot write there: Not a regular file: '.scs-write-check-...'")
+    line = _one_line(cli([*run, "--storage", "s3://"], cwd=tmp_path, env=env))
+    assert line == ("scs-sweep run: error: s3:// names no bucket; give s3://BUCKET/PREFIX (and for a non-AWS "
+                    "server ?endpoint_override=http://HOST:PORT&scheme=http)")
     assert list(tmp_path.iterdir()) == []  # and nothing was written here
 
 

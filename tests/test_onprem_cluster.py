@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-
 from support.data import write_cifar_bin
 
 ROOT = Path(__file__).resolve().parent.parent

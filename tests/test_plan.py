@@ -7,15 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.cli import cli, cli_many
+from support.sweep_files import GOOD, GRID
 
 from orchestrator.budget import QUICK
 from orchestrator.errors import UsageError
 from orchestrator.plan import RunOptions, plan_sweep
 from search_spaces import SpecError, get_preset, load_sweep_file
-from support.cli import cli, cli_many
-from support.sweep_files import GOOD, GRID
-
-
 
 
 def test_a_two_axis_sweep_file_expands_to_its_product(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from results.report import summary_lines, write_report
 from results.rows import rows_for_trial
 from results.store import ParquetStore
-from results.table_data import load_table_data, tables_of
+from results.table_data import groups_of, load_table_data
 
 TABLE1 = [(layer, act, pool) for layer in ("conv", "scs") for act in ("relu", "none") for pool in ("max", "maxabs")]
 EPOCHS = 6
@@ -66,7 +66,7 @@ def plant(store, seeds=range(5), dip=0.15, conv_relu_gain=0.08, budget="full", o
 
 
 def summary_of(store):
-    ((_, _, _, summary, _),) = list(tables_of(load_table_data(store)))
+    ((_, _, _, summary, _),) = list(groups_of(load_table_data(store)))
     return summary
 
 
@@ -152,7 +152,7 @@ def test_the_page_names_the_paper_and_says_its_bottom_line_first(quick_report):
     sentence = html.unescape(bottom.group(1))
     assert sentence.startswith("Nothing about the paper's accuracy claims is decided at 6 of 800 epochs; at this "
                                "budget ") and "effects point the paper's way" in sentence
-    assert "the variants' ranks agree with the paper's at rho" in sentence
+    assert "the variants' ranks agree with the paper's (rho +" in sentence  # its interval above 0: "agree"
     assert sentence.endswith(".") and ". " not in sentence  # one sentence
     # the method is written once, folded away
     assert page.count("How the verdicts are reached") == 1 and "<details id='method'>" in page
@@ -180,7 +180,7 @@ def test_every_claim_gets_two_verdicts_in_their_own_words_and_the_papers_effect(
 def test_the_rank_line_is_spearmans_rho_against_the_papers_table(quick_report):
     from scipy import stats
 
-    from results.tables import paper_values
+    from results.paper import paper_values
 
     store, page = quick_report
     summary = summary_of(store)
@@ -228,7 +228,7 @@ def test_captions_name_the_papers_figures_and_figures_are_legible_at_800_pixels(
     assert "It reproduces Table 1 of the paper" in captions["accuracy"]
     assert "The paper's claim:" in captions["claims"]
     assert "Gini (mean over seeds)" in page  # every seed's Gini, with its interval, beside the maps
-    ((_, group, mine, summary, alone),) = list(tables_of(load_table_data(store)))
+    ((_, group, mine, summary, alone),) = list(groups_of(load_table_data(store)))
     for figure in figures_for_group(group, mine, summary, alone):
         assert figure.smallest_text_px(770) >= 10, (figure.kind, figure.smallest_text_px(770))
         assert f"width='{figure.css_width}'" in page  # shown at half the PNG's pixels: sharp on high-DPI screens
@@ -257,9 +257,37 @@ def test_a_sweeps_own_claims_are_judged_and_reported_beside_the_papers(tmp_path)
                              'group = ["table1"]\nlayer = ["conv", "scs"]\n\n[[claim]]\nname = "MaxPool2d helps SCS"\n'
                              'a = { layer = "scs", pooling = "max" }\nb = { layer = "scs", pooling = "maxabs" }\n'
                              'threshold = 0.01\n')
-    ((_, _, _, summary, _),) = list(tables_of(load_table_data(store), store))
+    ((_, _, _, summary, _),) = list(groups_of(load_table_data(store), store))
     mine = next(v for v in summary.verdicts if v.claim.name == "MaxPool2d helps SCS")
     assert mine.claim.effect == "best SCS/MaxPool2d minus best SCS/MaxAbsPool2d" and mine.interval.n == 3
     assert mine.budget_verdict in ("supported", "contradicted", "undecided") and mine.paper_effect is not None
     page = write_report(store, tmp_path / "r").read_text()
     assert "MaxPool2d helps SCS" in page and page.count("MaxPool2d helps SCS") >= 2  # the summary and its figure
+
+
+def test_the_rank_sentence_says_what_rho_means_and_only_where_the_paper_can_be_compared():
+    """'agree' whatever rho was, on synthetic data too: now agree / agree only partly / disagree by where its
+    interval lies, and no comparison with the paper's ranking on data other than CIFAR-10."""
+    import pandas as pd
+
+    from results.report import rank_text
+    from results.stats import Rank
+    from results.summary import summarize
+
+    agree, partly, disagree = Rank(0.69, 0.40, 0.95, 8, 3), Rank(0.30, -0.20, 0.70, 8, 3), Rank(-0.6, -0.9, -0.2, 8, 3)
+    assert rank_text([agree]) == "the variants' ranks agree with the paper's (rho +0.69 [+0.40, +0.95])"
+    assert "agree only partly with the paper's (the interval holds 0)" in rank_text([partly])
+    assert rank_text([disagree]).startswith("the variants' ranks disagree with the paper's (rho -0.60")
+    assert "from one seed" in rank_text([Rank(0.5, float("nan"), float("nan"), 8, 1)])
+    assert rank_text([agree, partly, disagree]) == ("of 3 tables' variant rankings, 1 agree, 1 agree only partly, "
+                                                    "1 disagree with the paper's (rho -0.60 to +0.69)")
+    rows = [dict(trial_id=f"t{i}{s}", group="table1", paper_table="table1", arch="rohrer100k", layer=layer,
+                 activation=act, pooling="max", normalization="none", dropout=0.0, image_dim=32, p_mode="learned",
+                 p_value=None, seed=s, status="done", val_acc=0.5 + 0.1 * i + 0.01 * s, dataset=dataset,
+                 budget="reduced", epochs=8, n_train=5000, n_test=2000, train_time_s=1.0, eval_time_s=0.1)
+            for dataset in ("synthetic",) for s in range(3)
+            for i, (layer, act) in enumerate([("conv", "relu"), ("conv", "none"), ("scs", "relu"), ("scs", "none")])]
+    synthetic = summarize("table1", "table1", pd.DataFrame(rows))
+    assert synthetic.rank is None and synthetic.rank_note.startswith("not compared: synthetic data, not CIFAR-10")
+    cifar = summarize("table1", "table1", pd.DataFrame([dict(r, dataset="cifar10") for r in rows]))
+    assert cifar.rank is not None and cifar.rank_note == ""

@@ -3,15 +3,14 @@ claims compare; decisions, the path and the seeds spent are recorded; a killed s
 and never trains a (config, seed) twice. Training is replaced by planted results (the loop is what is tested
 here; tests/test_sweeps.py runs real trials through Ray)."""
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from support.cli import cli_many
 
 from orchestrator.cli import main
 from results.rows import rows_for_trial
 from results.store import ParquetStore
-from support.cli import cli_many
 
 SWEEP = """
 name = "planted"
@@ -59,20 +58,22 @@ class FakeTuner:
 
 @pytest.fixture
 def fake_ray(monkeypatch):
-    import orchestrator.commands as commands
+    """Ray left out: starting a sweep writes its files, connecting does nothing, and tuner.execute trains
+    planted results (the FakeTuner in made["tuner"])."""
     import orchestrator.settle as settle
+    import orchestrator.startup as startup
+    import orchestrator.tuner as tuner
+    from results.store import get_store
 
     made = {}
 
-    def start_sweep(args, sweep, text, options):
-        from results.store import get_store
-
+    def start_sweep(sweep, text, options, address=""):
         get_store(sweep.store).write_sweep(sweep.name, text)
         made["tuner"] = made.get("tuner") or FakeTuner(get_store(sweep.store))
-        return made["tuner"]
 
-    monkeypatch.setattr(commands, "start_sweep", start_sweep)
-    monkeypatch.setattr(commands, "connected_tuner", lambda address: made["tuner"])
+    monkeypatch.setattr(startup, "start_sweep", start_sweep)
+    monkeypatch.setattr(startup, "connect", lambda address="": None)
+    monkeypatch.setattr(tuner, "execute", lambda *a, **kw: made["tuner"].execute(*a, **kw))
     monkeypatch.setattr(settle, "_slots", lambda parts, fallback: 2)
     return made
 
@@ -103,14 +104,16 @@ def test_settle_adds_seeds_only_where_a_claim_is_open_and_records_its_path(tmp_p
     assert sorted(by_variant[("scs", "none")]) == sorted(by_variant[("conv", "relu")]) == list(range(6))
     assert sorted(by_variant[("conv", "none")]) == sorted(by_variant[("scs", "relu")]) == [0, 1, 2]
     assert len(trained) == len(set(map(json.dumps, trained))) == 18 and record["fixed_trials"] == 24
-    assert "Conv2d needs ReLU: SUPPORTED after 3 seeds (look 1 of 4)" in out
+    assert "Conv2d needs ReLU: SUPPORTED, decided after 3 seeds (look 1 of 4)" in out
     assert "18 trials trained of the 24 a fixed design at 6 seeds needs" in out
     # the record is in the store, for the report; status shows the design and where each claim stands
     assert ParquetStore(str(tmp_path / "store")).read_settle("planted")["looks_done"] == 4
     assert main(["status", "planted", "--storage", str(tmp_path / "runs")]) == 0
     status = capsys.readouterr().out
     assert "a settle (pocock spending, alpha 0.05, first 3 seeds, at most 6); 4 look(s) taken" in status
-    assert "Conv2d needs ReLU: supported at this budget, decided after 3 seeds (look 1 of 4)" in status
+    assert ("planted: Conv2d needs ReLU: at this budget NOT JUDGED (synthetic data, not CIFAR-10), best Conv2d/ReLU "
+            "minus best Conv2d/None = +0.1996 [+0.1661, +0.2331]; the settle: supported, decided after 3 seeds (look 1 "
+            "of 4)") in status
 
 
 def test_the_report_shows_the_design_and_each_claims_path(tmp_path, fake_ray):
@@ -132,11 +135,10 @@ def test_a_killed_settle_continues_where_it_stopped_and_keeps_the_looks_it_took(
     before = json.loads(path.read_text())
     assert before["looks_done"] == 2
     fake_ray["tuner"].stop_at_look = None
-    args = SimpleNamespace(name="planted", storage=str(tmp_path / "runs"), store="", address="")
     from orchestrator.plan import SweepPlan
 
     sweep = SweepPlan.load(tmp_path / "runs" / "planted" / "sweep.json")
-    assert settle.continue_settle(args, sweep) == 0
+    assert settle.continue_settle(sweep) == 0
     after = json.loads(path.read_text())
     assert after["looks_done"] == 4
     for name, claim in before["claims"]["planted"].items():
@@ -185,3 +187,59 @@ def test_settle_plan_prints_the_design_and_what_it_could_decide(tmp_path, capsys
     assert "worst case: 24 trials (4 variants x 6 seeds), 48 trial-epochs" in out
     assert "Conv2d needs ReLU:" in out and "with a per-seed spread of 0.02" in out
     assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+def test_a_settled_sweep_gets_one_verdict_and_one_interval_per_claim_from_tables_report_and_status(
+        tmp_path, fake_ray, capsys):
+    """`tables --compare-paper` judged a settled sweep with plain t-intervals over the seeds settle chose to add
+    (too narrow: optional stopping), while `report` used the settle's repeated intervals. Now tables, report and
+    status read one pipeline: the same verdict and the same interval for every claim, the settle's. On
+    CIFAR-10 rows (the data is only named: training is planted), so the claims are judged."""
+    import html
+    import re
+
+    from support.data import write_cifar_bin
+
+    write_cifar_bin(tmp_path / "cifar")
+    assert _settle(tmp_path, "--dataset", "cifar10", "--data", str(tmp_path / "cifar")) == 0
+    record = json.loads((tmp_path / "runs" / "planted" / "settle.json").read_text())["claims"]["planted"]
+    capsys.readouterr()
+    store = ["--store", str(tmp_path / "store")]
+    assert main(["tables", "--compare-paper", *store]) == 0
+    tables = capsys.readouterr().out
+    assert main(["report", "--out", str(tmp_path / "report"), *store]) == 0
+    page = html.unescape((tmp_path / "report" / "report.html").read_text())
+    assert main(["status", "planted", "--storage", str(tmp_path / "runs")]) == 0
+    status = capsys.readouterr().out
+    for name, claim in record.items():
+        at = next(p for p in claim["path"] if p["look"] == claim.get("look", claim["path"][-1]["look"]))
+        interval = f"[{at['low']:+.4f}, {at['high']:+.4f}]"  # the settle's repeated interval
+        verdict = claim.get("decided", "undecided")
+        from_tables = re.search(rf"- planted: {re.escape(name)} -- .*? = (\S+ \[\S+, \S+\]) .*? At this budget: "
+                                rf"([A-Z]+)", tables)
+        from_report = re.search(rf"<li><b>{re.escape(name)}</b><br><span class='badge [^']+'>at this budget: "
+                                rf"([a-z ]+)</span>.*?<span class='detail'>[^<]*? = (\S+ \[\S+, \S+\]) over", page)
+        from_status = re.search(rf"planted: {re.escape(name)}: at this budget ([A-Z ]+), .*? = (\S+ \[\S+, \S+\]);",
+                                status)
+        assert from_tables and from_report and from_status, name
+        assert from_tables.group(1).endswith(interval) and from_report.group(2).endswith(interval)
+        assert from_status.group(2).endswith(interval)
+        assert from_tables.group(2).lower() == from_report.group(1) == from_status.group(1).lower() == verdict
+    assert "decided after 3 seeds (look 1 of 4)" in tables and "undecided at 6 seeds" in tables
+
+
+def test_a_corrupt_settle_record_or_sweep_file_in_the_store_is_skipped_with_a_warning(tmp_path, fake_ray, capsys):
+    """Both were skipped without a word (a settled sweep then judged with plain intervals, its own claims
+    dropped); now each is one warning line on stderr, and the tables still print."""
+    assert _settle(tmp_path) == 0
+    store = tmp_path / "store"
+    (store / "_settle" / "planted.json").write_text("{not json")
+    (store / "_sweeps" / "planted.toml").write_text("epochs = [unclosed")
+    capsys.readouterr()
+    assert main(["tables", "--compare-paper", "--store", str(store)]) == 0
+    out, err = capsys.readouterr()
+    warnings = err.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("warning: ") for w in warnings)
+    assert "the sweep file kept for planted cannot be read" in err and "its own claims are left out" in err
+    assert "the settle record of planted cannot be read" in err and "judged with plain intervals" in err
+    assert "Conv2d needs ReLU" in out

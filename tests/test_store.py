@@ -5,6 +5,7 @@ from datetime import datetime
 import duckdb
 import pyarrow.dataset as ds
 import pytest
+from support.stores import config, plant, planted_results, tune_trial_dir
 
 from orchestrator.records import gather_path, trial_id_of, trial_status
 from results.query import run_query
@@ -12,7 +13,6 @@ from results.rows import rows_for_trial
 from results.schema import SCHEMA_VERSION
 from results.store import ParquetStore, StoreError
 from results.tables import build_tables, compare_paper, render
-from support.stores import config, plant, planted_results, tune_trial_dir
 
 
 def test_rows_are_read_back_by_plain_pyarrow_and_duckdb(tmp_path):
@@ -266,7 +266,7 @@ def test_compare_paper_in_latex_lists_claims_and_effects_and_csv_stays_one_table
     assert "At this budget" in latex and "The paper's claim" in latex
     assert "% Factor effects on Val. Acc. of table1" in latex and "Effect (A - B)" in latex
     assert latex.count("\\begin{tabular}") == 3  # the table, its claims, its factor effects: tables for a paper
-    assert "% Rank agreement with the paper's table1: Spearman's rho" in latex
+    assert "% Rank agreement with the paper's table1: the variants' ranks agree with the paper's (rho +1.00" in latex
     import csv
 
     rows = list(csv.reader(render_all(store, "exp", "csv", True, False).splitlines()))

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pyarrow.dataset as ds
 import pytest
+from support.sweep_files import GOOD
 
 from orchestrator.cli import main
 from orchestrator.plan import RunOptions, plan_sweep
@@ -20,7 +21,6 @@ from orchestrator.records import tune_states
 from results.query import run_query
 from results.store import ParquetStore
 from search_spaces.experiment import Experiment
-from support.sweep_files import GOOD
 
 ray = pytest.importorskip("ray")  # the sweep tests need ray; the project's install always has it
 
@@ -300,7 +300,7 @@ def test_a_data_error_in_a_worker_ends_the_trial_as_failed_without_a_retry(tmp_p
     import orchestrator.trainable as trainable
     from orchestrator.plan import resolve_trial
     from orchestrator.records import read_trial_dir, trial_rows
-    from trainables.data import DataError
+    from trainables.cifar_files import DataError
 
     reported = []
     monkeypatch.setattr(trainable, "tune", SimpleNamespace(report=reported.append))
@@ -435,8 +435,8 @@ def test_a_checkpoint_that_breaks_after_planning_fails_its_trial_once_with_its_o
     import torch
 
     import orchestrator.trainable as trainable
+    from common.config import TrialConfig
     from orchestrator.plan import resolve_trial
-    from trainables.config import TrialConfig
     from trainables.train import Trainer
 
     source = tmp_path / "trainer.pt"

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from trainables.config import TrialConfig
+from common.config import TrialConfig
 from trainables.train import NonFiniteLossError, Trainer
 
 
@@ -82,11 +82,15 @@ def test_the_cpu_compiles_its_kernels_only_for_trials_long_enough_to_pay(tiny_da
     assert paths == ("no", "kernels", "kernels", "no", "no")
 
 
-def test_checkpoint_of_another_config_is_refused(tiny_data, tmp_path):
+def test_checkpoint_of_another_config_is_refused_as_a_user_error(tiny_data, tmp_path):
+    """A ValueError here made Tune retry a trial that could only fail again; a ConfigError (a ScsSweepError)
+    fails it once with this line (orchestrator/trainable.py)."""
+    from common.config import ConfigError
+
     a = Trainer(cfg(), *tiny_data)
     a.save(tmp_path / "a.pt")
     b = Trainer(cfg(layer="conv", activation="relu"), *tiny_data)
-    with pytest.raises(ValueError, match="different trial config"):
+    with pytest.raises(ConfigError, match="written by another trial config .* not this trial's to resume"):
         b.load(tmp_path / "a.pt")
 
 

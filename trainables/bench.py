@@ -29,12 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError, TrialConfig
-from .errors import ScsSweepError
+from common.config import ConfigError, TrialConfig
+from common.errors import ScsSweepError
+from common.vocabulary import COMPILE_MODES, PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES, PRECISIONS, parse_variant
+
 from .data import make_synthetic
+from .devices import check_device
 from .layers import SharpCosSim2d
-from .train import Trainer, check_device, compiles
-from .vocabulary import COMPILE_MODES, PAPER_TEST_IMAGES, PAPER_TRAIN_IMAGES, PRECISIONS, parse_variant
+from .train import Trainer, compiles
 
 __all__ = ["bench_epochs", "bench_layer", "variant_keys", "LAYER_SHAPES", "ReferenceStyleSCS", "main"]
 
@@ -119,7 +121,7 @@ def bench_layer(shape: tuple, device: torch.device, repeats: int = 20, warmup: i
     for kind, layer in layers.items():
         layer = layer.to(device).to(memory_format=fmt)
 
-        def step():
+        def step(layer=layer):
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 y = layer(x)
             y.float().sum().backward()

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError
-from .locations import Location, LocationError, is_uri
+from common.config import ConfigError
+from common.errors import first_line
+from common.uris import is_uri
 
 __all__ = ["read_model_weights"]
 
@@ -24,13 +25,16 @@ __all__ = ["read_model_weights"]
 def read_model_weights(path: str | Path) -> dict:
     """The model weights a checkpoint file holds (name -> tensor, on the CPU); a URI is downloaded first."""
     if is_uri(str(path)):
+        # pyarrow only where an object store is named: the training core runs where only torch is installed
+        from common.locations import Location, LocationError
+
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / Path(str(path).split("?", 1)[0]).name
             try:
                 where = Location(str(path))
                 where.download(where.path, local)
             except (LocationError, OSError) as exc:
-                raise ConfigError(f"init_from {path} cannot be read ({(str(exc).splitlines() or [''])[0][:200]}); "
+                raise ConfigError(f"init_from {path} cannot be read ({first_line(exc, 200)}); "
                                   f"give a trainer.pt that a sweep wrote") from None
             return read_model_weights(local)
     path = Path(path)
@@ -40,8 +44,8 @@ def read_model_weights(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds for a file that is not a checkpoint
-        first = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise ConfigError(f"init_from {path} is not a checkpoint of scs-sweep ({type(exc).__name__}: {first}); "
+        raise ConfigError(f"init_from {path} is not a checkpoint of scs-sweep "
+                          f"({type(exc).__name__}: {first_line(exc, 160)}); "
                           f"give a trainer.pt that a sweep wrote") from None
     weights = state.get("model", state) if isinstance(state, dict) else None
     if not isinstance(weights, dict) or not weights or not all(

@@ -13,11 +13,8 @@ applies them as batched tensor ops, and (for image_dim 224) resizes on the devic
 """
 from __future__ import annotations
 
-import hashlib
+import codecs
 import pickle
-import shutil
-import tarfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,32 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import defaults
-from .errors import ScsSweepError
-from .locations import is_uri
-from .vocabulary import CIFAR10_CLASSES
+from common import defaults
+from common.uris import is_uri
 
-__all__ = ["DataError", "ImageSet", "load_dataset", "load_cifar10", "make_synthetic", "DeviceLoader",
-           "augment", "CIFAR10_CLASSES", "md5_of", "find_cifar10", "download_cifar10"]
+from .cifar_files import CIFAR10_PY_MD5, TRAIN_FILES, DataError, download_cifar10, find_cifar10, md5_of
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
-# Official md5s of the python layout (the same values torchvision checks).
-CIFAR10_PY_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-}
-TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-DOWNLOAD_TIMEOUT_S = 30
+__all__ = ["ImageSet", "load_dataset", "load_cifar10", "make_synthetic", "DeviceLoader", "augment"]
+
 RECORD_BYTES = 1 + 3 * 32 * 32  # binary layout: one label byte, then 3072 pixel bytes (R, G, B planes)
-
-
-class DataError(ScsSweepError):
-    """A dataset that cannot be read; the message names the file and what to do."""
 
 
 @dataclass
@@ -62,10 +41,10 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def to(self, device) -> "ImageSet":
+    def to(self, device) -> ImageSet:
         return ImageSet(self.images.to(device), self.labels.to(device))
 
-    def subset(self, n: int, seed: int = 0) -> "ImageSet":
+    def subset(self, n: int, seed: int = 0) -> ImageSet:
         """A fixed, seeded subset of n images (the whole set when n is 0 or larger than it)."""
         if n <= 0 or n >= len(self):
             return self
@@ -88,21 +67,12 @@ class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             if module == "_codecs":
-                import _codecs
-                return _codecs.encode
+                return codecs.encode  # the same function as _codecs.encode
             if name == "_reconstruct":  # numpy 2 moved numpy.core to numpy._core
                 core = getattr(np, "_core", None) or np.core
                 return core.multiarray._reconstruct
             return getattr(np, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
-def md5_of(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_py_batch(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -139,34 +109,6 @@ def _check_batch(path: Path, data: np.ndarray, labels: np.ndarray):
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def find_cifar10(root: Path) -> tuple[str, Path] | None:
-    for layout, folder in (("bin", "cifar-10-batches-bin"), ("py", "cifar-10-batches-py")):
-        if (root / folder).is_dir():
-            return layout, root / folder
-    return None
-
-
-def download_cifar10(root: Path) -> None:
-    """Fetch and unpack the official archive once (md5-checked), guarded by a file lock."""
-    from filelock import FileLock  # only needed when a download may happen
-
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".cifar10.lock")):
-        if find_cifar10(root):
-            return
-        archive = root / "cifar-10-python.tar.gz"
-        try:  # a timeout: a machine whose firewall drops the packets says so in seconds, not minutes
-            with urllib.request.urlopen(CIFAR10_URL, timeout=DOWNLOAD_TIMEOUT_S) as answer, open(archive, "wb") as out:
-                shutil.copyfileobj(answer, out, 1 << 20)
-        except OSError as exc:
-            raise DataError(f"CIFAR-10 is not in {root} and cannot be downloaded ({exc}); copy "
-                            f"cifar-10-batches-py there, or use --dataset synthetic") from None
-        if md5_of(archive) != CIFAR10_ARCHIVE_MD5:
-            raise DataError(f"{archive}: checksum mismatch after download; delete it and try again")
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(root, filter="data")
-
-
 def load_cifar10(root: str | Path, verify: bool = True, download: bool = True) -> tuple[ImageSet, ImageSet]:
     """(train, test) from root/cifar-10-batches-{bin,py}; downloads when absent and allowed."""
     root = Path(root)
@@ -189,7 +131,9 @@ def load_cifar10(root: str | Path, verify: bool = True, download: bool = True) -
     train_x = np.concatenate([p[0] for p in parts])
     train_y = np.concatenate([p[1] for p in parts])
     test_x, test_y = read("test_batch")
-    as_set = lambda x, y: ImageSet(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
+    def as_set(x, y):
+        return ImageSet(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y))
+
     return as_set(train_x, train_y), as_set(test_x, test_y)
 
 
@@ -236,8 +180,8 @@ def load_dataset(name: str, data_dir: str = "", n_train: int = 0, n_test: int = 
         train, test = make_synthetic(n_train or 5000, n_test or 1000, seed=0)
     elif name == "cifar10":
         folder = defaults.data_dir(data_dir)
-        if is_uri(folder):  # an object store's copy: this node's own copy of it (node_data.py)
-            from .node_data import node_copy
+        if is_uri(folder):  # an object store's copy: this node's own copy of it (node_data.py, with pyarrow:
+            from .node_data import node_copy  # imported only here, so the core runs where only torch is)
 
             folder = node_copy(folder)
         train, test = load_cifar10(folder)

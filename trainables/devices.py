@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
-from .errors import ScsSweepError
+from common.config import ConfigError
+from common.errors import ScsSweepError, first_line
 
-__all__ = ["DeviceError", "Build", "node_build", "trial_device", "local_gpu_index", "use_cpus", "compiler_problems",
-           "compile_probe"]
+__all__ = ["DeviceError", "Build", "node_build", "pick_device", "check_device", "trial_device", "local_gpu_index",
+           "use_cpus", "compiler_problems", "compile_probe"]
 
 # PyTorch's wheels for CUDA 12, for a driver too old for the default (CUDA 13) wheel: dev.sh installs
 # torch from $SCS_TORCH_INDEX when it is set.
@@ -118,6 +119,28 @@ def node_build() -> Build:
                  driver_cuda=_driver_cuda(), cuda_available=torch.cuda.is_available())
 
 
+def pick_device(requested: str = "") -> torch.device:
+    requested = requested or os.environ.get("SCS_DEVICE", "")
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device(requested: str = "") -> torch.device:
+    """pick_device for a command's --device, every device it cannot train on one ConfigError line: a name
+    torch does not know, a type other than cpu and cuda, or cuda on a machine without a GPU torch can use."""
+    flag, value = ("--device", requested) if requested else ("SCS_DEVICE", os.environ.get("SCS_DEVICE", ""))
+    try:
+        device = pick_device(requested)
+    except RuntimeError:
+        raise ConfigError(f"{flag} {value!r} is not a device; give cpu or cuda (or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{flag} {value}: this machine has no GPU that torch can use; give cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{flag} {value!r}: give cpu or cuda (or cuda:N)")
+    return device
+
+
 def local_gpu_index(gpu_id) -> int:
     """The CUDA index, inside this process, of the GPU Ray calls `gpu_id` on its node: Ray restricts
     CUDA_VISIBLE_DEVICES to the trial's GPUs, so its first one is cuda:0 (where Ray left the variable
@@ -187,8 +210,7 @@ def compile_probe(device: str = "cuda") -> str:
         if not torch.allclose(got.cpu(), _probe_kernel(x.cpu()), atol=1e-5):
             return "a compiled kernel computed wrong values"
     except Exception as exc:  # noqa: BLE001 - Triton, the C compiler and the driver fail in many ways
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        return f"{type(exc).__name__}: {first}"
+        return f"{type(exc).__name__}: {first_line(exc, 200)}"
     return ""
 
 

@@ -7,14 +7,13 @@ Every variant of a table is judged on the same images: a seeded subset for PGD, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.eval_settings import DEFAULT_EPS, EvalSettings
+
 from .data import ImageSet
-from .eval_settings import DEFAULT_EPS, EvalSettings
 
 __all__ = ["EvalSettings", "pgd_attack", "robustness", "saliency", "saliency_indices", "gini",
            "top_mass", "evaluate_model", "attack_batch_size", "DEFAULT_EPS"]
@@ -119,7 +118,7 @@ def robustness(model: nn.Module, images: ImageSet, image_dim: int, s: EvalSettin
     for eps in s.eps:
         starts = (torch.rand(images.images.shape, generator=gen) * 2 - 1) if s.random_start and eps else None
 
-        def attack(begin: int, stop: int) -> int:
+        def attack(begin: int, stop: int, eps=eps, starts=starts) -> int:
             x, y = batch_of(begin, stop)
             x_adv = pgd_attack(f, x, y, eps, s.steps, s.step_scale * eps / s.steps,
                                None if starts is None else starts[begin:stop])

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
+from common.config import ARCHS, ConfigError, TrialConfig
+
 from . import windowed
-from .config import ARCHS, ConfigError, TrialConfig
 from .layers import MaxAbsPool2d, SharpCosSim2d, SharpenedSDP2d
 
 __all__ = ["build_model", "init_weights", "count_params", "list_archs", "sharpened_layers",

@@ -6,8 +6,8 @@ puts it there once (`put_data`: from a folder, else downloaded from the internet
 official md5); each node copies it to its local disk once (`node_copy`, under a file lock so that the
 trials starting together on a node fetch it once), checks every file's md5 against MD5SUMS, and trials
 read that copy, for as long as the bucket's MD5SUMS is the one it was checked against (a replaced copy,
-`put-data --force`, is fetched again). Every node reads the bucket's bytes, not its own download: the sweep's data is what the
-bucket holds (which may be the user's own CIFAR-format copy), the same on every node.
+`put-data --force`, is fetched again). Every node reads the bucket's bytes, not its own download: the sweep's data is
+what the bucket holds (which may be the user's own CIFAR-format copy), the same on every node.
 """
 from __future__ import annotations
 
@@ -17,8 +17,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .data import DataError, download_cifar10, find_cifar10, md5_of
-from .locations import Location, LocationError
+from filelock import FileLock
+
+from common.errors import first_line
+from common.locations import Location, LocationError
+
+from .cifar_files import DataError, download_cifar10, find_cifar10, md5_of
 
 __all__ = ["node_copy", "put_data", "has_data", "MD5SUMS", "CACHE_ENV"]
 
@@ -58,7 +62,6 @@ def has_data(uri: str) -> bool:
 
 def node_copy(uri: str) -> Path:
     """The local folder holding this node's checked copy of the CIFAR-10 at uri (fetched once)."""
-    from filelock import FileLock
 
     dest = _cache_dir(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +82,7 @@ def node_copy(uri: str) -> Path:
                     raise DataError(f"{uri}/{rel}: md5 {got} is not the {digest} that {MD5SUMS} lists "
                                     f"(a corrupt copy); put the data there again with `scs-sweep put-data --force`")
         except (OSError, LocationError) as exc:
-            raise DataError(f"cannot copy CIFAR-10 from {uri} ({(str(exc).splitlines() or [''])[0][:200]})") from None
+            raise DataError(f"cannot copy CIFAR-10 from {uri} ({first_line(exc, 200)})") from None
         if find_cifar10(dest) is None:
             raise DataError(f"{uri} holds no cifar-10-batches-bin or cifar-10-batches-py folder; put-data it again")
         (dest / COMPLETE).write_text(listed)  # the list the files were checked against

@@ -14,8 +14,9 @@ and only the SCS/SDP sharpening and the windowed pooling (fused.py, windowed.py)
 when the trial is long enough to pay for compiling them (`compiles_kernels`). Compilation happens in
 `warm_up()` before the first epoch's clock starts; compiled functions are shared by the whole process,
 so a later CPU trial in the same worker (Tune reuses CPU actors) finds them built, and inductor's disk
-cache serves new processes (every GPU trial's: orchestrator/tuner.py, `reuses_workers`). `compile="on"` compiles the whole model on the CPU too (how the tests check that
-both paths train identically); `compile="off"` compiles nothing.
+cache serves new processes (every GPU trial's: orchestrator/tuner.py, `reuses_workers`). `compile="on"`
+compiles the whole model on the CPU too (how the tests check that both paths train identically);
+`compile="off"` compiles nothing.
 """
 from __future__ import annotations
 
@@ -31,17 +32,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.config import ConfigError, TrialConfig
+from common.errors import ScsSweepError
+from common.vocabulary import COMPILE_MODES
+
 from . import windowed
 from .checkpoints import read_model_weights
-from .config import COMPILE_MODES, ConfigError, TrialConfig
-from .errors import ScsSweepError
 from .data import DeviceLoader, ImageSet, load_dataset
+from .devices import pick_device
 from .kernels import allow_many_kernels, compile_failures
 from .layers import MaxAbsPool2d, SharpCosSim2d, SharpenedSDP2d, constrain_model_
 from .models import build_model, count_params, weight_layers
 
-__all__ = ["Trainer", "EpochResult", "LayerStats", "NonFiniteLossError", "pick_device", "check_device",
-           "CHECKPOINT_FORMAT", "COMPILE_MODES", "compiles", "compiles_kernels", "KERNEL_COMPILE_MIN_STEPS"]
+__all__ = ["Trainer", "EpochResult", "LayerStats", "NonFiniteLossError", "CHECKPOINT_FORMAT", "compiles",
+           "compiles_kernels", "KERNEL_COMPILE_MIN_STEPS"]
 
 CHECKPOINT_FORMAT = 1
 log = logging.getLogger(__name__)
@@ -87,28 +91,6 @@ class EpochResult:
         d = dataclasses.asdict(self)
         d.pop("layers")
         return d
-
-
-def pick_device(requested: str = "") -> torch.device:
-    requested = requested or os.environ.get("SCS_DEVICE", "")
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def check_device(requested: str = "") -> torch.device:
-    """pick_device for a command's --device, every device it cannot train on one ConfigError line: a name
-    torch does not know, a type other than cpu and cuda, or cuda on a machine without a GPU torch can use."""
-    flag, value = ("--device", requested) if requested else ("SCS_DEVICE", os.environ.get("SCS_DEVICE", ""))
-    try:
-        device = pick_device(requested)
-    except RuntimeError:
-        raise ConfigError(f"{flag} {value!r} is not a device; give cpu or cuda (or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{flag} {value}: this machine has no GPU that torch can use; give cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"{flag} {value!r}: give cpu or cuda (or cuda:N)")
-    return device
 
 
 def _layer_type(m: nn.Module) -> str:
@@ -458,11 +440,16 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        # a checkpoint that does not fit its trial is the user's to sort out (a sweep folder reused or edited):
+        # ConfigError, which fails the trial once instead of Tune retrying what can only fail again
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
+            raise ConfigError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT} (written by another "
+                              f"version of scs-sweep); start the sweep anew under another --name")
         saved = TrialConfig.from_dict(state["config"])
         if saved.config_hash() != self.cfg.config_hash():
-            raise ValueError("checkpoint was written by a different trial config; refusing to resume it")
+            raise ConfigError(f"the checkpoint was written by another trial config ({saved.arch} {saved.layer}/"
+                              f"{saved.activation}/{saved.pooling}, seed {saved.seed}) than this trial's; it is not "
+                              f"this trial's to resume: start the sweep anew under another --name")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:

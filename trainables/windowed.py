@@ -28,14 +28,14 @@ larger): no padding value is needed.
 Fused with the sharpening, the winners are picked by c where ATen picks them by y = sharpen(c). The two
 orders agree except where float32 rounding gives two different c the same y (or, pow not being correctly
 rounded, swaps them): then the gradient goes to another position of the window, or, for MaxAbs, a
-near-tie of +a and -b flips the pooled sign. Rare, and harmless to training, but not bit for bit. The winner's position is a
-float: a uint8 made the compiled selection about 3x slower (its masks convert element by element).
+near-tie of +a and -b flips the pooled sign. Rare, and harmless to training, but not bit for bit. The winner's
+position is a float: a uint8 made the compiled selection about 3x slower (its masks convert element by element).
 
 The kernels work on (B, H, W, C) views of channels_last tensors, so they are vectorized over channels,
 and compile once per process and layer shape, for every batch size above 1 (symbolic in the batch only:
 a kernel symbolic in every size ran 2-4x slower; a batch of 1 gets a kernel of its own), through
-kernels.run_kernel: a compiler failure is recorded and that kernel's modules go back to ATen's pooling. CPU only: on a GPU the Trainer compiles the whole model,
-where inductor fuses these operations itself.
+kernels.run_kernel: a compiler failure is recorded and that kernel's modules go back to ATen's pooling. CPU only: on a
+GPU the Trainer compiles the whole model, where inductor fuses these operations itself.
 """
 from __future__ import annotations
 

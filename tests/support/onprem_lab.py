@@ -174,15 +174,15 @@ def s3_uri(path: str) -> str:
 
 def bucket_histories(name: str) -> dict:
     """trial_histories of the sweep's runs in the bucket (a mirror of its small files, refreshed)."""
+    from common.locations import Location
     from orchestrator.storage import mirror
-    from trainables.locations import Location
 
     where = Location(s3_uri(f"runs/{name}"))
     return trial_histories(mirror(where.fs, where.path, Path("/tmp/lab-bucket-mirror") / name))
 
 
 def bucket_checkpointed(name: str, trial_id: str) -> bool:
-    from trainables.locations import Location
+    from common.locations import Location
 
     return any(trial_id in i.path and i.base_name == "trainer.pt" for i in Location(s3_uri(f"runs/{name}")).files())
 
@@ -191,8 +191,8 @@ def bucket_contents(name: str) -> dict:
     """What the bucket holds at the end: files by kind, and the store's rows."""
     from collections import Counter
 
+    from common.locations import Location
     from results.store import ParquetStore
-    from trainables.locations import Location
 
     kinds = Counter()
     for info in Location(s3_uri("")).files():

@@ -52,7 +52,7 @@ class S3Server:
         extra = "&allow_bucket_creation=true" if create_bucket else ""
         return f"s3://{path}?endpoint_override={self.endpoint}&scheme=http{extra}"
 
-    def __enter__(self) -> "S3Server":
+    def __enter__(self) -> S3Server:
         env = dict(os.environ, **CLIENT_ENV)
         if self.check_credentials:
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"

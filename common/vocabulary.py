@@ -52,12 +52,22 @@ ENDED = ("done", "pruned", "stopped", "failed")     # a trial in one of these wi
 BUDGETS = ("full", "reduced", "quick", "smoke")
 FULL_BUDGET = "full"
 
-# -- the paper's budgets (docs/paper_facts.md, Appendix A) ---------------------------------------
-# Epochs per experiment the paper reports numbers or claims for; a sweep links to one of them with
-# `paper_table` (presets do), and only a run at that budget is set beside the paper's values.
-PAPER_EPOCHS = {"table1": 800, "table2": 200, "table3": 800, "table4": 800, "table5": 800, "table6": 800,
-                "table7": 800, "table8": 200, "cosine": 800}
-PAPER_TABLES = tuple(PAPER_EPOCHS)
+# -- the paper's experiments (docs/paper_facts.md, Appendix A) -----------------------------------
+# Every experiment the paper reports numbers, figures or claims for: where it is in the paper and the epochs
+# it trained. A sweep links to one with `paper_table` (every preset does; the name is the store's column,
+# though not every experiment is a table), which sets its budget and what it is compared with.
+PAPER_EXPERIMENTS = {
+    "table1": ("Table 1, Figs 1, 3, 5", 800), "table2": ("Table 2, Figs 4, 6", 200),
+    "table3": ("Table 3", 800), "table4": ("Table 4", 800), "table5": ("Table 5", 800),
+    "table6": ("Table 6", 800), "table7": ("Table 7", 800), "table8": ("Table 8, Figs 14, 17", 200),
+    "cosine": ("Section 4.2", 800),
+    "weight-norms": ("Section 4.3, Fig 2", 200),
+    "p-dynamics": ("Appendix C.1, Fig 7", 100),
+    "optuna-p-rohrer100k": ("Appendix C.2, Fig 8", 600),
+    "optuna-p-resnet18": ("Appendix C.2, Fig 8", 100),
+}
+PAPER_EPOCHS = {name: epochs for name, (_, epochs) in PAPER_EXPERIMENTS.items()}
+PAPER_SECTIONS = {name: where for name, (where, _) in PAPER_EXPERIMENTS.items()}
 PAPER_TRAIN_IMAGES, PAPER_TEST_IMAGES = 50_000, 10_000   # CIFAR-10's training and test sets
 
 

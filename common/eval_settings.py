@@ -22,7 +22,7 @@ class EvalSettings:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EvalSettings":
+    def from_dict(cls, d: dict) -> EvalSettings:
         d = dict(d)
         if "eps" in d:
             d["eps"] = tuple(float(e) for e in d["eps"])

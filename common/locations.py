@@ -22,9 +22,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow.fs as pafs
 
-from .errors import ScsSweepError
+from .errors import ScsSweepError, first_line
+from .uris import is_uri
 
-__all__ = ["Location", "LocationError", "is_uri", "explain_error", "CHECK_TIMEOUT_S"]
+__all__ = ["Location", "LocationError", "explain_error", "CHECK_TIMEOUT_S"]
 
 CHECK_TIMEOUT_S = 20.0   # the write check gives up after this long (an endpoint that swallows packets)
 CREDENTIAL_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an instance profile), AWS_DEFAULT_REGION "
@@ -33,11 +34,6 @@ CREDENTIAL_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an insta
 
 class LocationError(ScsSweepError):
     """A folder or URI that cannot be used; the message names it and what to set."""
-
-
-def is_uri(text: str) -> bool:
-    """Whether text names an object store (or any pyarrow filesystem) rather than a local path."""
-    return "://" in str(text) and not str(text).startswith("file://")
 
 
 class Location:
@@ -54,6 +50,9 @@ class Location:
         self.remote = is_uri(text)
         if self.remote:
             parts = urlsplit(text)
+            if parts.scheme in ("s3", "gs", "gcs") and not parts.netloc.rpartition("@")[2]:
+                raise LocationError(f"{text} names no bucket; give {parts.scheme}://BUCKET/PREFIX (and for a "
+                                    f"non-AWS server ?endpoint_override=http://HOST:PORT&scheme=http)")
             options = dict(parse_qsl(parts.query))
             opened = text
             region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
@@ -65,7 +64,7 @@ class Location:
             except OSError as exc:
                 raise LocationError(f"{text}: {explain_error(exc)}") from None
             except (ValueError, TypeError) as exc:
-                raise LocationError(f"{text} is not a URI pyarrow can open ({_first_line(exc)}); give "
+                raise LocationError(f"{text} is not a URI pyarrow can open ({first_line(exc)}); give "
                                     f"s3://BUCKET/PREFIX[?endpoint_override=...&scheme=http] or a folder") from None
             self.path = path.rstrip("/")
             self._scheme, self._query = parts.scheme, parts.query
@@ -100,7 +99,7 @@ class Location:
             return fs_path
         return f"{self._scheme}://{self._userinfo}{fs_path}" + (f"?{self._query}" if self._query else "")
 
-    def child(self, *parts: str) -> "Location":
+    def child(self, *parts: str) -> Location:
         return Location(self.uri_of(self.fs_path(*parts)))
 
     # -- reading and writing --------------------------------------------------------------------
@@ -201,10 +200,6 @@ class Location:
             raise LocationError(f"{flag} {self.uri}: cannot write there: {explain_error(outcome[0], self.bucket)}")
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
 DENIED = ("ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH",
           "SignatureDoesNotMatch")
 
@@ -220,9 +215,9 @@ def explain_error(exc: BaseException, bucket: str = "") -> str:
     # the network first: a refused connection's text carries its delay ("after 403 ms")
     if "NETWORK_CONNECTION" in text or "curlCode" in text or "Could not connect" in text \
             or "Couldn't resolve" in text:
-        return f"the object store does not answer ({_first_line(exc)}); {CREDENTIAL_HINT}"
+        return f"the object store does not answer ({first_line(exc)}); {CREDENTIAL_HINT}"
     if any(mark in text for mark in DENIED) or "HTTP status 403" in text:
         return f"access denied (wrong or missing credentials, or no write permission); {CREDENTIAL_HINT}"
     if "credentials" in text.lower():
         return f"no credentials found; {CREDENTIAL_HINT}"
-    return f"{_first_line(exc)}; {CREDENTIAL_HINT}"
+    return f"{first_line(exc)}; {CREDENTIAL_HINT}"

@@ -8,3 +8,11 @@ UsageError). Pure Python, so every package can import it without torch.
 
 class ScsSweepError(Exception):
     """A failure the user can fix; the message names the problem and what to do."""
+
+
+def first_line(exc: BaseException | str, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (or of a text), at most `limit` characters; the
+    exception's type name when it has no message: how a library's long error becomes part of one line."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else (type(exc).__name__ if isinstance(exc, BaseException) else "")
+    return line[:limit]

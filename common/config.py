@@ -13,8 +13,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ScsSweepError
-from .vocabulary import (ACTIVATIONS, ARCHS, COMPILE_MODES, DATASETS, LAYERS, NORMALIZATIONS, OPTIMIZERS,
-                         P_MODES, PAPER_EPOCHS, POOLINGS, PRECISIONS, SCHEDULERS)
+from .vocabulary import (
+    ACTIVATIONS,
+    ARCHS,
+    DATASETS,
+    LAYERS,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    P_MODES,
+    PAPER_EPOCHS,
+    POOLINGS,
+    PRECISIONS,
+    SCHEDULERS,
+)
 
 __all__ = ["TrialConfig", "ConfigError", "ARCHS", "LAYERS", "ACTIVATIONS", "POOLINGS",
            "NORMALIZATIONS", "P_MODES", "DATASETS"]
@@ -101,7 +112,7 @@ class TrialConfig:
                               f"choose one of: {', '.join(allowed)}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrialConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -112,7 +123,7 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "TrialConfig":
+    def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)
 
     @property
