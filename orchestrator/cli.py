@@ -17,7 +17,7 @@ from common.errors import ScsSweepError, first_line
 from common.eval_settings import EvalSettings
 from common.locations import explain_error
 from common.vocabulary import COMPILE_MODES, DATASETS
-from results.sequential import SPENDING
+from results.sequential import FUTILITY, SPENDING
 
 from . import cluster_cmd, commands, evaluate_cmd, settle
 from .budget import QUICK, SMOKE
@@ -107,7 +107,8 @@ def sweep_request(args) -> SweepRequest:
 
 def settle_options(args) -> SettleOptions:
     return SettleOptions(max_seeds=args.max_seeds, first=args.first, step=args.step, spending=args.spending,
-                         alpha=args.alpha, time_limit=args.time_limit, plan=args.plan, spread=args.spread)
+                         alpha=args.alpha, futility=None if args.no_futility else args.futility,
+                         time_limit=args.time_limit, plan=args.plan, spread=args.spread)
 
 
 def evaluate_request(args) -> EvaluateRequest:
@@ -146,6 +147,11 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
     se.add_argument("--step", type=int, default=1, help="seeds added between looks (default 1)")
     se.add_argument("--spending", default="pocock", choices=SPENDING, help="alpha spending: pocock decides "
                     "clear effects early (default); obrien-fleming keeps the early looks strict")
+    se.add_argument("--futility", type=float, default=FUTILITY, metavar="BOUND", help="stop a claim whose chance of "
+                    f"being decided by --max-seeds (conditional power, current trend) falls below BOUND (default "
+                    f"{FUTILITY:g}); non-binding: the decisions' error rate is the design's either way")
+    se.add_argument("--no-futility", action="store_true", help="never stop a claim before it is decided or the "
+                    "maximum is reached")
     se.add_argument("--alpha", type=float, default=0.05, help="two-sided error rate of a table's claims together "
                     "(split over them with Bonferroni; default 0.05)")
     se.add_argument("--time-limit", default="", metavar="DURATION", help="stop adding seeds when the next look "

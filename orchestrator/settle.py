@@ -25,9 +25,23 @@ import re
 import time
 from dataclasses import dataclass, replace
 
-from results.claims import Claim, claim_values
-from results.sequential import SPENDING, Design, repeated_interval, smallest_decided, spent
+import numpy as np
+
+from results.claims import Claim, claim_values, paper_effects
+from results.sequential import (
+    FUTILITY,
+    MAX_SEEDS,
+    SPENDING,
+    Design,
+    conditional_power,
+    futility_applies,
+    repeated_interval,
+    simulate,
+    smallest_decided,
+    spent,
+)
 from results.settled import ClaimRecord, Look, SettleRecord
+from results.stats import seeds_to_settle
 from results.store import get_store
 from search_spaces.claims import claims_for_rows
 from search_spaces.epoch_times import cpu_seconds_per_epoch, expected_epoch_cost
@@ -47,12 +61,14 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 @dataclass(frozen=True)
 class SettleOptions:
     """The design a settle was asked for (typed at the CLI's edge): seeds of the first look, seeds added per
-    look, the maximum, the spending function and alpha; a time limit; --plan (print, run nothing)."""
+    look, the maximum, the spending function and alpha; the futility bound (None: off); a time limit;
+    --plan (print, run nothing)."""
     max_seeds: int
     first: int = 3
     step: int = 1
     spending: str = "pocock"
     alpha: float = 0.05
+    futility: float | None = FUTILITY
     time_limit: str = ""
     plan: bool = False
     spread: float | None = None
@@ -60,7 +76,7 @@ class SettleOptions:
     def record(self) -> dict:
         """What a settle's record keeps of them: a settle continues only with the same."""
         return {"first": self.first, "step": self.step, "max_seeds": self.max_seeds, "spending": self.spending,
-                "alpha": self.alpha}
+                "alpha": self.alpha, "futility": self.futility}
 
 
 def parse_duration(text: str) -> float:
@@ -91,6 +107,7 @@ class Group:
     variants: dict
     claims: list
     design: Design | None = None
+    paper_table: str = ""             # the paper's experiment its trials are linked to
 
 
 def _groups(sweep: SweepPlan, experiments) -> dict[str, Group]:
@@ -103,7 +120,8 @@ def _groups(sweep: SweepPlan, experiments) -> dict[str, Group]:
     groups: dict[str, Group] = {}
     for part in sweep.parts:
         for trial in part.trials:
-            group = groups.setdefault(trial["group"], Group(part.part, {}, []))
+            group = groups.setdefault(trial["group"], Group(part.part, {}, [],
+                                                            paper_table=trial.get("paper_table") or ""))
             group.variants.setdefault(_variant(trial["config"]), []).append(trial)
     for name, group in groups.items():
         for trials in group.variants.values():
@@ -142,6 +160,12 @@ def _design(options: SettleOptions, claims: int) -> Design:
 
 
 def _check_options(options: SettleOptions) -> None:
+    if options.max_seeds > MAX_SEEDS:
+        raise UsageError(f"--max-seeds {options.max_seeds}: at most {MAX_SEEDS} (100 seeds of Table 1 are already "
+                         f"800 trials, 640,000 epochs at the paper's budget); give a maximum a sweep can train")
+    if options.futility is not None and not 0 < options.futility < 1:
+        raise UsageError(f"--futility {options.futility:g}: a conditional power between 0 and 1 (default "
+                         f"{FUTILITY:g}); --no-futility switches it off")
     if options.first < 2:
         raise UsageError(f"--first {options.first}: an interval needs at least 2 seeds; give --first 2 or more")
     if options.max_seeds < options.first:
@@ -201,8 +225,9 @@ def _measured_seconds(done: list[dict]) -> dict:
 
 
 def _judge(store, name: str, groups: dict[str, Group], record: SettleRecord, index: int) -> list[str]:
-    """After look `index`: each open claim's repeated interval on the seeds the look reached; lines saying
-    what was decided."""
+    """After look `index`: each open claim's repeated interval on the seeds the look reached, and (with
+    futility) its conditional power; lines saying what was decided or stopped."""
+    futility = record.options.get("futility")
     trials = store.read_table("trials", name).to_pandas()
     trials = trials[trials["status"] == "done"]
     lines = []
@@ -219,27 +244,86 @@ def _judge(store, name: str, groups: dict[str, Group], record: SettleRecord, ind
             values = claim_values(claim, mine) if len(mine) else []
             interval = repeated_interval([v for _, v in values], design.critical[index])
             side = claim.side_of(interval) if interval.has_interval else ""
-            r.path.append(Look(index + 1, interval.n, interval.estimate, interval.low, interval.high,
-                               design.critical[index]))
+            look = Look(index + 1, interval.n, interval.estimate, interval.low, interval.high, design.critical[index])
+            r.path.append(look)
             if side:
                 r.decided, r.look, r.seeds = side, index + 1, interval.n
                 lines.append(f"{group_name}: {spec.name}: {side.upper()}, {r.when(len(design.looks))}: repeated "
                              f"interval {interval.text()} against {claim.threshold_text}")
+            elif futility is not None and futility_applies(design, index) and interval.has_interval:
+                # non-binding: the critical values ignore it, so stopping here only gives up chances to decide
+                look.power = conditional_power([v for _, v in values], design, index, _edges(claim))
+                if look.power < futility:
+                    r.futile, r.look, r.seeds = _futile_text(claim, values, design, look.power), index + 1, interval.n
+                    lines.append(f"{group_name}: {spec.name}: {r.when(len(design.looks))}")
             elif index + 1 == len(design.looks):
                 r.undecided = f"undecided at {n} seeds"
                 lines.append(f"{group_name}: {spec.name}: {r.undecided}: repeated interval {interval.text()}")
     return lines
 
 
-def _plan_text(groups: dict[str, Group], spread: float | None, on_gpu: bool) -> str:
-    """`settle --plan`: the design per group, worst-case trials and time, the smallest decidable effect."""
+def _edges(claim: Claim) -> tuple:
+    """The threshold(s) a claim's interval must clear, in its statistic's units (both ends of a 'within' band)."""
+    return (-claim.threshold, claim.threshold) if claim.side == "within" else (claim.threshold,)
+
+
+def _futile_text(claim: Claim, values: list, design: Design, power: float) -> str:
+    """'cannot be decided within 10 seeds (a 4 % chance by then ...); about 45 seeds would decide it ...'."""
+    x = [v for _, v in values]
+    estimate = sum(x) / len(x)
+    need = seeds_to_settle(x, claim.edge(estimate), design.alpha_per_claim)
+    more = (f"about {need} seeds would decide it, if the effect ({claim.show(estimate)}) and its spread stay as "
+            f"measured" if need else f"the effect ({claim.show(estimate)}) is too close to its threshold for any "
+                                     f"practical number of seeds")
+    return (f"cannot be decided within {design.max_seeds} seeds (a {power:.0%} chance by then if the seeds to come "
+            f"follow the measured effect and spread); {more}")
+
+
+PLAN_RUNS = 2_000    # simulated settles per claim and effect behind `settle --plan`'s expected costs
+
+
+def _claim_keys(group: Group, spec) -> set:
+    """The variants (keys) a claim compares."""
+    return {key for key, trials in group.variants.items()
+            if spec.side_rows([_row(trials[0])], "a") or spec.side_rows([_row(trials[0])], "b")}
+
+
+def _expected(group: Group, stops: dict, looks: list) -> float:
+    """Mean trials a group trains when each claim stops at the looks simulated for it (claim -> array of
+    0-based looks, one per run): every variant at the first look, then the variants the claims still open
+    compare, at each look after. Claims are drawn independently, run by run."""
+    keys = {spec.name: _claim_keys(group, spec) for spec in group.claims}
+    runs = len(next(iter(stops.values())))
+    total = 0
+    for run in range(runs):
+        trials = len(group.variants) * looks[0]
+        for k in range(1, len(looks)):
+            needed = set().union(*(keys[name] for name, stop in stops.items() if stop[run] >= k))
+            trials += len(needed) * (looks[k] - looks[k - 1])
+        total += trials
+    return total / runs
+
+
+def _measured(store, name: str, group_name: str, group: Group) -> dict:
+    """claim name -> its per-seed values from the sweep's done trials the store already has ({} if none)."""
+    if not store.exists():
+        return {}
+    trials = store.read_table("trials", name).to_pandas()
+    mine = trials[(trials["status"] == "done") & (trials["group"] == group_name)]
+    return {spec.name: [v for _, v in claim_values(Claim(spec), mine)] for spec in group.claims} if len(mine) else {}
+
+
+def _plan_text(groups: dict[str, Group], options: SettleOptions, on_gpu: bool, store, name: str) -> str:
+    """`settle --plan`: per group the design, worst-case trials and time, the smallest decidable effect, and the
+    expected seeds and trials (simulated, with futility as asked) at each claim's threshold, at the paper's
+    effect and at the effect measured so far, with the measured per-seed spread where the store has seeds."""
     lines = []
-    for name, group in groups.items():
+    for group_name, group in groups.items():
         if not group.claims:
-            lines.append(f"{name}: no accuracy claim applies; its variants train at the first look only")
+            lines.append(f"{group_name}: no accuracy claim applies; its variants train at the first look only")
             continue
         design = group.design
-        lines.append(f"{name}: {len(group.claims)} claim(s), alpha {design.alpha:g} two-sided, "
+        lines.append(f"{group_name}: {len(group.claims)} claim(s), alpha {design.alpha:g} two-sided, "
                      f"{design.alpha_per_claim:.4f} per claim (Bonferroni); {design.spending} spending; "
                      f"looks at {', '.join(map(str, design.looks))} seeds")
         lines.append("  look  seeds  alpha spent  critical value c_k (repeated interval: mean +/- c_k s/sqrt(n))")
@@ -251,12 +335,40 @@ def _plan_text(groups: dict[str, Group], spread: float | None, on_gpu: bool) -> 
         lines.append(f"  worst case: {len(trials)} trials ({len(group.variants)} variants x {design.max_seeds} "
                      f"seeds), {sum(t['config']['epochs'] for t in trials):,} trial-epochs, about "
                      f"{seconds / 3600:.1f} {'GPU' if on_gpu else 'CPU-thread'}-hours (anchor estimates)")
-        for spec in group.claims:
-            where = (f"{smallest_decided(design, spread):.4f} from its threshold ({spec.threshold:g}) with a "
-                     f"per-seed spread of {spread:g}" if spread else
-                     "give --spread (the per-seed standard deviation of the effect) to see the smallest effect "
-                     "the last look decides")
-            lines.append(f"  - {spec.name}: {where}")
+        measured = _measured(store, name, group_name, group)
+        papers = paper_effects(group.paper_table, [Claim(spec) for spec in group.claims])
+        stops: dict[str, dict] = {"at the thresholds": {}, "at the paper's effects": {}, "as measured so far": {}}
+        futility = options.futility
+        lines.append(f"  expected cost ({PLAN_RUNS:,} simulated settles per claim and effect, "
+                     + (f"futility below a {futility:.0%} conditional power" if futility is not None else
+                        "no futility") + "):")
+        for i, spec in enumerate(group.claims):
+            claim = Claim(spec)
+            values = measured.get(spec.name, [])
+            spread = float(np.std(values, ddof=1)) if len(values) >= 2 else options.spread
+            where = f"the {len(values)} seeds measured" if len(values) >= 2 else "--spread" if options.spread else ""
+            cases = [("at the thresholds", f"at its threshold ({claim.threshold_text})", 0.0)]
+            paper = papers.get(spec.name)
+            if paper is not None and spread:
+                cases.append(("at the paper's effects", f"at the paper's effect ({claim.show(paper)})",
+                              (paper - claim.edge(paper)) / spread))
+            if len(values) >= 2 and spread:
+                estimate = float(np.mean(values))
+                cases.append(("as measured so far", f"as measured so far ({claim.show(estimate)} over {len(values)} "
+                              f"seeds)", (estimate - claim.edge(estimate)) / spread))
+            spread_text = (f"per-seed spread {spread:.4f} (from {where}); the last look decides an effect "
+                           f"{smallest_decided(design, spread):.4f} or more from its threshold" if spread else
+                           "no per-seed spread yet: give --spread, or run the first look, for the other effects")
+            lines.append(f"  - {spec.name}: {spread_text}")
+            for scenario, text, delta in cases:
+                run = simulate(design, delta, reps=PLAN_RUNS, seed=101 + i, futility=futility, inner=200)
+                stops[scenario][spec.name] = run["stop_looks"]
+                lines.append(f"      {text}: {run['mean_seeds']:.1f} seeds on average, decided in {run['decided']:.0%}"
+                             + (f", stopped for futility in {run['futile']:.0%}" if futility is not None else ""))
+        costs = [f"{_expected(group, found, design.looks):.0f} {scenario}" for scenario, found in stops.items()
+                 if len(found) == len(group.claims)]
+        lines.append(f"  expected trials for {group_name} (claims drawn independently): {', '.join(costs)}; "
+                     f"worst case {len(trials)}")
     return "\n".join(lines)
 
 
@@ -301,7 +413,7 @@ def settle(request: SweepRequest, options: SettleOptions) -> int:
         group.design = _design(options, len(group.claims))
     on_gpu = bool(run.gpus_per_trial)
     if options.plan:
-        print(_plan_text(groups, options.spread, on_gpu))
+        print(_plan_text(groups, options, on_gpu, get_store(sweep.store), sweep.name))
         return 0
     record = SettleRecord(
         source=request.source, options=options.record(), designs={g: grp.design for g, grp in groups.items()},

@@ -42,8 +42,8 @@ from .paper import paper_values
 from .stats import Interval, mean_interval, prob_better, seeds_to_settle
 
 __all__ = ["ClaimSpec", "Claim", "Verdict", "BUILTIN", "check_claims", "claims_for", "claim_values", "with_interval",
-           "DELTA", "budget_note", "full_budget", "paper_trials", "BUDGET_WORDS", "PAPER_WORDS", "NOT_TESTED",
-           "NOT_JUDGED"]
+           "DELTA", "budget_note", "full_budget", "paper_trials", "paper_effects", "BUDGET_WORDS", "PAPER_WORDS",
+           "NOT_TESTED", "NOT_JUDGED"]
 
 NOT_JUDGED = "not judged"
 NOT_TESTED = "not tested at the paper's budget"
@@ -272,12 +272,16 @@ def paper_trials(table: str) -> pd.DataFrame:
         "train_time_s": paper["Paper Train Time (s)"], "eval_time_s": paper["Paper Eval Time (s)"]})
 
 
-def _paper_effect(claim: Claim, paper: pd.DataFrame, paper_rows: list[dict]) -> float | None:
-    """The claim's statistic on the paper's table (paper_trials, and the same as _rows), if it applies."""
-    if paper.empty or not claim.spec.applies(paper_rows):
-        return None
-    value = claim.stat(paper)
-    return None if value is None or math.isnan(value) else float(value)
+def paper_effects(table: str, claims: list) -> dict:
+    """claim name -> the claim's statistic on the paper's table (its one run per variant; None where the
+    claim does not apply to it, or the experiment is not one of its tables): the paper's CSV read once."""
+    paper = paper_trials(table)
+    rows = _rows(paper)
+    out = {}
+    for claim in claims:
+        value = claim.stat(paper) if not paper.empty and claim.spec.applies(rows) else None
+        out[claim.name] = None if value is None or math.isnan(value) else float(value)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,10 +337,10 @@ def check_claims(table: str, all_trials: pd.DataFrame, name: str = "", alone: se
     that had their node to themselves (timing.py), which alone judge the time claims (None: all of them, as
     for a store that does not say); why_not_alone: the reason time claims are not judged when none did."""
     trials = all_trials[all_trials["status"] == FINISHED]
-    paper = paper_trials(table)  # the paper's CSV, read once for every claim
-    paper_rows = _rows(paper)
+    claims = claims_for(all_trials, specs)
+    effects_in_paper = paper_effects(table, claims)
     out = []
-    for claim in claims_for(all_trials, specs):
+    for claim in claims:
         judged, exclusive = trials, ""
         if claim.time and alone is not None:
             judged = trials[trials["trial_id"].isin(alone)]
@@ -348,7 +352,7 @@ def check_claims(table: str, all_trials: pd.DataFrame, name: str = "", alone: se
                                judged)
         papers = _the_papers(claim, at_budget, judged if len(judged) else all_trials, table)
         out.append(Verdict(name or table, claim, interval, *at_budget, *papers, tuple(values),
-                           prob_better([v for _, v in values]), _paper_effect(claim, paper, paper_rows)))
+                           prob_better([v for _, v in values]), effects_in_paper[claim.name]))
     return out
 
 

@@ -142,6 +142,9 @@ def bottom_line(summaries: list) -> str:
         rest = [f"{c[w]} {w}" for w in ("contradicted", "undecided") if c[w]]
         parts.append(f"at this budget {c['supported']} of {len(accuracy)} {'is' if c['supported'] == 1 else 'are'} "
                      f"supported" + (f", {' and '.join(rest)}" if rest else ""))
+    settled = {s.settle.to_json(): s.settle for s in summaries if s.settle is not None}
+    for record in settled.values():
+        parts.append(record.counts_text())
     measured = [v for v in accuracy if v.interval.n]
     if measured:
         parts.append(f"{sum(map(_on_claimed_side, measured))} of {len(measured)} effects point the paper's way")

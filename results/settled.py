@@ -75,7 +75,7 @@ class ClaimRecord:
         if self.decided:
             return f"decided after {self.seeds} seeds (look {self.look} of {looks})"
         if self.futile:
-            return self.futile
+            return f"stopped for futility after {self.seeds} seeds: {self.futile}"
         if self.undecided:
             return self.undecided
         return f"open after {len(self.path)} look(s)" + (f" ({stopped})" if stopped else "")
@@ -121,13 +121,23 @@ class SettleRecord:
     def open_claims(self) -> list[str]:
         return [name for claims in self.claims.values() for name, r in claims.items() if not r.closed]
 
-    def counts(self) -> dict:
-        """How many claims are decided, futile, undecided at the maximum and open."""
+    def counts(self, group: str | None = None) -> dict:
+        """How many claims (of one group, or all) are decided, futile, undecided at the maximum and open."""
         out = {DECIDED: 0, FUTILE: 0, UNDECIDED: 0, OPEN: 0}
-        for claims in self.claims.values():
-            for r in claims.values():
-                out[r.status] += 1
+        for name, claims in self.claims.items():
+            if group is None or name == group:
+                for r in claims.values():
+                    out[r.status] += 1
         return out
+
+    def counts_text(self, group: str | None = None) -> str:
+        """'the settle decided 1 of 3 claims, stopped 2 for futility and left none undecided at 10 seeds'."""
+        c = self.counts(group)
+        total = sum(c.values())
+        most = max((d.max_seeds for d in self.designs.values()), default=0)
+        text = (f"the settle decided {c[DECIDED]} of {total} claim(s), stopped {c[FUTILE]} for futility (more seeds "
+                f"would not decide them) and left {c[UNDECIDED]} undecided at {most} seeds")
+        return text + (f"; {c[OPEN]} still open" if c[OPEN] else "")
 
     def lines(self) -> list[str]:
         """One line per claim: where it stands, with its (repeated) interval."""

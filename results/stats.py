@@ -254,17 +254,17 @@ def prob_better(values) -> tuple[float, int, int]:
     return float(stats.t.cdf(x.mean() / scale, n - 1)), positive, n
 
 
-def seeds_to_settle(values, threshold: float) -> int | None:
-    """Seeds after which a two-sided 95 % t-interval would exclude `threshold` with 80 % probability, if
-    the mean and spread of `values` stay as measured (None when there is no spread or no gap, or more
-    than 1,000 would be needed)."""
+def seeds_to_settle(values, threshold: float, alpha: float = 0.05) -> int | None:
+    """Seeds after which a two-sided t-interval at level 1 - alpha would exclude `threshold` with 80 %
+    probability, if the mean and spread of `values` stay as measured (the power of the one-sample t-test,
+    statsmodels' TTestPower; None when there is no spread or no gap, or more than 1,000 would be needed)."""
     from statsmodels.stats.power import TTestPower
 
     x = np.asarray(values, dtype=float)
     sd, gap = float(np.std(x, ddof=1)) if len(x) > 1 else 0.0, abs(float(np.mean(x)) - threshold)
     if sd == 0 or gap == 0:
         return None
-    n = TTestPower().solve_power(effect_size=gap / sd, power=0.8, alpha=0.05, alternative="two-sided")
+    n = TTestPower().solve_power(effect_size=gap / sd, power=0.8, alpha=alpha, alternative="two-sided")
     return int(math.ceil(n)) if n and n <= 1000 else None
 
 

@@ -219,9 +219,12 @@ def render_all(store, experiment: str, fmt: str, compare: bool, include_partial:
         specs, settle = context[sweep]
         summary = summarize(name, table, part, None, alone, why_not, specs.get(name, ()), settle)
         rank = rank_line(summary, fmt)
+        settled = summary.settle.counts_text(name) if summary.settle and name in summary.settle.claims else ""
         if fmt == "md":
             if rank:
                 out.append(rank)
+            if settled:
+                out.append(f"Sequential seeds: {settled}.")
             for heading, items in (("Claims (95 % intervals over seeds; two verdicts: at this run's budget, "
                                     "and the paper's claim)", [v.line() for v in summary.verdicts]),
                                    ("Factor effects on Val. Acc. (A - B; 95 % intervals over seeds)",

@@ -1,12 +1,23 @@
 """The group-sequential design, validated by simulation: at an effect exactly on the threshold a wrong decision
 happens at most alpha of the time (normal and heavy-tailed per-seed values), re-checking a fixed t-interval
-after every seed exceeds alpha, and a clear effect stops well before the maximum seeds. Also the claims a
-sweep file declares ([[claim]]), each mistake one line."""
+after every seed exceeds alpha, and a clear effect stops well before the maximum seeds; with futility (non-
+binding) the error rate stays within alpha, most claims sitting on their threshold stop early, and a clear
+effect is decided as often as without it. Also the claims a sweep file declares ([[claim]]), each mistake one
+line."""
 import math
 
 import pytest
 
-from results.sequential import Design, critical_values, repeated_interval, simulate, spent
+from results.sequential import (
+    FUTILITY,
+    Design,
+    conditional_power,
+    critical_values,
+    futility_applies,
+    repeated_interval,
+    simulate,
+    spent,
+)
 from search_spaces import SpecError
 
 REPS = 20_000
@@ -56,6 +67,68 @@ def test_the_repeated_interval_is_mean_plus_or_minus_c_times_the_standard_error(
     assert interval.estimate == pytest.approx(0.2) and interval.n == 3
     assert interval.high - interval.estimate == pytest.approx(4.0 * 0.1 / math.sqrt(3))
     assert not repeated_interval([0.2], 4.0).has_interval
+
+
+FUTILE_REPS = 6_000   # with futility each run simulates its own continuations: fewer runs, the same checks
+FUTILE_SE = math.sqrt(0.05 * 0.95 / FUTILE_REPS)
+
+
+@pytest.mark.parametrize("distribution", ["normal", "t3"])
+def test_futility_keeps_the_error_rate_within_alpha_and_stops_most_claims_on_their_threshold(distribution):
+    """Non-binding futility gives up chances to decide, never adds any: at an effect on the threshold the
+    wrong decisions stay within alpha; and since such a claim cannot be decided, most of them stop for
+    futility before the maximum seeds (where without futility all of them ran to it)."""
+    design = Design(3, 1, 10, "pocock", 0.05, claims=1).with_critical_values()
+    with_futility = simulate(design, 0.0, distribution, reps=FUTILE_REPS, seed=21, futility=FUTILITY)
+    assert with_futility["decided"] <= 0.05 + 3 * FUTILE_SE, with_futility
+    assert with_futility["futile"] > 0.5, with_futility
+    without = simulate(design, 0.0, distribution, reps=FUTILE_REPS, seed=21)
+    assert with_futility["mean_seeds"] < without["mean_seeds"] - 2, (with_futility, without)
+
+
+def test_futility_costs_a_clear_effect_at_most_a_point_of_its_decisions():
+    for claims, distribution, effect in ((1, "normal", 2.0), (3, "normal", 2.0), (3, "t3", 2.0), (1, "normal", 1.0)):
+        design = Design(3, 1, 10, "pocock", 0.05, claims=claims).with_critical_values()
+        with_futility = simulate(design, effect, distribution, reps=FUTILE_REPS, seed=22, futility=FUTILITY)
+        without = simulate(design, effect, distribution, reps=FUTILE_REPS, seed=22)
+        if effect == 2.0:  # two per-seed standard deviations from the threshold
+            assert with_futility["decided"] >= without["decided"] - 0.01, (claims, distribution, with_futility, without)
+        assert with_futility["decided"] <= without["decided"]  # futility only ever takes decisions away
+
+
+def test_conditional_power_is_high_for_a_clear_effect_and_low_on_the_threshold():
+    design = Design(3, 1, 10, "pocock", 0.05, claims=1).with_critical_values()
+    clear = conditional_power([0.9, 1.1, 1.0, 1.2], design, 1, (0.0,))
+    on_it = conditional_power([0.3, -0.4, 0.1, -0.05, 0.02, -0.1], design, 3, (0.0,))
+    assert clear > 0.9 and on_it < FUTILITY, (clear, on_it)
+    assert conditional_power([0.9, 1.1, 1.0], design, 7, (0.0,)) == 1.0  # the last look: nothing after it
+    assert not futility_applies(design, 0) and futility_applies(design, 1) and not futility_applies(design, 7)
+    assert conditional_power([0.3, -0.4, 0.1, -0.05, 0.02, -0.1], design, 3, (0.0,)) == on_it  # seeded
+    # a 'within' claim must clear both ends of its band
+    band = conditional_power([0.0, 0.01, -0.01, 0.005], design, 1, (-1.0, 1.0))
+    assert band > 0.9
+
+
+def test_the_critical_values_come_from_the_same_draws_computed_in_blocks(monkeypatch):
+    """The simulation draws its null paths a block at a time (a 100-seed design held 160 MB at once): the
+    values are the same as from one (paths, seeds) draw."""
+    import numpy as np
+
+    import results.sequential as sequential
+
+    monkeypatch.setattr(sequential, "BLOCK_VALUES", 6 * 3_000)  # blocks of 3,000 paths
+    looks, alpha, paths, seed = [3, 4, 5, 6], 0.05, 20_000, 5
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((paths, looks[-1]))
+    alive, expected, before = np.ones(paths, dtype=bool), [], 0.0
+    for n in looks:
+        t = np.abs(x[:, :n].mean(axis=1)) / (x[:, :n].std(axis=1, ddof=1) / math.sqrt(n))
+        target = spent(n / looks[-1], alpha, "pocock") - before
+        before += target
+        c = float(np.sort(t[alive])[::-1][int(round(target * paths)) - 1])
+        expected.append(c)
+        alive &= t < c
+    assert critical_values(looks, alpha, "pocock", paths=paths, seed=seed) == expected
 
 
 CLAIM = """

@@ -78,10 +78,14 @@ def fake_ray(monkeypatch):
     return made
 
 
-def _settle(tmp_path, *extra):
+def _settle(tmp_path, *extra, futility: bool = False):
+    """The planted settle; without futility unless asked (the looks then run as the design alone says)."""
     (tmp_path / "planted.toml").write_text(SWEEP)
-    return main(["settle", str(tmp_path / "planted.toml"), "--dataset", "synthetic", "--no-evaluate", "--max-seeds",
-                 "6", "--first", "3", "--storage", str(tmp_path / "runs"), "--store", str(tmp_path / "store"), *extra])
+    if "--dataset" not in extra:
+        extra = ("--dataset", "synthetic", *extra)
+    return main(["settle", str(tmp_path / "planted.toml"), "--no-evaluate", "--max-seeds", "6", "--first", "3",
+                 "--storage", str(tmp_path / "runs"), "--store", str(tmp_path / "store"),
+                 *(() if futility else ("--no-futility",)), *extra])
 
 
 def test_settle_adds_seeds_only_where_a_claim_is_open_and_records_its_path(tmp_path, fake_ray, capsys):
@@ -185,7 +189,10 @@ def test_settle_plan_prints_the_design_and_what_it_could_decide(tmp_path, capsys
     out = capsys.readouterr().out
     assert "2 claim(s), alpha 0.05 two-sided, 0.0250 per claim (Bonferroni); pocock spending; looks at 3, 4, 5, 6" in out
     assert "worst case: 24 trials (4 variants x 6 seeds), 48 trial-epochs" in out
-    assert "Conv2d needs ReLU:" in out and "with a per-seed spread of 0.02" in out
+    assert "- Conv2d needs ReLU: per-seed spread 0.0200 (from --spread); the last look decides an effect" in out
+    assert "at its threshold (> 0.03):" in out and "at the paper's effect (+0.073):" in out
+    assert "seeds on average, decided in" in out and "stopped for futility in" in out
+    assert "expected trials for planted (claims drawn independently):" in out and "worst case 24" in out
     assert not (tmp_path / "runs").exists()  # nothing ran
 
 
@@ -243,3 +250,45 @@ def test_a_corrupt_settle_record_or_sweep_file_in_the_store_is_skipped_with_a_wa
     assert "the sweep file kept for planted cannot be read" in err and "its own claims are left out" in err
     assert "the settle record of planted cannot be read" in err and "judged with plain intervals" in err
     assert "Conv2d needs ReLU" in out
+
+
+def test_futility_stops_a_claim_that_cannot_be_decided_and_its_variants_get_no_more_seeds(tmp_path, fake_ray,
+                                                                                          capsys):
+    """The planted SCS/None claim sits 0.001 from its threshold: without futility it ran to the sixth seed
+    (18 trials). Its conditional power at the second look is far below the bound, so it stops there, saying
+    why and the seeds it would take; its two variants get no more seeds, and every place says which claim
+    was decided and which stopped."""
+    from results.store import get_store
+
+    write_cifar = __import__("support.data", fromlist=["write_cifar_bin"]).write_cifar_bin
+    write_cifar(tmp_path / "cifar")
+    assert _settle(tmp_path, "--dataset", "cifar10", "--data", str(tmp_path / "cifar"), futility=True) == 0
+    out = capsys.readouterr().out
+    record = json.loads((tmp_path / "runs" / "planted" / "settle.json").read_text())
+    scs = record["claims"]["planted"]["SCS without ReLU is as accurate as Conv2d with ReLU"]
+    assert scs["look"] == 2 and scs["seeds"] == 4 and scs["path"][-1]["power"] < 0.05
+    assert scs["futile"].startswith("cannot be decided within 6 seeds (a ") and "seeds would decide it" in \
+        scs["futile"] or "too close to its threshold" in scs["futile"]
+    assert len(fake_ray["tuner"].trained) == 14  # 12 at the first look, then one seed of the two variants
+    assert "stopped for futility after 4 seeds: cannot be decided within 6 seeds" in out
+    assert "14 trials trained of the 24 a fixed design at 6 seeds needs" in out
+    counts = "the settle decided 1 of 2 claim(s), stopped 1 for futility (more seeds would not decide them)"
+    assert main(["tables", "--compare-paper", "--store", str(tmp_path / "store")]) == 0
+    tables = capsys.readouterr().out
+    assert counts in tables and "UNDECIDED (stopped for futility after 4 seeds: cannot be decided" in tables
+    assert main(["status", "planted", "--storage", str(tmp_path / "runs")]) == 0
+    assert "the settle: stopped for futility after 4 seeds" in capsys.readouterr().out
+    from results.report import write_report
+
+    page = write_report(get_store(str(tmp_path / "store")), tmp_path / "report").read_text()
+    assert counts in page and "stopped for futility after 4 seeds" in page
+
+
+def test_a_maximum_no_sweep_could_train_is_one_line_at_once(tmp_path):
+    """--max-seeds 100000 planned 800,000 trials for two minutes before anything was said."""
+    (tmp_path / "planted.toml").write_text(SWEEP)
+    results, imported_ray, _ = cli_many([["settle", str(tmp_path / "planted.toml"), "--dataset", "synthetic",
+                                          "--max-seeds", "100000", "--storage", str(tmp_path / "runs")]])
+    ((rc, lines),) = results
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("scs-sweep settle: error: --max-seeds 100000: at most 100")
+    assert not imported_ray
