@@ -12,6 +12,9 @@ PY=${PYTHON:-python3}
 VENV=${SCS_VENV:-.venv}                   # SCS_VENV: another place for the environment
 case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 gpu=0; nvidia-smi -L >/dev/null 2>&1 && gpu=1
+# SCS_TORCH=cuda: torch's CUDA build here even without a GPU (a SLURM login node installing the environment its
+# GPU nodes use: the job checks the GPUs when it starts); SCS_TORCH=cpu: the CPU build even with one
+case "${SCS_TORCH:-auto}" in cuda) cuda_build=1 ;; cpu) cuda_build=0 ;; *) cuda_build=$gpu ;; esac
 # SCS_TORCH_INDEX: a PyTorch wheel index for the CUDA build; part of the stamp, so changing it reinstalls.
 # PyPI's torch 2.13 is a CUDA 13 build, which needs driver 580 or newer: where nvidia-smi says the driver
 # runs an older CUDA (12.x: driver 525-575), the CUDA 12.6 build is taken unless SCS_TORCH_INDEX names one.
@@ -22,7 +25,7 @@ if [ "$gpu" = 1 ] && [ -z "${SCS_TORCH_INDEX:-}" ]; then
     echo "dev.sh: the NVIDIA driver runs CUDA $driver_cuda, older than PyPI's torch needs (13): torch from $SCS_TORCH_INDEX"
   fi
 fi
-stamp="$VENV/.installed-$( (cat pyproject.toml; echo "${SCS_TORCH_INDEX:-}") | sha1sum | cut -c1-12)"
+stamp="$VENV/.installed-$( (cat pyproject.toml; echo "${SCS_TORCH_INDEX:-}"; [ "$cuda_build" = "$gpu" ] || echo "$cuda_build") | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
@@ -30,9 +33,9 @@ if [ ! -f "$stamp" ]; then
   # CUDA build: right where an NVIDIA GPU is; elsewhere a CPU build, from a local wheel folder when pip
   # is configured with one (dev and CI machines), else from PyTorch's CPU index (GBs less to download).
   TORCH="torch>=2.13,<2.14"
-  if [ "$gpu" = 1 ] && [ -n "${SCS_TORCH_INDEX:-}" ]; then
+  if [ "$cuda_build" = 1 ] && [ -n "${SCS_TORCH_INDEX:-}" ]; then
     "$VENV/bin/python" -m pip install -q --force-reinstall "$TORCH" --index-url "$SCS_TORCH_INDEX"
-  elif [ "$gpu" = 1 ]; then
+  elif [ "$cuda_build" = 1 ]; then
     "$VENV/bin/python" -m pip install -q "$TORCH"
   elif ! "$VENV/bin/python" -m pip install -q --no-index --no-deps "$TORCH" 2>/dev/null; then
     "$VENV/bin/python" -m pip install -q --no-deps "$TORCH" --index-url https://download.pytorch.org/whl/cpu

@@ -151,6 +151,13 @@ class Location:
         selector = pafs.FileSelector(self.fs_path(*parts), allow_not_found=True)
         return sorted(PurePosixPath(i.path).name for i in self.fs.get_file_info(selector))
 
+    def delete(self, *parts: str) -> None:
+        """Delete a file here (nothing when it is not there)."""
+        try:
+            self.fs.delete_file(self.fs_path(*parts))
+        except FileNotFoundError:
+            pass
+
     def download(self, fs_path: str, dest: Path) -> None:
         """One file to a local path (written aside, then renamed)."""
         dest.parent.mkdir(parents=True, exist_ok=True)

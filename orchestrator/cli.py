@@ -1,6 +1,7 @@
 """The `scs-sweep` console script: parses arguments and calls each command's function.
 
-Every subcommand's handler is a function of commands.py, settle.py, cluster_cmd.py or evaluate_cmd.py. Parsing
+Every subcommand's handler is a function of commands.py, sweep_cmd.py, settle.py, slurm.py, cluster_cmd.py or
+evaluate_cmd.py. Parsing
 imports neither torch nor ray, nor do the modules those functions live in: each command imports them when it
 runs, so the read commands (presets, status, query, tables, figures, report) start in well under a second.
 The sweep commands get typed options built here, at the edge (`sweep_request`, `settle_options`,
@@ -10,6 +11,7 @@ printed as one line with exit code 2; a sweep with failed trials exits with 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from common import defaults
@@ -19,12 +21,14 @@ from common.locations import explain_error
 from common.vocabulary import COMPILE_MODES, DATASETS
 from results.sequential import FUTILITY, SPENDING
 
-from . import cluster_cmd, commands, evaluate_cmd, settle
+from . import cluster_cmd, commands, evaluate_cmd, settle, slurm, slurm_job, sweep_cmd
 from .budget import QUICK, SMOKE
+from .errors import UsageError
 from .evaluate_cmd import EvaluateRequest, eval_settings
 from .plan import RunOptions
 from .settle import SettleOptions
 from .startup import SweepRequest
+from .trackers import TRACK_ENV, parse_track
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -54,9 +58,9 @@ def _storage(parser) -> None:
                         "(s3://BUCKET/PREFIX[?endpoint_override=...]) (default $SCS_RUNS or ./scs_runs)")
 
 
-def _run_options(r, for_settle: bool = False) -> None:
+def _run_options(r, for_settle: bool = False, preset_optional: bool = False) -> None:
     """The options of `run`, which `settle` shares but for the seeds and pruning (its design sets them)."""
-    r.add_argument("preset", metavar="PRESET|SWEEP.toml")
+    r.add_argument("preset", metavar="PRESET|SWEEP.toml", **({"nargs": "?", "default": ""} if preset_optional else {}))
     r.add_argument("--name", default="", help="sweep name (default: the preset, or the file's name)")
     r.add_argument("--data", default="", help="folder holding cifar-10-batches-py (or -bin), or an object "
                    "store's copy (s3://...; see put-data) (default $SCS_DATA or ./data)")
@@ -85,6 +89,7 @@ def _run_options(r, for_settle: bool = False) -> None:
     r.add_argument("--no-evaluate", action="store_true", help="skip the end-of-trial PGD and saliency")
     r.add_argument("--pgd-images", type=int, default=0,
                    help=f"test images attacked per trial (default {EvalSettings.pgd_images:,})")
+    _track_option(r)
     r.add_argument("--compile", default="auto", choices=COMPILE_MODES,
                    help="auto: the whole model compiled + CUDA graphs on GPUs; on CPUs the SCS and pooling kernels "
                         "for trials of 200 steps or more; on: compile the whole model on CPUs too; off: nothing")
@@ -100,7 +105,7 @@ def sweep_request(args) -> SweepRequest:
         smoke_test=args.smoke_test, prune=not args.no_prune, num_samples=args.num_samples,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
         checkpoint_every=args.checkpoint_every, evaluate=not args.no_evaluate, pgd_images=args.pgd_images,
-        compile=args.compile)
+        compile=args.compile, track=parse_track(args.track))
     return SweepRequest(source=args.preset, name=args.name, store=args.store, storage=args.storage,
                         address=args.address, options=options)
 
@@ -108,7 +113,8 @@ def sweep_request(args) -> SweepRequest:
 def settle_options(args) -> SettleOptions:
     return SettleOptions(max_seeds=args.max_seeds, first=args.first, step=args.step, spending=args.spending,
                          alpha=args.alpha, futility=None if args.no_futility else args.futility,
-                         time_limit=args.time_limit, plan=args.plan, spread=args.spread)
+                         time_limit=getattr(args, "time_limit", ""), plan=getattr(args, "plan", False),
+                         spread=getattr(args, "spread", None))
 
 
 def evaluate_request(args) -> EvaluateRequest:
@@ -116,6 +122,75 @@ def evaluate_request(args) -> EvaluateRequest:
                                                                  args.saliency_per_class, args.eps),
                            store=args.store, experiment=args.experiment, trial_id=args.trial_id, data=args.data,
                            device=args.device)
+
+
+def _track_option(p) -> None:
+    p.add_argument("--track", default=os.environ.get(TRACK_ENV, ""), metavar="mlflow,wandb",
+                   help="log the sweep to experiment trackers: MLflow (where MLFLOW_TRACKING_URI says) and/or W&B "
+                        "(WANDB_PROJECT, WANDB_MODE); default $SCS_TRACK")
+
+
+def _settle_design(p, required: bool) -> None:
+    """The options of a settle's design, which `slurm` takes too (with --max-seeds its job settles)."""
+    p.add_argument("--max-seeds", type=int, required=required, default=None,
+                   help="the most seeds any variant gets" + ("" if required else "; given, the job settles the sweep"))
+    p.add_argument("--first", type=int, default=3, help="seeds of the first look (default 3)")
+    p.add_argument("--step", type=int, default=1, help="seeds added between looks (default 1)")
+    p.add_argument("--spending", default="pocock", choices=SPENDING, help="alpha spending: pocock decides "
+                   "clear effects early (default); obrien-fleming keeps the early looks strict")
+    p.add_argument("--futility", type=float, default=FUTILITY, metavar="BOUND", help="stop a claim whose chance of "
+                   f"being decided by --max-seeds (conditional power, current trend) falls below BOUND (default "
+                   f"{FUTILITY:g}); non-binding: the decisions' error rate is the design's either way")
+    p.add_argument("--no-futility", action="store_true", help="never stop a claim before it is decided or the "
+                   "maximum is reached")
+    p.add_argument("--alpha", type=float, default=0.05, help="two-sided error rate of a table's claims together "
+                   "(split over them with Bonferroni; default 0.05)")
+
+
+def _slurm_parser(sub) -> None:
+    sl = sub.add_parser("slurm", help="a sweep (or, with --max-seeds, a settle) as a SLURM job that survives its "
+                        "time limit and preemption", description="Plan the sweep, check what SLURM has, write one "
+                        "batch script beside the sweep's runs and submit it: Ray on every node of the allocation, the "
+                        "driver on the first; before the time limit (or at preemption) the trials save, the job "
+                        "requeues itself and resumes.")
+    _run_options(sl, preset_optional=True)
+    _settle_design(sl, required=False)
+    sl.add_argument("--nodes", type=int, default=1, help="nodes of the allocation (one Ray node each)")
+    sl.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node (a GRES request; Ray gets these)")
+    sl.add_argument("--cpus-per-node", type=int, default=0, help="CPUs per node (default: SLURM's for one task)")
+    sl.add_argument("--time", default="", help="the job's time limit, as sbatch takes it (24:00:00, 2-00:00)")
+    sl.add_argument("--partition", default="")
+    sl.add_argument("--account", default="")
+    sl.add_argument("--qos", default="")
+    sl.add_argument("--setup", action="append", default=[], metavar="LINE",
+                    help="a shell line run before Python starts (`module load cuda/12`); repeatable")
+    sl.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                    help="any other sbatch option, as one argument (--sbatch=--mem=64G); repeatable")
+    sl.add_argument("--signal-lead", type=int, default=300, metavar="SECONDS",
+                    help="the time-limit warning this long before the limit: the trials save, the job requeues")
+    sl.add_argument("--max-requeues", type=int, default=5, help="stop requeueing a sweep that never fits (default 5)")
+    sl.add_argument("--no-gpu-check", action="store_true", help="start even where torch cannot use the GPUs SLURM "
+                    "gave the job (the trials then fail at their own device check)")
+    sl.add_argument("--resume", default="", metavar="NAME", help="submit a new job for a sweep that ran before")
+    sl.add_argument("--dry-run", action="store_true", help="print the batch script; write and submit nothing")
+    sl.set_defaults(handler=slurm.submit, typed=slurm_arguments)
+
+
+def slurm_arguments(args) -> tuple:
+    """(sweep request or None, settle options or None, SLURM options, --resume, --storage) for slurm.submit."""
+    options = slurm.SlurmOptions(
+        nodes=args.nodes, gpus_per_node=args.gpus_per_node, cpus_per_node=args.cpus_per_node, time=args.time,
+        partition=args.partition, account=args.account, qos=args.qos, setup=tuple(args.setup),
+        sbatch=tuple(args.sbatch), signal_lead_s=args.signal_lead, max_requeues=args.max_requeues,
+        gpu_check=not args.no_gpu_check, dry_run=args.dry_run)
+    if args.resume:
+        return None, None, options, args.resume, args.storage
+    if not args.preset:
+        raise UsageError("give the preset or sweep file to run (or --resume NAME for a sweep that ran before)")
+    if args.max_seeds is not None and args.seeds is not None:
+        raise UsageError("--seeds and --max-seeds exclude each other: a settle chooses its seeds")
+    return (sweep_request(args), settle_options(args) if args.max_seeds is not None else None, options, "",
+            args.storage)
 
 
 def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
@@ -135,25 +210,14 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a preset or a sweep file as a Ray Tune sweep")
     _run_options(r)
-    r.set_defaults(handler=commands.run, typed=lambda a: (sweep_request(a),))
+    r.set_defaults(handler=sweep_cmd.run, typed=lambda a: (sweep_request(a),))
 
     se = sub.add_parser("settle", help="add seeds only where a claim is open: a group-sequential design",
                         description="Train the first seeds of every variant, then look after each added seed "
                                     "(or --step seeds): each open claim gets a repeated confidence interval, and "
                                     "only the variants that open claims compare get the next seeds.")
     _run_options(se, for_settle=True)
-    se.add_argument("--max-seeds", type=int, required=True, help="the most seeds any variant gets")
-    se.add_argument("--first", type=int, default=3, help="seeds of the first look (default 3)")
-    se.add_argument("--step", type=int, default=1, help="seeds added between looks (default 1)")
-    se.add_argument("--spending", default="pocock", choices=SPENDING, help="alpha spending: pocock decides "
-                    "clear effects early (default); obrien-fleming keeps the early looks strict")
-    se.add_argument("--futility", type=float, default=FUTILITY, metavar="BOUND", help="stop a claim whose chance of "
-                    f"being decided by --max-seeds (conditional power, current trend) falls below BOUND (default "
-                    f"{FUTILITY:g}); non-binding: the decisions' error rate is the design's either way")
-    se.add_argument("--no-futility", action="store_true", help="never stop a claim before it is decided or the "
-                    "maximum is reached")
-    se.add_argument("--alpha", type=float, default=0.05, help="two-sided error rate of a table's claims together "
-                    "(split over them with Bonferroni; default 0.05)")
+    _settle_design(se, required=True)
     se.add_argument("--time-limit", default="", metavar="DURATION", help="stop adding seeds when the next look "
                     "would not fit (45m, 2h, 1h30m)")
     se.add_argument("--plan", action="store_true", help="print the design (critical values per look, worst-case "
@@ -162,12 +226,24 @@ def build_parser(bench_options: bool = False) -> argparse.ArgumentParser:
                     "the effects, to show the smallest effect the last look decides")
     se.set_defaults(handler=settle.settle, typed=lambda a: (sweep_request(a), settle_options(a)))
 
+    _slurm_parser(sub)
+    # inside a SLURM job (the batch script's command, and each node's Ray): not for typing by hand
+    sj = sub.add_parser("slurm-job")
+    sj.add_argument("storage")
+    sj.add_argument("name")
+    sj.set_defaults(handler=slurm_job.job, typed=lambda a: (a.storage, a.name))
+    sn = sub.add_parser("slurm-node")
+    sn.add_argument("job_id")
+    sn.set_defaults(handler=slurm_job.node, typed=lambda a: (a.job_id,))
+
     re_ = sub.add_parser("resume", help="continue an interrupted sweep where it stopped")
     re_.add_argument("name")
     _store(re_)
     _storage(re_)
     re_.add_argument("--address", default="")
-    re_.set_defaults(handler=commands.resume)
+    _track_option(re_)
+    re_.set_defaults(handler=sweep_cmd.resume, typed=lambda a: (sweep_cmd.ResumeRequest(
+        name=a.name, storage=a.storage, store=a.store, address=a.address, track=parse_track(a.track)),))
 
     st = sub.add_parser("status", help="trials done / running / pending / pruned / failed")
     st.add_argument("name", nargs="?", default="")

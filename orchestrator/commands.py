@@ -1,16 +1,15 @@
-"""The commands of `scs-sweep`: models, presets, run, resume, status, put-data, gather, query, tables, figures,
-report, bench (settle.py has settle, cluster_cmd.py up, down and submit, evaluate_cmd.py evaluate).
+"""The commands of `scs-sweep` that read or describe: models, presets, status, put-data, gather, query, tables,
+figures, report, bench (sweep_cmd.py has run and resume, settle.py settle, slurm.py slurm, cluster_cmd.py up,
+down and submit, evaluate_cmd.py evaluate).
 
-Only `run` and `resume` import ray (through tuner.py), and only models, bench, evaluate and a sweep's run
-torch; the read commands import neither, each importing what it needs when it runs (the imports inside
-functions below are those).
+None imports ray, and only models, bench and put-data torch; each imports what is heavy when it runs (the
+imports inside functions below are those).
 """
 from __future__ import annotations
 
 import itertools
 import json
 import os
-import time
 from dataclasses import replace
 
 from common import defaults
@@ -34,15 +33,10 @@ from .cluster_cmd import sweep_jobs
 from .errors import UsageError
 from .plan import estimate_gpu_hours
 from .records import count_line, gather_path, sweep_name_of, sweep_status
-from .settle import continue_settle
+from .slurm import job_states
 from .startup import (
     SETTLE_FILE,
-    SweepRequest,
-    connect,
     experiments_of,
-    plan_for,
-    report_failures,
-    start_sweep,
     store_uri,
 )
 from .storage import Storage, local_view
@@ -67,66 +61,6 @@ def presets(args) -> int:
           "in search_spaces/epoch_times.py (override with SCS_EPOCH_TIMES).\n"
           "`scs-sweep presets --show NAME` prints a preset as a sweep file to start your own from.")
     return 0
-
-
-def _ranges(values: list[int]) -> str:
-    """[0, 1, 2, 5] -> '0-2, 5'."""
-    out, start = [], None
-    for i, v in enumerate(values):
-        if start is None:
-            start = v
-        if i + 1 == len(values) or values[i + 1] != v + 1:
-            out.append(f"{start}" if start == v else f"{start}-{v}")
-            start = None
-    return ", ".join(out)
-
-
-def run(request: SweepRequest) -> int:
-    """`scs-sweep run`: plan every trial, then the sweep on embedded Ray or a cluster."""
-    sweep, _, text, options = plan_for(request)
-    if Storage(sweep.storage).sweep(sweep.name).exists("sweep.json"):
-        raise UsageError(f"a sweep named {sweep.name!r} exists in {sweep.storage}; continue it with "
-                         f"`scs-sweep resume {sweep.name}` or pick another --name")
-    from .tuner import execute  # ray
-
-    start_sweep(sweep, text, options, request.address)
-    seeds = sorted({t["config"]["seed"] for part in sweep.parts for t in part.trials})
-    print(f"sweep {sweep.name}: {sweep.n_trials} trials in {len(sweep.parts)} part(s), seeds {_ranges(seeds)}, "
-          f"budget {sweep.budget}; runs in {Storage(sweep.storage).sweep(sweep.name)}, rows in {sweep.store}")
-    if sweep.dropped:
-        print(f"note: {sweep.dropped} planned trial(s) repeated another's resolved config and seed; each runs once")
-    searches = [p.part for p in sweep.parts if p.search]
-    if searches and (options.seeds or 1) > 1:
-        print(f"note: --seeds repeats grid trials; the search part(s) {', '.join(searches)} draw their "
-              f"trials from the first seed")
-    start = time.time()
-    failed = execute(sweep)
-    print(f"sweep {sweep.name} finished in {time.time() - start:.1f} s; `scs-sweep status {sweep.name}` for details")
-    return report_failures(sweep.name, failed)
-
-
-def resume(args) -> int:
-    storage = Storage(args.storage)
-    if storage.remote:
-        storage.check_writable()
-    folder = storage.sweep(args.name)
-    if not folder.exists("sweep.json"):
-        raise UsageError(f"no sweep named {args.name!r} in {storage}; known: {', '.join(storage.sweeps()) or 'none'}")
-    sweep = folder.load_plan()
-    if is_uri(sweep.store):  # where its rows go must still take a write
-        Location(sweep.store).check_writable("--store")
-    if args.store and store_uri(args.store) != sweep.store:
-        raise UsageError(f"sweep {args.name} writes its rows to {sweep.store}; resume it without --store "
-                         f"(rows of one sweep stay in one store), or copy that store where you want it")
-    if folder.exists(SETTLE_FILE):  # a settle: the same loop, from the looks it took
-        return continue_settle(sweep, args.address)
-    from .tuner import execute  # ray
-
-    connect(args.address)
-    start = time.time()
-    failed = execute(sweep, resume=True)
-    print(f"sweep {args.name} resumed and finished in {time.time() - start:.1f} s")
-    return report_failures(args.name, failed)
 
 
 def _print_jobs(args) -> None:
@@ -166,6 +100,8 @@ def status(args) -> int:
         for line in problems:
             print(f"{name}: warning: {line}")
         print(f"{name}: {len(rows)} trials: {count_line(r['state'] for r in rows)}")
+        for line in job_states(folder):  # a sweep SLURM runs: its jobs and their state now
+            print(f"{name}: {line}")
         if folder.exists(SETTLE_FILE):  # the settle's design, and each claim's verdict as tables and report say it
             for line in settle_status(folder, plan):
                 print(line)

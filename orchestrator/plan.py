@@ -17,7 +17,7 @@ with it, and `--quick` keeps its list.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -54,6 +54,7 @@ class RunOptions:
     evaluate: bool = True
     pgd_images: int = 0
     compile: str = "auto"
+    track: tuple = ()               # the experiment trackers to log to (orchestrator/trackers.py)
 
     @property
     def resolved_dataset(self) -> str:
@@ -121,6 +122,7 @@ class SweepPlan:
     compile: str = "auto"            # Trainer's compile mode (vocabulary.COMPILE_MODES): auto | on | off
     budget: str = "full"
     dropped: int = 0                 # planned trials that repeated another's resolved config (not run)
+    track: list = field(default_factory=list)  # the experiment trackers the sweep logs to (trackers.py)
 
     @property
     def n_trials(self) -> int:
@@ -289,7 +291,8 @@ def plan_sweep(name: str, source: str, experiments: list[Experiment], options: R
     budgets = sorted({t["budget"] for part in parts for t in part.trials})
     return SweepPlan(name=name, source=source, parts=parts, store=store, storage=storage,
                      max_concurrent=options.max_concurrent, checkpoint_every=options.checkpoint_every,
-                     evaluation=evaluation, compile=options.compile, budget=", ".join(budgets), dropped=dropped)
+                     evaluation=evaluation, compile=options.compile, budget=", ".join(budgets), dropped=dropped,
+                     track=list(dict.fromkeys([*options.track, *(k for e in experiments for k in e.track)])))
 
 
 def estimate_gpu_hours(experiments: list[Experiment], seconds_per_epoch) -> tuple[int, int, float]:

@@ -47,11 +47,12 @@ from search_spaces.claims import claims_for_rows
 from search_spaces.epoch_times import cpu_seconds_per_epoch, expected_epoch_cost
 from search_spaces.sweep_file import parse_sweep_text
 
-from . import startup
+from . import startup, stopping
 from .errors import UsageError
 from .plan import PartPlan, SweepPlan
 from .startup import SETTLE_FILE, SWEEP_FILE, SweepRequest, experiments_of, plan_for, report_failures
 from .storage import Storage
+from .trackers import finish_sweep
 
 __all__ = ["SettleOptions", "settle", "continue_settle", "parse_duration"]
 
@@ -159,7 +160,8 @@ def _design(options: SettleOptions, claims: int) -> Design:
                   alpha=options.alpha, claims=max(claims, 1)).with_critical_values()
 
 
-def _check_options(options: SettleOptions) -> None:
+def check_options(options: SettleOptions) -> None:
+    """Every settle option out of range, as one UsageError line (before anything is planned)."""
     if options.max_seeds > MAX_SEEDS:
         raise UsageError(f"--max-seeds {options.max_seeds}: at most {MAX_SEEDS} (100 seeds of Table 1 are already "
                          f"800 trials, 640,000 epochs at the paper's budget); give a maximum a sweep can train")
@@ -397,7 +399,7 @@ def _check_experiments(source: str) -> None:
 
 def settle(request: SweepRequest, options: SettleOptions) -> int:
     """The `settle` command: plan every seed of the maximum design, fix the design, then look by look."""
-    _check_options(options)
+    check_options(options)
     limit = parse_duration(options.time_limit) if options.time_limit else None
     _check_experiments(request.source)
     sweep, experiments, text, run = plan_for(request, seeds_from_design=options.max_seeds)
@@ -473,7 +475,7 @@ def _loop(execute, sweep: SweepPlan, groups: dict[str, Group], record: SettleRec
     failed = []
     for index in range(record.looks_done, len(looks)):
         open_claims = record.open_claims()
-        if index and not open_claims:
+        if (index and not open_claims) or stopping.requested():  # a graceful stop: no look starts after it
             break
         trials = _look_trials(groups, record, index)
         done = _done_trials(store, sweep.name)
@@ -503,7 +505,9 @@ def _loop(execute, sweep: SweepPlan, groups: dict[str, Group], record: SettleRec
         _save(record, sweep, store)
         if parts:
             failed += execute(sweep, resume=True, parts=parts)
-        record.trials_run += len(fresh)
+        if stopping.requested():  # stopped mid-look: it is judged when the settle continues and finishes it
+            break
+        record.trials_run = len(_done_trials(store, sweep.name))
         for line in _judge(store, sweep.name, groups, record, index):
             print(f"settle {sweep.name}: {line}", flush=True)
         record.looks_done = index + 1
@@ -514,10 +518,12 @@ def _loop(execute, sweep: SweepPlan, groups: dict[str, Group], record: SettleRec
           f"{looks[-1]} seeds needs, in {record.seconds / 60:.1f} min")
     for line in record.lines():
         print(f"settle {sweep.name}: {line}")
+    if sweep.track and not stopping.requested():  # the tables and the report to the sweep's MLflow run
+        finish_sweep(sweep, tuple(sweep.track), _folder(sweep).local_dir)
     return report_failures(sweep.name, failed)
 
 
-def continue_settle(sweep: SweepPlan, address: str = "") -> int:
+def continue_settle(sweep: SweepPlan, address: str = "", track: tuple = ()) -> int:
     """`resume NAME` of a settle: the same loop from the looks it already took."""
     from .tuner import execute  # ray
 
@@ -535,6 +541,8 @@ def continue_settle(sweep: SweepPlan, address: str = "") -> int:
     for name, group in groups.items():
         group.design = record.designs[name]
     startup.connect(address)
+    startup.track(track or sweep.track)
+    base.track = list(track or sweep.track)
     for part in base.parts:  # the GPUs a look's trials asked for: those of the look parts that ran
         gpus = [p["gpus_per_trial"] for p in record.look_parts if p["part"].startswith(part.part)]
         part.gpus_per_trial = gpus[0] if gpus else 0.0

@@ -7,6 +7,7 @@ that need Ray (`start_sweep`, `connect`) import the tuner when they run.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,13 +22,12 @@ from .errors import UsageError
 from .gpus import assign_gpus
 from .plan import RunOptions, SweepPlan, plan_sweep
 from .provenance import in_ray_job
-from .storage import Storage
+from .storage import SETTLE_FILE, SWEEP_FILE, Storage
+from .trackers import TRACK_ENV, check_trackers
 
 __all__ = ["SweepRequest", "SWEEP_FILE", "SETTLE_FILE", "experiments_of", "store_uri", "plan_for", "start_sweep",
-           "connect", "report_failures", "check_locations"]
+           "connect", "track", "report_failures", "check_locations"]
 
-SWEEP_FILE = "sweep.toml"   # the sweep file (or the preset as one) that a sweep ran, in its folder
-SETTLE_FILE = "settle.json"  # a settle's record (results/settled.py), in its folder: what marks a sweep a settle
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,12 @@ def _check_local_gpu(gpus: float) -> None:
                          f"to train on the CPU, or give --address of a cluster with GPUs")
 
 
-def plan_for(request: SweepRequest, seeds_from_design: int = 0) -> tuple[SweepPlan, list, str, RunOptions]:
+def plan_for(request: SweepRequest, seeds_from_design: int = 0,
+             trains_here: bool = True) -> tuple[SweepPlan, list, str, RunOptions]:
     """(sweep plan, its experiments, its sweep file's text, the resolved options): every trial validated and
     where it goes checked, before Ray starts. With seeds_from_design (settle), each grid trial gets that many
-    seeds and pruning is off."""
+    seeds and pruning is off. trains_here=False: the sweep trains elsewhere (a SLURM job), so GPUs asked for
+    are not looked for on this machine."""
     default_name, experiments, text = experiments_of(request.source)
     storage = Storage(request.storage)
     name = request.name or default_name
@@ -106,7 +108,8 @@ def plan_for(request: SweepRequest, seeds_from_design: int = 0) -> tuple[SweepPl
     store = store_uri(request.store)
     sweep = plan_sweep(name, request.source, experiments, options, store=store, storage=storage.uri)
     check_locations(storage, store)
-    if options.gpus_per_trial and not request.address and not in_ray_job():  # embedded
+    check_trackers(tuple(sweep.track))  # installed, and answering: one line before Ray starts
+    if trains_here and options.gpus_per_trial and not request.address and not in_ray_job():  # embedded
         _check_local_gpu(options.gpus_per_trial)
     return sweep, experiments, text, options
 
@@ -128,6 +131,7 @@ def start_sweep(sweep: SweepPlan, text: str, options: RunOptions, address: str =
     trials ask for, and write the sweep's files; then `tuner.execute` runs it."""
     from . import tuner  # ray
 
+    track(sweep.track)
     if options.dataset == "cifar10":
         _read_data_once(options)
     on_cluster = tuner.connect(address)
@@ -141,6 +145,14 @@ def start_sweep(sweep: SweepPlan, text: str, options: RunOptions, address: str =
     get_store(sweep.store).write_sweep(sweep.name, text)
     for line in requests:
         print(f"sweep {sweep.name}: {line}")
+
+
+def track(kinds) -> None:
+    """The trackers this driver logs to, for the Tune callback that reads them when a part starts
+    (trackers.py: from the environment, never from the pickled tuner)."""
+    os.environ[TRACK_ENV] = ",".join(kinds)
+    for line in check_trackers(tuple(kinds)):
+        print(f"tracking: {line}", flush=True)
 
 
 def connect(address: str = "") -> None:

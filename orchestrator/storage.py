@@ -31,6 +31,9 @@ from common.uris import is_uri
 
 from .plan import SweepPlan
 
+SWEEP_FILE = "sweep.toml"   # the sweep file (or the preset as one) that a sweep ran, in its folder
+SETTLE_FILE = "settle.json"  # a settle's record (results/settled.py), in its folder: what marks a sweep a settle
+
 __all__ = ["Storage", "SweepFolder", "mirror", "local_view", "sweep_name_above", "LOCAL_ENV"]
 
 LOCAL_ENV = "SCS_LOCAL_RUNS"        # the head's local folder for a remote storage's mirror and Optuna study
@@ -165,6 +168,13 @@ class SweepFolder:
 
     def write_text(self, file: str, text: str) -> None:
         self.location.write_text(text, file)
+
+    def remove(self, file: str) -> None:
+        self.location.delete(file)
+
+    def uri_of_file(self, file: str) -> str:
+        """What names one of the sweep's own files for another process: its path, or its URI."""
+        return self.location.uri_of(self.location.fs_path(file))
 
     def save_plan(self, plan) -> None:
         self.write_text("sweep.json", plan.to_json())

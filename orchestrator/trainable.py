@@ -9,6 +9,7 @@ retries the trial from its last checkpoint.
 """
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 import time
@@ -20,6 +21,8 @@ from ray import tune
 from common import defaults
 from common.config import ConfigError, TrialConfig
 from common.errors import ScsSweepError
+from common.locations import Location
+from common.uris import is_uri
 
 from .records import FAILURE_KEY
 from .scheduler import METRIC
@@ -47,6 +50,14 @@ def _node_address(node_id: str) -> str:
         if node.get("NodeID") == node_id and node.get("NodeManagerAddress"):
             return node["NodeManagerAddress"]
     return ray.util.get_node_ip_address()
+
+
+def _checkpoint_asked(marker: str) -> bool:
+    """Whether the sweep is stopping gracefully (orchestrator/stopping.py): its marker file is there, and this
+    epoch's report carries a checkpoint, so the resumed trial continues from here."""
+    if not marker:
+        return False
+    return Location(marker).is_file() if is_uri(marker) else os.path.exists(marker)
 
 
 def train_scs(params: dict) -> None:
@@ -92,6 +103,7 @@ def _train(params: dict) -> None:
         "compile_s": trainer.warm_up(),  # compile + CUDA-graph capture before epoch 1 (0 when eager)
     }
     every = max(1, int(run.get("checkpoint_every", defaults.CHECKPOINT_EVERY)))
+    marker = run.get("checkpoint_now") or ""
     while not trainer.done:
         result = trainer.train_epoch()
         metrics = result.metrics()
@@ -109,4 +121,5 @@ def _train(params: dict) -> None:
         # when this report's work (the epoch, and at the end the evaluation) ended, by this process's
         # clock: Tune's own `timestamp` is whole seconds, and timing.py needs the epoch's span
         metrics["ended_at"] = time.time()
-        _report(metrics, trainer if trainer.epoch % every == 0 or trainer.done else None)
+        save = trainer.epoch % every == 0 or trainer.done or _checkpoint_asked(marker)
+        _report(metrics, trainer if save else None)

@@ -26,14 +26,16 @@ from common.vocabulary import FINISHED
 from results.store import get_store
 from search_spaces.experiment import stage_ref
 
-from . import gpus
+from . import gpus, stopping
 from .errors import UsageError
 from .plan import PartPlan, SweepPlan
 from .provenance import code_version, in_ray_job
 from .records import gather_part, newest_checkpoint, trial_dirs, tune_states
 from .scheduler import METRIC, MODE, ResumableASHA
-from .storage import Storage, SweepFolder
+from .storage import SWEEP_FILE, Storage, SweepFolder
 from .store_callback import StoreAndProgress
+from .tracker_callback import TrackerCallback
+from .trackers import finish_sweep
 from .trainable import train_scs
 from .tune_config import param_space
 
@@ -125,9 +127,18 @@ def _search_alg(part: PartPlan, folder: SweepFolder):
                         metric=METRIC, mode=MODE, study_name=part.part, storage=storage)
 
 
-def _run_settings(sweep: SweepPlan) -> dict:
+def _run_settings(sweep: SweepPlan, folder: SweepFolder) -> dict:
+    # checkpoint_now: where a graceful stop (stopping.py) asks the running trials to save at their epoch's end
     return {"checkpoint_every": sweep.checkpoint_every, "cpus_per_trial": CPUS_PER_TRIAL,
-            "code_version": code_version(), "evaluation": sweep.evaluation, "compile": sweep.compile}
+            "code_version": code_version(), "evaluation": sweep.evaluation, "compile": sweep.compile,
+            "checkpoint_now": folder.uri_of_file(stopping.CHECKPOINT_NOW)}
+
+
+def _tracked(sweep: SweepPlan, folder: SweepFolder) -> dict:
+    """What the trackers' sweep-level run records: its name, source, planned trials, code, sweep file."""
+    text = folder.read_text(SWEEP_FILE) if folder.exists(SWEEP_FILE) else ""
+    return {"name": sweep.name, "source": sweep.source, "trials": sweep.n_trials, "code_version": code_version(),
+            "sweep_file": text}
 
 
 def build_tuner(part: PartPlan, sweep: SweepPlan, folder: SweepFolder, trials: list[dict] | None = None) -> tune.Tuner:
@@ -146,9 +157,10 @@ def build_tuner(part: PartPlan, sweep: SweepPlan, folder: SweepFolder, trials: l
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         # result.json first: the store callback builds rows from it
         callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), ScalarTBXLogger(),
-                   StoreAndProgress(sweep.name, sweep.store, part.n_trials, part.epochs, part=part.part)]
+                   StoreAndProgress(sweep.name, sweep.store, part.n_trials, part.epochs, part=part.part),
+                   TrackerCallback(_tracked(sweep, folder), str(folder.local_dir))]
         + ([KeepStudy(folder)] if part.search and folder.remote else []))
-    return tune.Tuner(_trainable(part), param_space=param_space(trials, _run_settings(sweep), part.search),
+    return tune.Tuner(_trainable(part), param_space=param_space(trials, _run_settings(sweep, folder), part.search),
                       tune_config=tune_config, run_config=run_config)
 
 
@@ -273,6 +285,8 @@ def execute(sweep: SweepPlan, resume: bool = False, parts: list | None = None) -
     failed = []
     parts = sweep.parts if parts is None else parts
     for index, part in enumerate(parts, 1):
+        if stopping.requested():  # a graceful stop (SLURM's time limit, preemption): no part starts after it
+            break
         part_path, fs = folder.part_path(part.part), folder.filesystem
         restore = resume and tune.Tuner.can_restore(part_path, storage_filesystem=fs)
         print(f"[{sweep.name}] part {index}/{len(parts)}: {part.part}, {part.n_trials} trial(s) of "
@@ -292,4 +306,6 @@ def execute(sweep: SweepPlan, resume: bool = False, parts: list | None = None) -
                            warn=lambda line: print(f"[{sweep.name}] {line}"))
         failed += [row for _, row in rows if row["status"] == "failed"]
         store.compact(sweep.name)
+    if sweep.track and not stopping.requested() and parts is sweep.parts:  # the whole sweep ran to its end
+        finish_sweep(sweep, tuple(sweep.track), folder.local_dir)
     return failed

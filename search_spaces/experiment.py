@@ -84,6 +84,7 @@ class Experiment:
     description: str = ""
     paper: str = ""                      # where in the paper, in words ("Table 1, Figs 1, 3, 5")
     paper_table: str = ""                # the paper's experiment this one reproduces (PAPER_EXPERIMENTS)
+    track: tuple = ()                    # experiment trackers its sweep logs to: mlflow, wandb
     search: Search | None = None
     asha: Asha = Asha()
     claims: tuple = ()                   # claims.ClaimSpec: what this experiment's tables should show

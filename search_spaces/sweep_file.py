@@ -51,7 +51,9 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["load_sweep_file", "parse_sweep_text", "sweep_file_text", "is_sweep_file"]
 
-_EXPERIMENT_KEYS = ("name", "description", "paper", "paper_table", "epochs", "fixed", "grid", "search", "asha", "claim")
+_EXPERIMENT_KEYS = ("name", "description", "paper", "paper_table", "epochs", "fixed", "grid", "search", "asha", "claim",
+                    "track")
+TRACKERS = ("mlflow", "wandb")   # the experiment trackers `track` may name (orchestrator/trackers.py)
 _SEARCH_KEYS = ("key", "low", "high", "log", "samples")
 _ASHA_KEYS = ("grace_period", "reduction_factor")
 
@@ -78,14 +80,15 @@ def parse_sweep_text(text: str, where: str, default_name: str = "sweep") -> tupl
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{where}: not valid TOML ({exc})") from None
     if "experiment" in data:
-        extra = sorted(set(data) - {"name", "description", "experiment", "claim"})
+        extra = sorted(set(data) - {"name", "description", "experiment", "claim", "track"})
         if extra:
             raise SpecError(f"{where}: with [[experiment]] tables, put '{extra[0]}' inside each experiment")
         tables = data["experiment"]
         if not isinstance(tables, list) or not tables:
             raise SpecError(f"{where}: 'experiment' must be one or more [[experiment]] tables")
         shared = _claims(data, where)  # top-level [[claim]]s: about every experiment of the file
-        experiments = [_experiment(t, f"{where} experiment {i + 1}", "", shared) for i, t in enumerate(tables)]
+        experiments = [_experiment(t, f"{where} experiment {i + 1}", "", shared, _track(data, where))
+                       for i, t in enumerate(tables)]
     else:
         experiments = [_experiment(data, where, default_name)]
     names = [e.name for e in experiments]
@@ -124,7 +127,16 @@ def _known(mapping: dict, allowed: tuple, where: str, section: str) -> None:
         raise SpecError(f"{where}: unknown key '{unknown[0]}' in {section}; allowed: {', '.join(allowed)}")
 
 
-def _experiment(data: dict, where: str, default_name: str, shared: tuple = ()) -> Experiment:
+def _track(data: dict, where: str) -> tuple:
+    """`track = ["mlflow", "wandb"]` (or one name): the trackers the sweep logs to."""
+    value = data.get("track", [])
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or any(n not in TRACKERS for n in names):
+        raise SpecError(f"{where}: 'track' must name trackers among {', '.join(TRACKERS)}, got {value!r}")
+    return tuple(names)
+
+
+def _experiment(data: dict, where: str, default_name: str, shared: tuple = (), track: tuple = ()) -> Experiment:
     if not isinstance(data, dict):
         raise SpecError(f"{where}: an experiment must be a table, got {data!r}")
     _known(data, _EXPERIMENT_KEYS, where, "the experiment (top level)")
@@ -152,7 +164,8 @@ def _experiment(data: dict, where: str, default_name: str, shared: tuple = ()) -
     return Experiment(name=name, epochs=data["epochs"], fixed=_table(data, "fixed", where),
                       grids=tuple(grids), description=str(data.get("description", "")),
                       paper=str(data.get("paper", "")), paper_table=_text(data, "paper_table", where),
-                      search=search, asha=Asha(**asha), claims=claims)
+                      search=search, asha=Asha(**asha), claims=claims,
+                      track=tuple(dict.fromkeys([*track, *_track(data, where)])))
 
 
 def _text(data: dict, key: str, where: str) -> str:
@@ -170,6 +183,8 @@ def _as_toml(experiment: Experiment) -> dict:
         out["paper"] = experiment.paper
     if experiment.paper_table:
         out["paper_table"] = experiment.paper_table
+    if experiment.track:
+        out["track"] = list(experiment.track)
     out["epochs"] = experiment.epochs
     if experiment.fixed:
         out["fixed"] = dict(experiment.fixed)

@@ -129,7 +129,8 @@ def test_a_trial_given_a_gpu_torch_cannot_use_fails_at_once_in_one_line(monkeypa
     assert device is None  # no Trainer: nothing trained on one CPU thread while Ray held the GPU
     (report,) = reported
     failure = report["failure"]
-    assert failure.startswith("DeviceError: Ray gave this trial GPU 0, but torch cannot use it: torch ")
+    assert failure.startswith("DeviceError: Ray gave this trial GPU 0 (CUDA_VISIBLE_DEVICES=unset), but torch cannot "
+                              "use it: torch ")
     assert torch.__version__ in failure and "driver" in failure and "\n" not in failure
     assert report["test_acc"] != report["test_acc"]  # NaN: the trial ends as failed, with no retry
 
@@ -396,9 +397,9 @@ def test_the_node_check_fails_where_no_gpu_kernel_compiles_and_runs(monkeypatch,
     assert devices.compile_probe("cpu") == ""  # the probe itself compiles and runs a kernel (C++ here)
 
 
-def _dev_sh_with_fake_pip(tmp_path, driver_cuda: str):
-    """dev.sh setup on a node whose nvidia-smi reports a GPU and a driver for `driver_cuda`, with pip replaced
-    by a recorder: returns the pip command lines dev.sh ran."""
+def _dev_sh_with_fake_pip(tmp_path, driver_cuda: str | None, **env_vars):
+    """dev.sh setup on a node whose nvidia-smi reports a GPU and a driver for `driver_cuda` (None: no GPU), with
+    pip replaced by a recorder: returns the pip command lines dev.sh ran for torch."""
     venv, tools, log = tmp_path / "venv", tmp_path / "bin", tmp_path / "pip.log"
     (venv / "bin").mkdir(parents=True)
     tools.mkdir()
@@ -407,9 +408,10 @@ def _dev_sh_with_fake_pip(tmp_path, driver_cuda: str):
     smi = ("#!/bin/sh\necho 'GPU 0: NVIDIA A10G (UUID: GPU-0)'\n"
            f"echo '| NVIDIA-SMI 535.104.05  Driver Version: 535.104.05  CUDA Version: {driver_cuda} |'\n")
     for path, text in ((venv / "bin" / "python", python), (tools / "nvidia-smi", smi)):
-        path.write_text(text)
-        path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    env = dict(os.environ, PATH=f"{tools}:{os.environ['PATH']}", SCS_VENV=str(venv))
+        if driver_cuda is not None or path.name != "nvidia-smi":
+            path.write_text(text)
+            path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    env = dict(os.environ, PATH=f"{tools}:{os.environ['PATH']}", SCS_VENV=str(venv), **env_vars)
     env.pop("SCS_TORCH_INDEX", None)
     done = subprocess.run(["bash", str(ROOT / "dev.sh"), "setup"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
@@ -424,3 +426,13 @@ def test_dev_sh_takes_torchs_cuda_12_build_where_the_driver_is_older_than_cuda_1
     assert "--index-url https://download.pytorch.org/whl/cu126" in old
     (new,) = _dev_sh_with_fake_pip(tmp_path / "new", "13.0")
     assert "--index-url" not in new
+
+
+def test_dev_sh_installs_torchs_cuda_build_on_a_login_node_without_a_gpu_when_asked(tmp_path):
+    """A SLURM login node has no GPU, and dev.sh took the CPU build there: the GPU nodes that share the
+    environment could not use their GPUs. SCS_TORCH=cuda takes the CUDA build anyway (no GPU check: the job
+    checks its GPUs when it starts); without it the CPU build as before."""
+    (cuda,) = _dev_sh_with_fake_pip(tmp_path / "cuda", None, SCS_TORCH="cuda")
+    assert "--no-index" not in cuda and "whl/cpu" not in cuda
+    cpu = _dev_sh_with_fake_pip(tmp_path / "cpu", None)
+    assert cpu and ("--no-index" in cpu[0] or "whl/cpu" in cpu[0])

@@ -163,8 +163,9 @@ def trial_device(gpu_ids: list) -> torch.device:
                           f"trains on one: give --gpus-per-trial 1 or a fraction")
     if not torch.cuda.is_available():
         build = node_build()
-        raise DeviceError(f"Ray gave this trial GPU {gpu_ids[0]}, but torch cannot use it: {build.describe()}; "
-                          f"{build.fix()}")
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+        raise DeviceError(f"Ray gave this trial GPU {gpu_ids[0]} (CUDA_VISIBLE_DEVICES={visible}), but torch cannot "
+                          f"use it: {build.describe()}; {build.fix()}")
     return torch.device("cuda", local_gpu_index(gpu_ids[0]))
 
 
