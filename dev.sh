@@ -40,10 +40,15 @@ if [ ! -f "$stamp" ]; then
   elif ! "$VENV/bin/python" -m pip install -q --no-index --no-deps "$TORCH" 2>/dev/null; then
     "$VENV/bin/python" -m pip install -q --no-deps "$TORCH" --index-url https://download.pytorch.org/whl/cpu
   fi
-  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  "$VENV/bin/python" -m pip install -q -e .
   rm -f "$VENV"/.installed-*
   # the stamp records which torch build went in (torch version, the CUDA it was built for)
   "$VENV/bin/python" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" > "$stamp"
+fi
+if [ "${1:-demo}" = test ] && [ ! -f "$stamp.test" ]; then
+  # what only the tests need (pytest, moto's S3 server, ruff, the trackers): not on every cluster node
+  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  cp "$stamp" "$stamp.test"
 fi
 if [ "$gpu" = 1 ]; then
   # a GPU node ends set up only where torch can use its GPU and torch.compile can build GPU kernels;

@@ -146,39 +146,47 @@ class MLflowRuns:
         return runs[0].info.run_id if runs else ""
 
     def _parent(self) -> str:
+        params = {"sweep": self.sweep["name"], "source": str(self.sweep.get("source", "")),
+                  "trials_planned": str(self.sweep.get("trials", "")),
+                  "code_version": str(self.sweep.get("code_version", ""))}
         found = self._find({"scs.sweep": self.sweep["name"], "scs.role": "sweep"})
         if found:
             self.client.update_run(found, status="RUNNING")
+            self._log_missing_params(found, params)
             return found
         run = self.client.create_run(self.experiment, run_name=self.sweep["name"],
                                      tags={"scs.sweep": self.sweep["name"], "scs.role": "sweep",
                                            "scs.code_version": self.sweep.get("code_version", "")})
-        from mlflow.entities import Param
-
-        self.client.log_batch(run.info.run_id, params=[
-            Param("sweep", self.sweep["name"]), Param("source", str(self.sweep.get("source", ""))),
-            Param("trials_planned", str(self.sweep.get("trials", ""))),
-            Param("code_version", str(self.sweep.get("code_version", "")))])
+        self._log_missing_params(run.info.run_id, params)
         if self.sweep.get("sweep_file"):
             self.client.log_text(run.info.run_id, self.sweep["sweep_file"], "sweep.toml")
         return run.info.run_id
 
+    def _log_missing_params(self, run_id: str, params: dict) -> None:
+        """Log the params the run lacks: a driver killed between creating a run and logging its params
+        leaves a run with tags only, found again on resume (MLflow refuses a param logged twice
+        with another value, so those already there are left as they are)."""
+        from mlflow.entities import Param
+
+        have = self.client.get_run(run_id).data.params
+        missing = [Param(k, v) for k, v in sorted(params.items()) if k not in have]
+        for start in range(0, len(missing), 100):
+            self.client.log_batch(run_id, params=missing[start:start + 100])
+
     def start(self, trial_id: str, spec, known: str) -> str:
         """The trial's run: the one it had (its id from Tune's state, else found by its trial-id tag), else new."""
+        c = spec.config
+        params = {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in c.items()}
         run_id = known or self._find({"scs.trial_id": trial_id, "scs.sweep": self.sweep["name"]})
         if run_id:
             self.client.update_run(run_id, status="RUNNING")
+            self._log_missing_params(run_id, params)
             return run_id
-        from mlflow.entities import Param
-
-        c = spec.config
         tags = {"mlflow.parentRunId": self.parent, "scs.sweep": self.sweep["name"], "scs.trial_id": trial_id,
                 "scs.role": "trial", "group": spec.group, "paper_table": spec.paper_table or "",
                 "budget": spec.budget, **{k: str(c.get(k)) for k in TAG_KEYS}}
         run = self.client.create_run(self.experiment, run_name=run_label(spec), tags=tags)
-        params = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in sorted(c.items())]
-        for start in range(0, len(params), 100):
-            self.client.log_batch(run.info.run_id, params=params[start:start + 100])
+        self._log_missing_params(run.info.run_id, params)
         return run.info.run_id
 
     def logged_epochs(self, run_id: str) -> int:

@@ -189,3 +189,31 @@ def test_a_tracking_server_that_stops_mid_sweep_fails_no_trial(mlflow_server, tm
     trials = _read(store, "trials")
     assert len(trials) == 8 and all(t["status"] == "done" for t in trials)
     assert len(_read(store, "epochs")) == 8 * EPOCHS
+
+
+def test_a_run_created_just_before_a_kill_gets_its_params_when_the_sweep_resumes(mlflow_server, monkeypatch):
+    """The driver can die between creating a trial's run (tags) and logging its params: the resumed sweep
+    finds that run by its tags and logs what it lacks, so no run in the experiment is left without params."""
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.trackers import MLflowRuns
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "half-created")
+    sweep = {"name": "table1", "trials": 1, "code_version": "abc"}
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    experiment = client.create_experiment("half-created")
+    parent = client.create_run(experiment, tags={"scs.sweep": "table1", "scs.role": "sweep"}).info.run_id
+    child = client.create_run(experiment, tags={"mlflow.parentRunId": parent, "scs.sweep": "table1",
+                                                "scs.trial_id": "t1", "scs.role": "trial"}).info.run_id
+    spec = SimpleNamespace(config={"arch": "rohrer100k", "layer": "scs", "epochs": 4, "widths": [8, 16]},
+                           group="table1", paper_table="1", budget="quick")
+    runs = MLflowRuns(sweep, None)
+    assert runs.parent == parent and runs.start("t1", spec, "") == child  # found again, not a second run
+    assert client.get_run(parent).data.params["trials_planned"] == "1"
+    assert client.get_run(child).data.params == {"arch": "rohrer100k", "layer": "scs", "epochs": "4",
+                                                 "widths": "[8, 16]"}
+    assert runs.start("t1", spec, child) == child  # params already there: logging again changes nothing
+    assert len(client.search_runs([experiment])) == 2
