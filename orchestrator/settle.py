@@ -307,12 +307,25 @@ def _expected(group: Group, stops: dict, looks: list) -> float:
 
 
 def _measured(store, name: str, group_name: str, group: Group) -> dict:
-    """claim name -> its per-seed values from the sweep's done trials the store already has ({} if none)."""
+    """claim name -> its per-seed values from the sweep's done trials the store already has ({} if none). A claim
+    a settle closed counts only the seeds it was judged on: later seeds trained for other claims can hold some of
+    its variants and not others (a mean over layers would then be over fewer layers)."""
     if not store.exists():
         return {}
     trials = store.read_table("trials", name).to_pandas()
     mine = trials[(trials["status"] == "done") & (trials["group"] == group_name)]
-    return {spec.name: [v for _, v in claim_values(Claim(spec), mine)] for spec in group.claims} if len(mine) else {}
+    if not len(mine):
+        return {}
+    settled = store.read_settle(name)
+    records = SettleRecord.from_dict(settled).claims.get(group_name, {}) if settled else {}
+    out = {}
+    for spec in group.claims:
+        rows, record = mine, records.get(spec.name)
+        if record is not None and record.closed and record.seeds:
+            judged = {t["config"]["seed"] for trials_ in group.variants.values() for t in trials_[:record.seeds]}
+            rows = mine[mine["seed"].isin(judged)]
+        out[spec.name] = [v for _, v in claim_values(Claim(spec), rows)]
+    return out
 
 
 def _plan_text(groups: dict[str, Group], options: SettleOptions, on_gpu: bool, store, name: str) -> str:

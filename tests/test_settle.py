@@ -292,3 +292,27 @@ def test_a_maximum_no_sweep_could_train_is_one_line_at_once(tmp_path):
     ((rc, lines),) = results
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("scs-sweep settle: error: --max-seeds 100000: at most 100")
     assert not imported_ray
+
+
+def test_the_plan_measures_a_closed_claim_on_the_seeds_it_was_judged_on(tmp_path, fake_ray, capsys):
+    """Seeds trained after a claim closed (for other claims, or by hand) can hold its variants, or some of them
+    (a mean over layers then comes from fewer layers): the plan's measured spread mixed them in. Here Conv2d
+    needs ReLU was decided on 3 seeds; Conv2d/ReLU has seed 4 for the other claim and a Conv2d/None trial at
+    seed 4 far off its planted value is in the store: the plan still measures the claim on its 3 seeds."""
+    assert _settle(tmp_path) == 0
+    store = ParquetStore(str(tmp_path / "store"))
+    trials = store.read_table("trials", "planted").to_pandas()
+    seed0 = trials[(trials["layer"] == "conv") & (trials["activation"] == "none") & (trials["seed"] == 0)].iloc[0]
+    config = dict(json.loads(seed0["config_json"]), seed=4)
+    results = [{"epoch": e, "test_acc": 0.1 * e, "train_time_s": 1.0, "eval_time_s": 0.1, "ended_at": 1.9e9 + e,
+                "time_this_iter_s": 1.0} for e in (1, 2)]
+    store.write_trial("planted", "later_00000", rows_for_trial("planted", "later_00000", seed0["group"],
+                                                               seed0["budget"], config, results, "done",
+                                                               paper_table="table1"))
+    capsys.readouterr()
+    assert main(["settle", str(tmp_path / "planted.toml"), "--dataset", "synthetic", "--max-seeds", "6",
+                 "--first", "3", "--plan", "--name", "planted", "--storage", str(tmp_path / "runs"),
+                 "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "- Conv2d needs ReLU: per-seed spread" in out and "(from the 3 seeds measured)" in out
+    assert "as measured so far (+0.200 over 3 seeds)" in out
