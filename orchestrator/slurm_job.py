@@ -160,6 +160,9 @@ def _taken(address: str, ports: dict) -> list[int]:
         wanted = [port] if name != "min-worker-port" else range(port, ports["max-worker-port"] + 1)
         for p in wanted:
             with socket.socket() as s:
+                # as Ray's servers bind (gRPC sets SO_REUSEADDR): connections of the run before a requeue that
+                # linger in TIME_WAIT (a minute) do not hold the port; a socket listening on it does
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind((address, p))
                 except OSError:

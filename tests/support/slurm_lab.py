@@ -160,10 +160,14 @@ class Lab:
             job = self.job(job_id)
             if job.get("JobState") in until:
                 return job
-            if job.get("JobState") == "PENDING" and job.get("Reason") == "BeginTime":
-                self.sh("release", ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], 30, check=False)
+            self._release(job)
             time.sleep(1)
         raise LabError(f"job {job_id} is {self.job(job_id).get('JobState')} after {timeout_s:.0f} s")
+
+    def _release(self, job: dict) -> None:
+        """SLURM holds a requeued job back for two minutes (its begin time): start it now."""
+        if job.get("JobState") == "PENDING" and job.get("Reason") == "BeginTime":
+            self.sh("release", ["scontrol", "update", f"JobId={job['JobId']}", "StartTime=now"], 30, check=False)
 
     def wait_restarts(self, job_id: str, restarts: int, timeout_s: float) -> dict:
         """Until SLURM has requeued the job `restarts` times (scontrol's Restarts), holds lifted."""
@@ -174,6 +178,7 @@ class Lab:
                 return job
             if job.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED"):
                 raise LabError(f"job {job_id} ended {job.get('JobState')} before its restart {restarts}")
+            self._release(job)
             time.sleep(1)
         raise LabError(f"job {job_id} was not requeued {restarts} time(s) in {timeout_s:.0f} s")
 
@@ -257,7 +262,7 @@ def requeue(lab: Lab) -> None:
     then by its time limit for real (SLURM's own --signal, the limit lowered for that run), then finished
     (the limit raised again): saved, requeued and resumed each time, every trial once."""
     runs, store = str(lab.work / "runs"), str(lab.work / "store")
-    args = ["slurm", "table1", "--dataset", "synthetic", "--epochs", "16", "--train-images", "256", "--test-images",
+    args = ["slurm", "table1", "--dataset", "synthetic", "--epochs", "16", "--train-images", "768", "--test-images",
             "64", "--checkpoint-every", "8", "--no-prune", "--no-evaluate", "--name", "long", "--storage", runs,
             "--store", store, "--nodes", "2", "--cpus-per-node", "2", "--time", "10", "--signal-lead", "30"]
     _, out = lab.scs("submit-long", args)
