@@ -533,6 +533,10 @@ def _loop(execute, sweep: SweepPlan, groups: dict[str, Group], record: SettleRec
         print(f"settle {sweep.name}: {line}")
     if sweep.track and not stopping.requested():  # the tables and the report to the sweep's MLflow run
         finish_sweep(sweep, tuple(sweep.track), _folder(sweep).local_dir)
+    if stopping.by_hand():  # Ctrl+C: the look it stopped in is judged once `resume` has finished it
+        print(f"settle {sweep.name}: interrupted in look {record.looks_done + 1}; `scs-sweep resume {sweep.name}` "
+              f"continues it")
+        return stopping.EXIT_INTERRUPTED
     return report_failures(sweep.name, failed)
 
 

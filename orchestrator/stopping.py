@@ -12,10 +12,12 @@ import signal
 import threading
 import time
 
-__all__ = ["CHECKPOINT_NOW", "request", "requested", "clear"]
+__all__ = ["CHECKPOINT_NOW", "request", "requested", "interrupted", "by_hand", "clear", "EXIT_INTERRUPTED"]
 
 CHECKPOINT_NOW = "checkpoint-now"   # in the sweep's folder while a stop is under way
+EXIT_INTERRUPTED = 130              # a sweep stopped by Ctrl+C (or `kill -INT`), as a shell reports it
 _REQUESTED = threading.Event()
+_BY_HAND = threading.Event()
 
 
 def requested() -> bool:
@@ -23,8 +25,22 @@ def requested() -> bool:
     return _REQUESTED.is_set()
 
 
+def by_hand() -> bool:
+    """Whether the stop was Tune's own (Ctrl+C, `kill -INT`, SIGUSR1 from outside), not asked for by request()."""
+    return _BY_HAND.is_set()
+
+
 def clear() -> None:
     _REQUESTED.clear()
+    _BY_HAND.clear()
+
+
+def interrupted() -> None:
+    """Tune stopped by itself on a signal it catches (Ctrl+C): its state is saved and its trials resume from their
+    last checkpoint. A stop like the others from here on: no part, look or verdict after it."""
+    if not _REQUESTED.is_set():
+        _BY_HAND.set()
+        _REQUESTED.set()
 
 
 def request(folder, grace_s: float) -> None:

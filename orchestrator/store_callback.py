@@ -67,6 +67,16 @@ class StoreAndProgress(tune.Callback):
         self.state[trial.trial_id] = rows["trials"][0]["status"]
         return rows["trials"][0]
 
+    def _ended_before(self, trial) -> None:
+        """A trial that ended before a resume is counted as it ended (done, pruned, failed), with its epochs:
+        the progress line of a resumed sweep covers every trial, not only those this run trains."""
+        record = read_trial_dir(Path(trial.local_path)) if trial.local_path else None
+        if record is None:  # nothing reported: left uncounted, as before
+            self.state[trial.trial_id] = trial.status.lower()
+            return
+        self.state[trial.trial_id] = trial_rows(record, self.experiment, trial.status)["trials"][0]["status"]
+        self.epochs_done[trial.trial_id] = record.epochs_done
+
     def on_trial_start(self, iteration, trials, trial, **info):
         self.state[trial.trial_id] = "running"
         self._progress(trials)
@@ -123,6 +133,9 @@ class StoreAndProgress(tune.Callback):
         if not force and time.time() - self._last_progress < self.progress_s:
             return
         self._last_progress = time.time()
+        for t in trials:
+            if t.trial_id not in self.state and t.status in ("TERMINATED", "ERROR"):
+                self._ended_before(t)
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best[0] is not None else "-"
         parts = count_line(self.state.get(t.trial_id) or t.status.lower() for t in trials)
         done = sum(self.epochs_done.values())

@@ -50,7 +50,7 @@ def run(request: SweepRequest) -> int:
     start = time.time()
     failed = execute(sweep)
     _say_how_it_ended(sweep.name, time.time() - start)
-    return report_failures(sweep.name, failed)
+    return stopping.EXIT_INTERRUPTED if stopping.by_hand() else report_failures(sweep.name, failed)
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,10 @@ class ResumeRequest:
 
 
 def _say_how_it_ended(name: str, seconds: float, resumed: bool = False) -> None:
-    if stopping.requested():
+    if stopping.by_hand():
+        print(f"sweep {name} interrupted after {seconds:.1f} s, its state saved; `scs-sweep resume {name}` "
+              f"continues it, each unfinished trial from its last checkpoint")
+    elif stopping.requested():
         print(f"sweep {name} stopped after {seconds:.1f} s, its state and the trials' checkpoints saved; "
               f"`scs-sweep resume {name}` continues it")
     else:
@@ -94,4 +97,4 @@ def resume(args: ResumeRequest) -> int:
     start = time.time()
     failed = execute(sweep, resume=True)
     _say_how_it_ended(args.name, time.time() - start, resumed=True)
-    return report_failures(args.name, failed)
+    return stopping.EXIT_INTERRUPTED if stopping.by_hand() else report_failures(args.name, failed)

@@ -270,6 +270,13 @@ def gpu_supply(on_cluster: bool) -> gpus.GpuSupply:
     return gpus.gpu_supply(ray.cluster_resources(), on_cluster)
 
 
+def _unfinished(part_dir: Path, part: PartPlan) -> bool:
+    """Whether Tune returned with trials of the part left to run: its last saved state (written before it
+    marks live trials terminated on the way out) has fewer trials than planned, or one not ended."""
+    states, _ = tune_states(part_dir)
+    return len(states) < part.n_trials or any(s not in ("TERMINATED", "ERROR") for s in states.values())
+
+
 def execute(sweep: SweepPlan, resume: bool = False, parts: list | None = None) -> list[dict]:
     """Run (or resume) every part of a sweep in order (or only `parts`, settle's look); returns the trials
     rows of the failed trials. The plan saved is the whole sweep.
@@ -302,8 +309,10 @@ def execute(sweep: SweepPlan, resume: bool = False, parts: list | None = None) -
         tuner.fit()
         if part.search and folder.remote:
             KeepStudy(folder).keep(force=True)
-        rows = gather_part(folder.view() / part.part, sweep.name, store,
-                           warn=lambda line: print(f"[{sweep.name}] {line}"))
+        part_dir = folder.view() / part.part
+        rows = gather_part(part_dir, sweep.name, store, warn=lambda line: print(f"[{sweep.name}] {line}"))
+        if not stopping.requested() and _unfinished(part_dir, part):
+            stopping.interrupted()  # Tune caught Ctrl+C and returned: nothing after this part may start
         failed += [row for _, row in rows if row["status"] == "failed"]
         store.compact(sweep.name)
     if sweep.track and not stopping.requested() and parts is sweep.parts:  # the whole sweep ran to its end

@@ -34,18 +34,26 @@ PLANTED = {("conv", "relu"): 0.70, ("conv", "none"): 0.50, ("scs", "none"): 0.67
 class FakeTuner:
     """tuner.execute as settle calls it, writing each trial's planted rows into the store."""
 
-    def __init__(self, store, stop_at_look=None):
+    def __init__(self, store, stop_at_look=None, interrupt_at_look=None):
         self.store, self.stop_at_look, self.trained = store, stop_at_look, []
+        self.interrupt_at_look = interrupt_at_look  # Tune catches Ctrl+C: half the look trains, then it returns
 
     def execute(self, sweep, resume=False, parts=None):
+        from orchestrator import stopping
+
         for part in parts:
             if self.stop_at_look and part.part.endswith(f"look{self.stop_at_look}"):
                 raise KeyboardInterrupt
-            for i, trial in enumerate(part.trials):
+            trials = part.trials
+            if self.interrupt_at_look and part.part.endswith(f"look{self.interrupt_at_look}"):
+                trials = trials[:len(trials) // 2]
+                stopping.interrupted()  # what tuner.execute does when Tune returns with trials left
+            for i, trial in enumerate(trials):
                 c = trial["config"]
                 noise = np.random.default_rng(c["seed"] * 7 + i).normal(0, 0.004)
                 acc = PLANTED[(c["layer"], c["activation"])] + 0.02 * np.sin(c["seed"]) + noise
-                tid = f"{part.part.replace('-', '')}_{i:05d}"
+                # one id per trial, as Tune keeps it when a part is resumed with some of its trials done
+                tid = f"{part.part.replace('-', '')}_{c['layer']}{c['activation']}{c['seed']}"
                 results = [{"epoch": e, "test_acc": acc * e / 2, "train_time_s": 1.0, "eval_time_s": 0.1,
                             "ended_at": 1.8e9 + len(self.trained) * 10 + e, "time_this_iter_s": 1.0}
                            for e in (1, 2)]
@@ -152,6 +160,35 @@ def test_a_killed_settle_continues_where_it_stopped_and_keeps_the_looks_it_took(
     # running the same settle again finds it done: no look left, nothing trained
     assert _settle(tmp_path) == 0 and len(fake_ray["tuner"].trained) == 18
     assert "continuing after look 4" in capsys.readouterr().out
+
+
+def test_a_settle_interrupted_inside_a_look_judges_nothing_until_resume_finishes_the_look(tmp_path, fake_ray,
+                                                                                          capsys):
+    """Tune returns on Ctrl+C with half the look trained: the look is not judged on those (the settle went on
+    and judged it), exit 130, and resume trains the rest of the look and judges it whole."""
+    import orchestrator.settle as settle
+    from orchestrator import stopping
+    from orchestrator.plan import SweepPlan
+
+    fake_ray["tuner"] = FakeTuner(ParquetStore(str(tmp_path / "store")), interrupt_at_look=2)
+    try:
+        assert _settle(tmp_path) == 130
+    finally:
+        stopping.clear()
+    out = capsys.readouterr().out
+    assert "settle planted: interrupted in look 2; `scs-sweep resume planted` continues it" in out
+    record = json.loads((tmp_path / "runs" / "planted" / "settle.json").read_text())
+    scs = record["claims"]["planted"]["SCS without ReLU is as accurate as Conv2d with ReLU"]
+    assert record["looks_done"] == 1 and [p["seeds"] for p in scs["path"]] == [3]  # look 2 not judged
+    assert len(fake_ray["tuner"].trained) == 13  # 12 at look 1, then half of look 2's two trials
+    fake_ray["tuner"].interrupt_at_look = None
+    sweep = SweepPlan.load(tmp_path / "runs" / "planted" / "sweep.json")
+    assert settle.continue_settle(sweep) == 0
+    record = json.loads((tmp_path / "runs" / "planted" / "settle.json").read_text())
+    scs = record["claims"]["planted"]["SCS without ReLU is as accurate as Conv2d with ReLU"]
+    assert record["looks_done"] == 4 and [p["seeds"] for p in scs["path"]] == [3, 4, 5, 6]
+    trained = fake_ray["tuner"].trained
+    assert len(trained) == len(set(trained)) == 18  # the half-trained look finished, nothing twice
 
 
 BAD = [

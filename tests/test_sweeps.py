@@ -228,6 +228,60 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
     assert len(trials) == 8 and all(t["status"] == "done" and t["epochs_done"] == 4 for t in trials)
 
 
+STAGED_PLAIN = """
+name = "plain"
+epochs = 6
+
+[fixed]
+arch = "rohrer25k"
+activation = "relu"
+pooling = "max"
+batch_size = 64
+
+[[grid]]
+group = ["first"]
+layer = ["conv"]
+seed = [0, 1]
+
+[[grid]]
+group = ["second"]
+layer = ["scs"]
+seed = [0, 1]
+init_from = ["@first"]
+"""
+
+
+def test_ctrl_c_stops_the_sweep_where_it_is_and_resume_finishes_it(tmp_path):
+    """Tune catches Ctrl+C itself, saves and returns: the sweep went on to its next part (a settle judged a
+    look on half its trials) and said it had finished. Now the sweep stops there: exit 130, one line saying
+    how to continue, no later part started; `resume` then finishes every trial of both stages once."""
+    store, runs = tmp_path / "store", tmp_path / "runs"
+    (tmp_path / "plain.toml").write_text(STAGED_PLAIN)
+    args = ["--store", str(store), "--storage", str(runs)]
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(tmp_path / "plain.toml"),
+                             "--dataset", "synthetic", "--train-images", "256", "--test-images", "64",
+                             "--checkpoint-every", "2", "--no-evaluate", "--no-prune", "--max-concurrent", "2", *args],
+                            env=ENV, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(len(p.read_text().splitlines()) >= 2 for p in runs.rglob("result.json")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # the driver alone, as `kill -INT`; a terminal's Ctrl+C reaches its group
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out[-3000:]
+    assert "sweep plain interrupted after" in out and "`scs-sweep resume plain` continues it" in out
+    assert "part 2/2" not in out and not (runs / "plain" / "plain-second").exists()
+    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", "plain", *args], env=ENV,
+                             capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
+    assert "part 2/2: plain-second" in resumed.stdout and "resumed and finished" in resumed.stdout
+    trials = read(store, "trials")
+    assert len(trials) == 4 and all(t["status"] == "done" and t["epochs_done"] == 6 for t in trials), \
+        [(t["group"], t["seed"], t["status"], t["epochs_done"], t["error"]) for t in trials]
+    epochs = [(e["trial_id"], e["epoch"]) for e in read(store, "epochs")]
+    assert len(epochs) == len(set(epochs)) == 4 * 6
+
+
 @pytest.mark.parametrize("argv,message", [
     (["run", "table99", "--smoke-test"], "unknown preset 'table99'"),
     (["run", "missing.toml", "--smoke-test"], "cannot read sweep file missing.toml"),
@@ -427,6 +481,20 @@ def test_the_progress_line_counts_a_started_trial_as_running_and_names_its_part(
     callback.on_trial_start(0, trials, trials[1])
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith("[sweep/sweep-second] 3/3 trials: 0 done, 2 running, 1 pending")
+
+
+def test_the_progress_line_of_a_resumed_sweep_counts_the_trials_that_ended_before_it(tmp_path, capsys):
+    """A resumed part said '8/8 trials: 4 done, 0 running, 0 pending' with 64/128 epochs at its end: the trials
+    that had finished before the resume were counted nowhere. They count as they ended, with their epochs."""
+    from orchestrator.store_callback import StoreAndProgress
+
+    trial_dir, _ = _trial_dir(tmp_path / "runs", 4)
+    callback = StoreAndProgress("s", str(tmp_path / "store"), n_trials=2, epochs=4)  # the resumed driver
+    ended = SimpleNamespace(trial_id="ab123_00000", status="TERMINATED", local_path=str(trial_dir), config={})
+    running = SimpleNamespace(trial_id="ab123_00001", status="RUNNING", local_path="", config={})
+    callback.on_trial_start(0, [ended, running], running)
+    assert capsys.readouterr().out.splitlines()[-1].startswith("[s] 2/2 trials: 1 done, 1 running, 0 pending, "
+                                                                "0 pruned, 0 failed; best test_acc -; 4/8 epochs")
 
 
 def test_a_checkpoint_that_breaks_after_planning_fails_its_trial_once_with_its_own_line(tmp_path, monkeypatch):
