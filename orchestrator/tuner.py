@@ -273,7 +273,9 @@ def gpu_supply(on_cluster: bool) -> gpus.GpuSupply:
 def _unfinished(part_dir: Path, part: PartPlan) -> bool:
     """Whether Tune returned with trials of the part left to run: its last saved state (written before it
     marks live trials terminated on the way out) has fewer trials than planned, or one not ended."""
-    states, _ = tune_states(part_dir)
+    states, problem = tune_states(part_dir)
+    if problem or not states:  # no readable state (gather said so): no grounds to stop the sweep
+        return False
     return len(states) < part.n_trials or any(s not in ("TERMINATED", "ERROR") for s in states.values())
 
 
