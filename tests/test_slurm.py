@@ -54,6 +54,15 @@ def test_what_slurm_would_refuse_or_the_nodes_could_not_use_is_one_line_and_noth
         result = report["bad"][case]
         assert result["rc"] == 2 and len(result["lines"]) == 1, (case, result)
         assert result["lines"][0].startswith("scs-sweep slurm: error: ") and says in result["lines"][0], (case, result)
+    dry = report["dry_run"]
+    assert dry["rc"] == 0, dry["out"]
+    script = dry["out"]
+    for line in ("#!/bin/bash", "#SBATCH --job-name=scs-dry", "#SBATCH --nodes=2", "#SBATCH --requeue",
+                 "#SBATCH --signal=B:USR2@", "#SBATCH --gres=gpu:2", "#SBATCH --time=30", "#SBATCH --partition=lab",
+                 "#SBATCH --mail-type=END", "module load cuda/12.6", "exec scs-sweep slurm-job "):
+        assert line in script, (line, script)
+    assert script.index("module load cuda/12.6") < script.index("source ")  # --setup runs before Python
+    assert dry["left"] == []  # nothing written beside the runs
     assert report["queue_after_bad"] == ""  # nothing was submitted
 
 

@@ -223,6 +223,12 @@ def bad_input(lab: Lab) -> None:
     for name, (args, env) in cases.items():
         rc, out = lab.scs(f"bad-{name}", args, check=False, env=env)
         lab.report["bad"][name] = {"rc": rc, "lines": out.strip().splitlines()}
+    # --dry-run: the script, checked against this SLURM, printed; nothing written or submitted
+    rc, out = lab.scs("dry-run", ["slurm", *common, "--name", "dry", "--nodes", "2", "--gpus-per-node", "2",
+                                  "--time", "30", "--partition", "lab", "--setup", "module load cuda/12.6",
+                                  "--sbatch=--mail-type=END", "--dry-run"], check=False)
+    lab.report["dry_run"] = {"rc": rc, "out": out, "left": sorted(p.name for p in (lab.work / "runs").rglob("*"))
+                             if (lab.work / "runs").exists() else []}
     lab.report["queue_after_bad"] = lab.sh("squeue", ["squeue", "-h"], 30).strip()
 
 
