@@ -22,6 +22,7 @@ from common.errors import first_line
 
 from .errors import UsageError
 from .provenance import CODE_VERSION_ENV, checkout_commit
+from .trackers import forwarded_env
 
 PLACEHOLDER = "YOUR-"      # how cluster-onprem.yaml and cluster.yaml mark the values a user must fill in
 AUTH_TOKEN = "~/.ray/auth_token"
@@ -314,7 +315,9 @@ def submit(args) -> int:
         raise UsageError("give the scs-sweep command to run after --, e.g. "
                          "`scs-sweep submit -- run table1 --name t1`")
     commit = checkout_commit(Path.cwd())
-    runtime_env = {"env_vars": {CODE_VERSION_ENV: commit}} if commit else {}
+    # the commit (Ray's upload leaves out .git) and where the trackers log, as this shell has them
+    env_vars = {**forwarded_env(), **({CODE_VERSION_ENV: commit} if commit else {})}
+    runtime_env = {"env_vars": env_vars} if env_vars else {}
     name = args.submission_id or _option(sweep, "--name")
     cmd = [_ray(), "job", "submit", "--address", job_server(args.address), "--working-dir", "."]
     if runtime_env:

@@ -38,14 +38,24 @@ from common.errors import first_line
 
 from .errors import UsageError
 
-__all__ = ["TRACKERS", "TRACK_ENV", "EPOCH_METRICS", "parse_track", "check_trackers", "finish_sweep", "mlflow_uri",
-           "MLflowRuns", "WandbRuns", "run_label", "fail_fast_env"]
+__all__ = ["TRACKERS", "TRACK_ENV", "EPOCH_METRICS", "FORWARDED_ENV", "forwarded_env", "parse_track",
+           "check_trackers", "finish_sweep", "mlflow_uri", "MLflowRuns", "WandbRuns", "run_label", "fail_fast_env"]
 
 TRACKERS = ("mlflow", "wandb")
 TRACK_ENV = "SCS_TRACK"        # the trackers a driver logs to (set from --track / the sweep file / the plan)
 EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "train_time_s", "eval_time_s", "lr")
 TAG_KEYS = ("arch", "layer", "activation", "pooling", "normalization", "seed")
 DEFAULT_EXPERIMENT = "scs-sweep"
+# where to log, passed from the submitting shell to a Ray Job's driver (`scs-sweep submit`; sbatch passes the whole
+# environment itself). Secrets (WANDB_API_KEY, MLFLOW_TRACKING_TOKEN / PASSWORD) are not: a Job's environment is
+# shown by `ray job list` and the dashboard; the head keeps its own (~/.netrc, its environment)
+FORWARDED_ENV = (TRACK_ENV, "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_TRACKING_USERNAME",
+                 "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The trackers' settings of this shell that a Ray Job's driver needs (FORWARDED_ENV), as they are set."""
+    return {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
 
 
 def parse_track(text) -> tuple:

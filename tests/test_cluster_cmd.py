@@ -17,6 +17,7 @@ import yaml
 
 from orchestrator import cluster_cmd, provenance
 from orchestrator.errors import UsageError
+from orchestrator.trackers import FORWARDED_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
@@ -205,13 +206,20 @@ def test_submit_sends_this_checkout_with_its_commit_and_the_sweeps_name_as_the_j
     monkeypatch.setattr(cluster_cmd.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or SimpleNamespace(
         returncode=0))
     monkeypatch.setattr(cluster_cmd, "checkout_commit", lambda folder: "abc1234+dirty")
+    for name in FORWARDED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    # where the trackers log goes with the Job (its driver reads it when it starts); a secret does not
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_API_KEY", "secret")
     args = SimpleNamespace(address="http://127.0.0.1:8265", submission_id="", no_wait=True,
                            sweep=["--", "run", "table1", "--name", "t1", "--storage", "s3://b/runs?x=1&y=2"])
     assert cluster_cmd.submit(args) == 0
     (cmd,) = calls
     assert cmd[:6] == ["ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--working-dir"]
     env = json_.loads(cmd[cmd.index("--runtime-env-json") + 1])
-    assert env == {"env_vars": {provenance.CODE_VERSION_ENV: "abc1234+dirty"}}
+    assert env == {"env_vars": {provenance.CODE_VERSION_ENV: "abc1234+dirty",
+                                "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000", "WANDB_MODE": "offline"}}
     assert cmd[cmd.index("--submission-id") + 1] == "t1" and "--no-wait" in cmd
     assert cmd[cmd.index("--") + 1:] == ["scs-sweep", "run", "table1", "--name", "t1", "--storage", "s3://b/runs?x=1&y=2"]
     monkeypatch.setenv(provenance.CODE_VERSION_ENV, "abc1234+dirty")
