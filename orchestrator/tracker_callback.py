@@ -10,11 +10,22 @@ from ray import tune
 
 from common.errors import first_line
 
-from .records import FAILURE_KEY
+from .records import FAILURE_KEY, read_trial_dir
 from .trackers import EPOCH_METRICS, TRACK_ENV, TRACKERS, MLflowRuns, WandbRuns, fail_fast_env, parse_track
 from .tune_config import trial_spec
 
 __all__ = ["TrackerCallback"]
+
+
+def _reported(trial) -> dict:
+    """epoch -> the trial's result for it, as Tune's result.json holds it (the store's own source): the last
+    report of each epoch, which for the epochs of the checkpoint a trial resumed from is the one it kept."""
+    record = read_trial_dir(Path(trial.local_path)) if trial.local_path else None
+    rows = {}
+    for result in record.results if record else []:
+        if FAILURE_KEY not in result and isinstance(result.get("epoch"), int):
+            rows[result["epoch"]] = {"epoch": result["epoch"], **{k: result.get(k) for k in EPOCH_METRICS}}
+    return rows
 
 
 class TrackerCallback(tune.Callback):
@@ -23,7 +34,7 @@ class TrackerCallback(tune.Callback):
     def __init__(self, sweep: dict, local_dir: str = ""):
         self.sweep, self.local_dir = sweep, local_dir
         self.runs: dict = {}        # trial id -> {tracker: run id}
-        self.logged: dict = {}      # trial id -> the last epoch logged (every tracker alike)
+        self.logged: dict = {}      # trial id -> {tracker: the last epoch it has logged}
         self.best: dict = {}        # trial id -> its best test accuracy logged (the trials row's val_acc)
         self._live: dict = {}       # tracker -> its client (in this process only)
         self._opened: dict = {}     # trial id -> the trackers whose run this process has (re)opened
@@ -38,7 +49,9 @@ class TrackerCallback(tune.Callback):
 
     def set_state(self, state: dict) -> None:
         self.runs = dict(state.get("runs", {}))
-        self.logged = dict(state.get("logged", {}))
+        # a state saved before epochs were counted per tracker holds one number for all of them
+        self.logged = {t: dict(n) if isinstance(n, dict) else {k: n for k in TRACKERS}
+                       for t, n in state.get("logged", {}).items()}
         self.best = dict(state.get("best", {}))
 
     # -- the trackers ------------------------------------------------------------------------------
@@ -66,29 +79,44 @@ class TrackerCallback(tune.Callback):
 
     def _run(self, kind: str, trial) -> str:
         """The trial's run in a tracker, opened in this process the first time it is needed (a new run, or the
-        one it had: a resumed driver reopens it)."""
+        one it had: a resumed driver reopens it), and the epochs that run holds."""
         runs = self.runs.setdefault(trial.trial_id, {})
         opened = self._opened.setdefault(trial.trial_id, set())
         if kind not in opened:
-            runs[kind] = self._live[kind].start(trial.trial_id, trial_spec(trial.config), runs.get(kind, ""))
+            client = self._live[kind]
+            runs[kind] = client.start(trial.trial_id, trial_spec(trial.config), runs.get(kind, ""))
             opened.add(kind)
-            if trial.trial_id not in self.logged:  # a driver killed before Tune saved this state: ask the run
-                self.logged[trial.trial_id] = self._live[kind].logged_epochs(runs[kind])
+            logged = self.logged.setdefault(trial.trial_id, {})
+            # the count saved with Tune's state is the tracker's own only where a log() returning means the
+            # tracker keeps it (MLflow); W&B keeps a run's data for sure only once the run is finished, so its
+            # run is asked what it holds, as is any run whose count was lost with a driver killed before
+            # Tune saved it
+            if kind not in logged or not client.kept_on_log:
+                logged[kind] = client.logged_epochs(runs[kind])
         return runs[kind]
 
     def _flush(self, trial, upto: int | None, extra: dict | None = None) -> None:
-        """Log the trial's pending epochs up to `upto` (all: None) that are not logged yet."""
-        pending = self._pending.get(trial.trial_id, [])
-        done = self.logged.get(trial.trial_id, 0)
-        ready = [r for r in pending if (upto is None or r["epoch"] <= upto) and r["epoch"] > done]
-        self._pending[trial.trial_id] = [r for r in pending if upto is not None and r["epoch"] > upto]
+        """Log the trial's epochs up to `upto` (all: None) that each tracker does not hold yet: those pending,
+        and, for a tracker that lost some (a resumed run), those of its checkpoint from the trial's results."""
+        tid = trial.trial_id
+        pending = self._pending.get(tid, [])
+        ready = {r["epoch"]: r for r in pending if upto is None or r["epoch"] <= upto}
+        self._pending[tid] = [r for r in pending if upto is not None and r["epoch"] > upto]
+        last = upto if upto is not None else max([*ready, int((trial.last_result or {}).get("epoch", 0) or 0)])
         for kind in list(self._live):
-            self._guard(kind, lambda k=kind: self._live[k].log(self._run(k, trial), ready,
-                                                               dict(extra) if extra else None))
-        if ready:
-            self.logged[trial.trial_id] = max(done, max(r["epoch"] for r in ready))
-            accs = [r["test_acc"] for r in ready if isinstance(r.get("test_acc"), (int, float))]
-            self.best[trial.trial_id] = max([self.best.get(trial.trial_id, -1.0), *accs])
+            def log(k=kind):
+                run_id = self._run(k, trial)
+                done = self.logged[tid].get(k, 0)
+                rows = {e: r for e, r in ready.items() if e > done}
+                if min([*rows, last + 1]) > done + 1:  # a gap: epochs this run lost, restored from a checkpoint
+                    rows = {**{e: r for e, r in _reported(trial).items() if done < e <= last}, **rows}
+                rows = [rows[e] for e in sorted(rows)]
+                self._live[k].log(run_id, rows, dict(extra) if extra else None)
+                if rows:
+                    self.logged[tid][k] = max(done, rows[-1]["epoch"])
+                    accs = [r["test_acc"] for r in rows if isinstance(r.get("test_acc"), (int, float))]
+                    self.best[tid] = max([self.best.get(tid, -1.0), *accs])
+            self._guard(kind, log)
 
     # -- Tune's events -------------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -117,18 +145,16 @@ class TrackerCallback(tune.Callback):
         epochs = int(trial_spec(trial.config).config.get("epochs", 0) or 0)
         last_acc = result.get("test_acc") if isinstance(result.get("test_acc"), (int, float)) else None
         self._flush(trial, None)
-        last_epoch = self.logged.get(trial.trial_id, 0)
-        status = "FAILED" if failed else ("FINISHED" if last_epoch >= epochs else "KILLED")
-        final = {}
-        if not failed and last_acc is not None:
-            final = {"final_acc": last_acc, "val_acc": self.best.get(trial.trial_id, last_acc), "_step": last_epoch}
         for kind in list(self._live):
-            self._guard(kind, lambda k=kind: self._final(k, trial, final, status))
+            self._guard(kind, lambda k=kind: self._final(k, trial, failed, last_acc, epochs))
 
-    def _final(self, kind: str, trial, final: dict, status: str) -> None:
+    def _final(self, kind: str, trial, failed: bool, last_acc, epochs: int) -> None:
         client, run_id = self._live[kind], self._run(kind, trial)
-        if final:
-            client.log(run_id, [], dict(final))
+        last_epoch = self.logged[trial.trial_id].get(kind, 0)
+        status = "FAILED" if failed else ("FINISHED" if last_epoch >= epochs else "KILLED")
+        if not failed and last_acc is not None:
+            client.log(run_id, [], {"final_acc": last_acc, "val_acc": self.best.get(trial.trial_id, last_acc),
+                                    "_step": last_epoch})
         client.end(run_id, status)
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -17,6 +17,11 @@ MLflow's has no parent run; both freeze the tracking address into the pickled tu
   keeps; the trial -> run map and the epochs logged are Tune's saved callback state (get_state/set_state),
   and after a driver killed before Tune saved it, the run is found by its trial-id tag and its logged epochs
   read back;
+- a tracker that writes in batches (W&B keeps a run's values for sure only once the run is finished) can lose
+  the last epochs it was given when the driver is killed: a resumed run is asked what it holds (W&B online:
+  its summary on the server; offline: nothing is known, so none), and the epochs it lacks up to the
+  trial's checkpoint are logged again from the trial's results (result.json, the store's own source). W&B
+  offline thus writes a resumed run's whole history into the resumed run's folder;
 - where to log (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME, WANDB_PROJECT, WANDB_MODE, ...) is read from the
   driver's environment in setup(), never from the pickle, and which trackers ($SCS_TRACK) too;
 - a tracker that fails never fails a trial: the sweep goes on, the failure is said once, that tracker stops
@@ -140,6 +145,8 @@ def _epoch_metrics(result: dict) -> dict:
 class MLflowRuns:
     """One MLflow experiment: a parent run for the sweep, a child run per trial."""
 
+    kept_on_log = True  # log() returns once the server has the values
+
     def __init__(self, sweep: dict, local_dir: Path | None):
         from mlflow.tracking import MlflowClient
 
@@ -225,6 +232,11 @@ class MLflowRuns:
 
 class WandbRuns:
     """One W&B run per trial, grouped by the sweep, resumed in place by its id."""
+
+    # log() hands the values to W&B's service process, which writes the run's file (and sends it) in batches:
+    # a run is kept for sure only once finished. Measured (wandb 0.31, offline): two epochs logged, then the
+    # process group killed 3 s later: the run's file held neither
+    kept_on_log = False
 
     def __init__(self, sweep: dict, local_dir: Path | None):
         import wandb

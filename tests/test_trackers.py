@@ -165,30 +165,12 @@ def test_wandb_offline_keeps_one_run_per_trial_resumed_in_place_after_a_kill(tmp
     epochs = {(e["trial_id"], e["epoch"]): e for e in _read(store, "epochs")}
     for run_id, run_folders in by_run.items():
         trial_id = run_id.split("-", 1)[1]
-        rows = [row for folder in run_folders for row in history(folder)]
-        steps = [row["epoch"] for row in rows]
-        assert sorted(steps) == list(range(1, EPOCHS + 1)), (run_id, steps)  # resumed in place: each once
-        for row in rows:
+        # W&B keeps what a killed driver logged only as far as it had written it: the run's last folder (the
+        # resumed one) holds its whole history, each epoch once; any earlier one only values the store has
+        last = [row["epoch"] for row in history(run_folders[-1])]
+        assert sorted(last) == list(range(1, EPOCHS + 1)), (run_id, [history(f) for f in run_folders])
+        for row in (row for folder in run_folders for row in history(folder)):
             assert row["test_acc"] == pytest.approx(epochs[(trial_id, row["epoch"])]["test_acc"], rel=1e-9)
-
-
-def test_a_tracking_server_that_stops_mid_sweep_fails_no_trial(mlflow_server, tmp_path):
-    """The last test of the module: it stops the module's server."""
-    store, runs = tmp_path / "store", tmp_path / "runs"
-    env = dict(ENV, MLFLOW_TRACKING_URI=mlflow_server.uri, MLFLOW_EXPERIMENT_NAME="stopped")
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *SWEEP, "--track", "mlflow", "--store",
-                             str(store), "--storage", str(runs)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-    deadline = time.time() + 240
-    while time.time() < deadline and not list(runs.rglob("result.json")):
-        time.sleep(0.2)
-    mlflow_server.stop()
-    out, _ = proc.communicate(timeout=400)
-    assert proc.returncode == 0, out[-3000:]
-    assert out.count("scs-sweep: mlflow failed") == 1 and "the sweep goes on without it" in out  # said once
-    trials = _read(store, "trials")
-    assert len(trials) == 8 and all(t["status"] == "done" for t in trials)
-    assert len(_read(store, "epochs")) == 8 * EPOCHS
 
 
 def test_a_run_created_just_before_a_kill_gets_its_params_when_the_sweep_resumes(mlflow_server, monkeypatch):
@@ -217,3 +199,91 @@ def test_a_run_created_just_before_a_kill_gets_its_params_when_the_sweep_resumes
                                                  "widths": "[8, 16]"}
     assert runs.start("t1", spec, child) == child  # params already there: logging again changes nothing
     assert len(client.search_runs([experiment])) == 2
+
+
+def test_a_tracking_server_that_stops_mid_sweep_fails_no_trial(mlflow_server, tmp_path):
+    """The last test of the module: it stops the module's server."""
+    store, runs = tmp_path / "store", tmp_path / "runs"
+    env = dict(ENV, MLFLOW_TRACKING_URI=mlflow_server.uri, MLFLOW_EXPERIMENT_NAME="stopped")
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", *SWEEP, "--track", "mlflow", "--store",
+                             str(store), "--storage", str(runs)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(runs.rglob("result.json")):
+        time.sleep(0.2)
+    mlflow_server.stop()
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out[-3000:]
+    assert out.count("scs-sweep: mlflow failed") == 1 and "the sweep goes on without it" in out  # said once
+    trials = _read(store, "trials")
+    assert len(trials) == 8 and all(t["status"] == "done" for t in trials)
+    assert len(_read(store, "epochs")) == 8 * EPOCHS
+
+
+class _Tracker:
+    """A tracker client that records what it is given; `kept` says whether what log() got survives a kill."""
+
+    def __init__(self, kept: bool, held: int = 0):
+        self.kept_on_log, self.held, self.logged, self.ended = kept, held, [], []
+
+    def start(self, trial_id, spec, known):
+        return known or f"run-{trial_id}"
+
+    def logged_epochs(self, run_id):
+        return self.held
+
+    def log(self, run_id, epochs, extra=None):
+        self.logged += [(row["epoch"], row["test_acc"]) for row in epochs]
+
+    def end(self, run_id, status):
+        self.ended.append(status)
+
+
+def test_a_tracker_that_lost_the_epochs_of_a_killed_driver_gets_them_again_from_the_trials_results(tmp_path):
+    """The driver logs epochs 1-2 at the checkpoint of epoch 2, Tune saves that, and the driver is killed
+    before W&B wrote them; the resumed driver logs them again to W&B (from result.json, the store's own source)
+    with 3-4, and to MLflow, which kept them, only 3-4."""
+    import json
+    from types import SimpleNamespace
+
+    from orchestrator.tracker_callback import TrackerCallback
+
+    config = {"trial": {"group": "table1", "budget": "quick", "config": {"arch": "rohrer100k", "epochs": 4}}}
+    trial = SimpleNamespace(trial_id="t1", config=config, local_path=str(tmp_path), last_result={})
+    (tmp_path / "params.json").write_text(json.dumps(config))
+
+    def report(callback, epoch, acc):
+        result = {"trial_id": "t1", "epoch": epoch, "test_acc": acc, "train_loss": 1.0}
+        with open(tmp_path / "result.json", "a") as out:
+            out.write(json.dumps(result) + "\n")
+        trial.last_result = result
+        callback.on_trial_result(0, [], trial, result)
+
+    first = TrackerCallback({"name": "table1"})
+    first._live = {"mlflow": _Tracker(kept=True), "wandb": _Tracker(kept=False)}
+    first.on_trial_start(0, [], trial)
+    report(first, 1, 0.1), report(first, 2, 0.2)
+    first.on_checkpoint(0, [], trial, None)
+    report(first, 3, 0.25)                              # not covered by a checkpoint: killed here
+    saved = first.get_state()
+    assert first._live["wandb"].logged == [(1, 0.1), (2, 0.2)] and saved["logged"]["t1"] == {"mlflow": 2, "wandb": 2}
+
+    second = TrackerCallback({"name": "table1"})      # the resumed driver: W&B's run file held nothing
+    second.set_state(saved)
+    second._live = {"mlflow": _Tracker(kept=True, held=99), "wandb": _Tracker(kept=False, held=0)}
+    second.on_trial_restore(0, [], trial)
+    report(second, 3, 0.3), report(second, 4, 0.4)      # re-run from the checkpoint of epoch 2
+    second.on_checkpoint(0, [], trial, None)
+    second.on_trial_complete(0, [], trial)
+    assert second._live["wandb"].logged == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]  # the kept value of each
+    assert second._live["mlflow"].logged == [(3, 0.3), (4, 0.4)]  # its saved count is its own: asked nothing
+    assert second._live["wandb"].ended == second._live["mlflow"].ended == ["FINISHED"]
+    assert second.best["t1"] == 0.4 and second.get_state()["logged"]["t1"] == {"mlflow": 4, "wandb": 4}
+
+
+def test_a_tracker_state_saved_with_one_epoch_count_for_all_trackers_still_resumes():
+    from orchestrator.tracker_callback import TrackerCallback
+
+    callback = TrackerCallback({"name": "table1"})
+    callback.set_state({"runs": {"t1": {"mlflow": "r"}}, "logged": {"t1": 2}, "best": {"t1": 0.5}})
+    assert callback.logged == {"t1": {"mlflow": 2, "wandb": 2}}
