@@ -7,7 +7,18 @@ import torch
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-torch.set_num_threads(2)
+# `./dev.sh test` runs the files on 2 pytest-xdist workers: torch's threads in each share the cores among them
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 2) // WORKERS)))
+# The files that take minutes (labs of real clusters, kills and resumes), started first so that the other
+# worker runs the short files meanwhile rather than the long ones ending last on one worker
+LONG_FILES = ("test_onprem_cluster.py", "test_slurm.py", "test_object_storage.py", "test_trackers.py",
+              "test_sweeps.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: each file's order kept
 
 
 @pytest.fixture(scope="session")

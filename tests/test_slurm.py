@@ -21,11 +21,22 @@ if os.environ.get("SCS_SKIP_SLURM") == "1" and not CI:
     pytest.skip("SCS_SKIP_SLURM=1: the SLURM lab is skipped on this machine", allow_module_level=True)
 
 
+def _lab_base() -> Path:
+    """Where the lab's folders go: a place `scs-sweep slurm` takes for the cluster's shared filesystem (it
+    refuses /tmp and the like as a node's own disk): under the checkout, or, for a checkout in /tmp, under
+    root's cache or /var/lib."""
+    from orchestrator.slurm import node_local
+
+    places = [ROOT / ".slurm-lab", Path.home() / ".cache" / "scs-sweep-tests" / "slurm-lab",
+              Path("/var/lib/scs-sweep-tests/slurm-lab")]
+    return next(place for place in places if not node_local(str(place)))
+
+
 @pytest.fixture
 def work():
-    """The lab's folder: under the checkout, not /tmp, which `scs-sweep slurm` refuses as node-local."""
+    """The lab's folder (see _lab_base)."""
     assert os.geteuid() == 0, "the SLURM lab needs root (namespaces, munge, slurmd)"
-    folder = ROOT / ".slurm-lab" / uuid.uuid4().hex[:8]
+    folder = _lab_base() / uuid.uuid4().hex[:8]
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
