@@ -59,7 +59,7 @@ export PATH="$VENV/bin:$PATH"
 case "${1:-demo}" in
   setup) echo "scs-sweep is installed in $VENV" ;;
   # the linter (pyproject.toml), then the tests: each file on one of 2 workers (-n 0 after it: one process)
-  test) shift || true; ruff check . || exit 1; exec python -m pytest -q -n 2 --dist loadfile "$@" ;;
+  test) shift || true; ruff check . || exit 1; exec python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder "$@" ;;
   demo)
     shift || true
     data_args=(--dataset synthetic)

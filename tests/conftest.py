@@ -11,7 +11,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 2) // WORKERS)))
 # The files that take minutes (labs of real clusters, kills and resumes), started first so that the other
-# worker runs the short files meanwhile rather than the long ones ending last on one worker
+# worker runs the short files meanwhile rather than the long ones ending last on one worker (dev.sh passes
+# --no-loadscope-reorder: xdist would otherwise start the files with the most tests first)
 LONG_FILES = ("test_onprem_cluster.py", "test_slurm.py", "test_object_storage.py", "test_trackers.py",
               "test_sweeps.py")
 
