@@ -41,19 +41,43 @@ def _table(store: Path, name: str) -> list[dict]:
     return ds.dataset(str(store / name), format="parquet", partitioning="hive").to_table().to_pylist()
 
 
-def test_ray_up_a_two_host_lab_run_a_job_lose_the_worker_and_ray_down(tmp_path):
-    assert not os.environ.get("SCS_SKIP_ONPREM") == "1" or not CI, "SCS_SKIP_ONPREM=1 is not obeyed in CI"
+@pytest.fixture(scope="module")
+def lab_place(tmp_path_factory):
+    """One folder where the module's labs run in turn. The nodes' .venv is written into it by the first lab's
+    `./dev.sh setup` (about a minute) and the next lab's finds it installed (dev.sh's stamp): a venv names
+    its own path inside, so it can only be shared where every lab has the same folder."""
+    base = tmp_path_factory.mktemp("onprem")
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def work(lab_place, tmp_path):
+    """The lab's folder, with the nodes' .venv of the lab before it in place; when the test ends, everything
+    else of it goes to the test's own folder (its logs, runs and store, for a failure's reader)."""
     assert os.geteuid() == 0, "the on-prem test needs root (namespaces, sshd on port 22, apt-get)"
-    work = tmp_path / "lab"
+    work, kept = lab_place / "lab", lab_place / "venv"
+    if kept.exists():
+        (work / "home" / "scs-sweep").mkdir(parents=True)
+        kept.rename(work / "home" / "scs-sweep" / ".venv")
+    yield work
+    venv = work / "home" / "scs-sweep" / ".venv"
+    if venv.exists():
+        venv.rename(kept)
+    for host in (HEAD, WORKER):  # the S3 lab's hosts each have a copy of the home, its .venv hard-linked
+        shutil.rmtree(work / "hosts" / host / "home" / "scs-sweep" / ".venv", ignore_errors=True)
+    if work.exists():
+        work.rename(tmp_path / "lab")
+
+
+def test_ray_up_a_two_host_lab_run_a_job_lose_the_worker_and_ray_down(work):
+    assert not os.environ.get("SCS_SKIP_ONPREM") == "1" or not CI, "SCS_SKIP_ONPREM=1 is not obeyed in CI"
     write_cifar_bin(work / "shared" / "data", n=130)  # every node sees it as /mnt/scs/data
     cmd = [sys.executable, str(ROOT / "tests" / "support" / "onprem_lab.py"), str(work), "--timeout", "600",
            "--kill-worker-after", "3", "--name", "onprem-smoke", "--", "run", "table1", "--smoke-test",
            "--epochs", str(EPOCHS), "--checkpoint-every", str(CHECKPOINT_EVERY), "--no-prune",
            "--data", "/mnt/scs/data"]
-    try:
-        lab = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
-    finally:  # the nodes' home holds a 2 GB .venv; its logs, runs and store stay for a failure's reader
-        shutil.rmtree(work / "home", ignore_errors=True)
+    lab = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     report_file = work / "lab.json"
     assert report_file.exists(), lab.stdout[-3000:] + lab.stderr[-3000:]
     report = json.loads(report_file.read_text())
@@ -110,26 +134,19 @@ def test_ray_up_a_two_host_lab_run_a_job_lose_the_worker_and_ray_down(tmp_path):
     assert leftovers == "", leftovers
 
 
-def test_a_lab_without_a_shared_disk_keeps_runs_checkpoints_store_and_data_on_its_s3_server(tmp_path):
+def test_a_lab_without_a_shared_disk_keeps_runs_checkpoints_store_and_data_on_its_s3_server(work, tmp_path):
     """The same lab with no shared folder: an S3 server on 127.0.0.3 (metadata.scs_storage of
     cluster-onprem.yaml filled in), each host with its own home, /mnt/scs and /tmp; the worker's Ray killed
     mid-sweep, its trials going on from checkpoints read back from the bucket."""
     from support.onprem_lab import BUCKET, s3_uri
 
-    assert os.geteuid() == 0, "the on-prem test needs root (namespaces, sshd on port 22, apt-get)"
-    work = tmp_path / "lab"
     write_cifar_bin(tmp_path / "cifar", n=130)  # put into the bucket from "this machine"; no host has it
     name = "s3-smoke"
     cmd = [sys.executable, str(ROOT / "tests" / "support" / "onprem_lab.py"), str(work), "--s3", "--timeout", "600",
            "--kill-worker-after", "3", "--name", name, "--data", str(tmp_path / "cifar"), "--", "run", "table1",
            "--smoke-test", "--epochs", str(EPOCHS), "--checkpoint-every", str(CHECKPOINT_EVERY), "--no-prune",
            "--data", s3_uri("data")]
-    try:
-        lab = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
-    finally:  # each host's home holds a copy of the checkout (its .venv hard-linked)
-        shutil.rmtree(work / "home", ignore_errors=True)
-        for host in (HEAD, WORKER):
-            shutil.rmtree(work / "hosts" / host / "home" / "scs-sweep" / ".venv", ignore_errors=True)
+    lab = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     report_file = work / "lab.json"
     assert report_file.exists(), lab.stdout[-3000:] + lab.stderr[-3000:]
     report = json.loads(report_file.read_text())
