@@ -13,10 +13,11 @@ resumed trial gets a second MLflow run (the first stays RUNNING) and its W&B his
 MLflow's has no parent run; both freeze the tracking address into the pickled tuner. Here:
 
 - epochs are logged once a checkpoint covers them (or the trial has ended): a resumed trial re-runs exactly the
-  epochs after its last checkpoint, so no epoch is logged twice, and every value logged is the one the store
-  keeps; the trial -> run map and the epochs logged are Tune's saved callback state (get_state/set_state),
-  and after a driver killed before Tune saved it, the run is found by its trial-id tag and its logged epochs
-  read back;
+  epochs after its last checkpoint, so no epoch is logged twice (short of a tracker that failed partway
+  through a batch: after a resume, that batch is logged again rather than lost), and every value logged is
+  the one the store keeps; the trial -> run map and the epochs logged are Tune's saved callback state
+  (get_state/set_state), and after a driver killed before Tune saved it, the run is found by its trial-id
+  tag and its logged epochs read back;
 - a tracker that writes in batches (W&B keeps a run's values for sure only once the run is finished) can lose
   the last epochs it was given when the driver is killed: a resumed run is asked what it holds (W&B online:
   its summary on the server; offline: nothing is known, so none), and the epochs it lacks up to the

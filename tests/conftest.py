@@ -1,4 +1,4 @@
-"""Shared fixtures: small generated data, and a CPU-only, 2-thread torch."""
+"""Shared fixtures: small generated data, and a CPU-only torch with 2 threads (1 in each of two workers)."""
 import os
 from unittest import mock
 

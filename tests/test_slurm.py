@@ -29,7 +29,9 @@ def _lab_base() -> Path:
 
     places = [ROOT / ".slurm-lab", Path.home() / ".cache" / "scs-sweep-tests" / "slurm-lab",
               Path("/var/lib/scs-sweep-tests/slurm-lab")]
-    return next(place for place in places if not node_local(str(place)))
+    usable = [place for place in places if not node_local(str(place))]
+    assert usable, f"no place for the SLURM lab outside node-local folders: {[str(p) for p in places]}"
+    return usable[0]
 
 
 @pytest.fixture

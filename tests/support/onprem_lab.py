@@ -65,11 +65,13 @@ def ensure_packages() -> None:
                if not shutil.which(tool)]
     if not missing:
         return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        if done.returncode:
-            raise LabError(f"`{' '.join(cmd)}` failed: {done.stderr.strip()[-500:]}")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.packages import apt_install
+
+    try:
+        apt_install(missing)
+    except RuntimeError as exc:
+        raise LabError(str(exc)) from None
 
 
 def _mount(*args: str) -> None:

@@ -36,7 +36,10 @@ def ensure_packages() -> None:
     missing = sorted({pkg for tool, pkg in PACKAGES.items() if not shutil.which(tool)
                       and not Path(f"/usr/sbin/{tool}").exists()})
     if missing:
-        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, capture_output=True, timeout=600)
+        sys.path.insert(0, str(ROOT / "tests"))
+        from support.packages import apt_install
+
+        apt_install(missing)
 
 
 def slurm_conf(work: Path) -> str:
