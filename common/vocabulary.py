@@ -21,6 +21,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")        # auto: bf16 autocast on CU
 # on a CPU the sharpening and windowed-pooling kernels for trials long enough to pay
 # (train.compiles_kernels); on = the whole model on a CPU too; off = nothing compiled
 COMPILE_MODES = ("auto", "on", "off")
+# the experiment trackers a sweep can log to (--track, a sweep file's `track`; orchestrator/trackers.py)
+TRACKERS = ("mlflow", "wandb")
 
 # -- how tables, figures and the report print them (the paper's labels) --------------------------
 LABELS = {

@@ -29,6 +29,7 @@ from .settle import SettleOptions, check_options
 from .slurm_job import JOB_FILE, JOBS_FILE
 from .startup import SweepRequest, plan_for
 from .storage import Storage, SweepFolder
+from .trackers import check_trackers
 
 __all__ = ["SlurmOptions", "submit", "minutes", "node_local", "batch_script", "job_states", "SCRIPT_FILE"]
 
@@ -93,8 +94,7 @@ def _run(cmd: list[str]) -> str:
 
 def _partition_gpus(partition: str) -> list[int]:
     """The GPUs each node of a partition has (its GRES), from sinfo."""
-    out = _run(["sinfo", "-h", "-N", "-p", partition, "-o", "%N %G"]) if partition else \
-        _run(["sinfo", "-h", "-N", "-o", "%N %G"])
+    out = _run(["sinfo", "-h", "-N", *(["-p", partition] if partition else []), "-o", "%N %G"])
     counts = []
     for line in out.splitlines():
         gres = line.split(None, 1)[1] if " " in line.strip() else ""
@@ -202,6 +202,7 @@ def submit(request: SweepRequest | None, settle: SettleOptions | None, options: 
             check_options(settle)
         sweep, _, _, options_run = plan_for(request, seeds_from_design=settle.max_seeds if settle else 0,
                                             trains_here=False)
+        check_trackers(tuple(sweep.track))  # from here, as the job's driver will log: one line, nothing submitted
         storage = Storage(sweep.storage)
         folder = storage.sweep(sweep.name)
         if folder.exists("sweep.json") or folder.exists(JOB_FILE):

@@ -108,7 +108,6 @@ def plan_for(request: SweepRequest, seeds_from_design: int = 0,
     store = store_uri(request.store)
     sweep = plan_sweep(name, request.source, experiments, options, store=store, storage=storage.uri)
     check_locations(storage, store)
-    check_trackers(tuple(sweep.track))  # installed, and answering: one line before Ray starts
     if trains_here and options.gpus_per_trial and not request.address and not in_ray_job():  # embedded
         _check_local_gpu(options.gpus_per_trial)
     return sweep, experiments, text, options
@@ -149,7 +148,8 @@ def start_sweep(sweep: SweepPlan, text: str, options: RunOptions, address: str =
 
 def track(kinds) -> None:
     """The trackers this driver logs to, for the Tune callback that reads them when a part starts
-    (trackers.py: from the environment, never from the pickled tuner)."""
+    (trackers.py: from the environment, never from the pickled tuner); each installed and answering, or one
+    line before Ray starts (the one check of `run`, `settle` and `resume`)."""
     os.environ[TRACK_ENV] = ",".join(kinds)
     for line in check_trackers(tuple(kinds)):
         print(f"tracking: {line}", flush=True)

@@ -41,13 +41,13 @@ import urllib.request
 from pathlib import Path
 
 from common.errors import first_line
+from common.vocabulary import TRACKERS
 
 from .errors import UsageError
 
 __all__ = ["TRACKERS", "TRACK_ENV", "EPOCH_METRICS", "FORWARDED_ENV", "forwarded_env", "parse_track",
            "check_trackers", "finish_sweep", "mlflow_uri", "MLflowRuns", "WandbRuns", "run_label", "fail_fast_env"]
 
-TRACKERS = ("mlflow", "wandb")
 TRACK_ENV = "SCS_TRACK"        # the trackers a driver logs to (set from --track / the sweep file / the plan)
 EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "train_time_s", "eval_time_s", "lr")
 TAG_KEYS = ("arch", "layer", "activation", "pooling", "normalization", "seed")

@@ -41,6 +41,8 @@ import math
 import sys
 from pathlib import Path
 
+from common.vocabulary import TRACKERS
+
 from .claims import ClaimSpec
 from .experiment import Asha, Experiment, Search, SpecError
 
@@ -53,7 +55,6 @@ __all__ = ["load_sweep_file", "parse_sweep_text", "sweep_file_text", "is_sweep_f
 
 _EXPERIMENT_KEYS = ("name", "description", "paper", "paper_table", "epochs", "fixed", "grid", "search", "asha", "claim",
                     "track")
-TRACKERS = ("mlflow", "wandb")   # the experiment trackers `track` may name (orchestrator/trackers.py)
 _SEARCH_KEYS = ("key", "low", "high", "log", "samples")
 _ASHA_KEYS = ("grace_period", "reduction_factor")
 
