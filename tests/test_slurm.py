@@ -23,12 +23,15 @@ if os.environ.get("SCS_SKIP_SLURM") == "1" and not CI:
 
 def _lab_base() -> Path:
     """Where the lab's folders go: a place `scs-sweep slurm` takes for the cluster's shared filesystem (it
-    refuses /tmp and the like as a node's own disk): under the checkout, or, for a checkout in /tmp, under
-    root's cache or /var/lib."""
+    refuses /tmp and the like as a node's own disk): root's cache or /var/lib, the checkout only as a last
+    resort. Not first under the checkout: the on-prem lab runs `ray up` from it at the same time, and `ray up`
+    reads every file under its file_mounts' folders to hash them, .gitignore'd ones too
+    (ray.autoscaler._private.util.hash_runtime_conf), and fails on slurmd's sockets (CI at the last stop:
+    "OSError: [Errno 6] No such device or address: './.slurm-lab/.../spool/n1/n1_1.0'")."""
     from orchestrator.slurm import node_local
 
-    places = [ROOT / ".slurm-lab", Path.home() / ".cache" / "scs-sweep-tests" / "slurm-lab",
-              Path("/var/lib/scs-sweep-tests/slurm-lab")]
+    places = [Path.home() / ".cache" / "scs-sweep-tests" / "slurm-lab", Path("/var/lib/scs-sweep-tests/slurm-lab"),
+              ROOT / ".slurm-lab"]
     usable = [place for place in places if not node_local(str(place))]
     assert usable, f"no place for the SLURM lab outside node-local folders: {[str(p) for p in places]}"
     return usable[0]

@@ -284,8 +284,9 @@ class Lab:
                 else (exc.stdout or ""), "timeout"
         log.write_text(f"$ {shlex.join(cmd)}\n{out}")
         self.report["steps"][step] = {"seconds": round(time.time() - start, 1), "rc": rc}
-        if check and rc != 0:
-            raise LabError(f"{step}: `{shlex.join(cmd)}` ended with {rc}; see {log}")
+        if check and rc != 0:  # the log's last lines too: a CI machine's lab folder is gone when it is read
+            tail = "\n".join(out.strip().splitlines()[-25:])
+            raise LabError(f"{step}: `{shlex.join(cmd)}` ended with {rc}; see {log}; its last lines:\n{tail}")
         return out
 
     def start_host(self, ip: str) -> None:
