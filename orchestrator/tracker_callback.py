@@ -86,13 +86,11 @@ class TrackerCallback(tune.Callback):
             client = self._live[kind]
             runs[kind] = client.start(trial.trial_id, trial_spec(trial.config), runs.get(kind, ""))
             opened.add(kind)
-            logged = self.logged.setdefault(trial.trial_id, {})
-            # the count saved with Tune's state is the tracker's own only where a log() returning means the
-            # tracker keeps it (MLflow); W&B keeps a run's data for sure only once the run is finished, so its
-            # run is asked what it holds, as is any run whose count was lost with a driver killed before
-            # Tune saved it
-            if kind not in logged or not client.kept_on_log:
-                logged[kind] = client.logged_epochs(runs[kind])
+            # the run itself is asked what it holds: the count saved with Tune's state can be behind it (a
+            # driver killed after MLflow took a checkpoint's epochs but before Tune saved its state: the trial
+            # re-runs those epochs from the checkpoint before, and they must not be logged twice) or ahead of it
+            # (W&B keeps a run's data for sure only once the run is finished), or lost with the driver
+            self.logged.setdefault(trial.trial_id, {})[kind] = client.logged_epochs(runs[kind])
         return runs[kind]
 
     def _flush(self, trial, upto: int | None, extra: dict | None = None) -> None:

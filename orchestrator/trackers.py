@@ -15,14 +15,16 @@ MLflow's has no parent run; both freeze the tracking address into the pickled tu
 - epochs are logged once a checkpoint covers them (or the trial has ended): a resumed trial re-runs exactly the
   epochs after its last checkpoint, so no epoch is logged twice (short of a tracker that failed partway
   through a batch: after a resume, that batch is logged again rather than lost), and every value logged is
-  the one the store keeps; the trial -> run map and the epochs logged are Tune's saved callback state
-  (get_state/set_state), and after a driver killed before Tune saved it, the run is found by its trial-id
-  tag and its logged epochs read back;
-- a tracker that writes in batches (W&B keeps a run's values for sure only once the run is finished) can lose
-  the last epochs it was given when the driver is killed: a resumed run is asked what it holds (W&B online:
-  its summary on the server; offline: nothing is known, so none), and the epochs it lacks up to the
-  trial's checkpoint are logged again from the trial's results (result.json, the store's own source). W&B
-  offline thus writes a resumed run's whole history into the resumed run's folder;
+  the one the store keeps; the trial -> run map is Tune's saved callback state (get_state/set_state), and
+  after a driver killed before Tune saved it, the run is found by its trial-id tag;
+- a resumed driver asks each run which epochs it holds rather than trusting the count saved with Tune's
+  state, which can be behind the tracker (a driver killed after MLflow took a checkpoint's epochs but before
+  Tune saved its state: the trial re-runs them from the checkpoint before, and they are not logged again) or
+  ahead of it (W&B keeps a run's values for sure only once the run is finished, so a killed driver can take
+  the last epochs it gave W&B with it; W&B online answers from its summary on the server, offline nothing is
+  known, so none). The epochs a run lacks up to the trial's checkpoint are logged again from the trial's
+  results (result.json, the store's own source); W&B offline thus writes a resumed run's whole history into
+  the resumed run's folder;
 - where to log (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME, WANDB_PROJECT, WANDB_MODE, ...) is read from the
   driver's environment in setup(), never from the pickle, and which trackers ($SCS_TRACK) too;
 - a tracker that fails never fails a trial: the sweep goes on, the failure is said once, that tracker stops
@@ -146,8 +148,6 @@ def _epoch_metrics(result: dict) -> dict:
 class MLflowRuns:
     """One MLflow experiment: a parent run for the sweep, a child run per trial."""
 
-    kept_on_log = True  # log() returns once the server has the values
-
     def __init__(self, sweep: dict, local_dir: Path | None):
         from mlflow.tracking import MlflowClient
 
@@ -236,8 +236,7 @@ class WandbRuns:
 
     # log() hands the values to W&B's service process, which writes the run's file (and sends it) in batches:
     # a run is kept for sure only once finished. Measured (wandb 0.31, offline): two epochs logged, then the
-    # process group killed 3 s later: the run's file held neither
-    kept_on_log = False
+    # process group killed 3 s later: the run's file held neither (hence logged_epochs, asked on each resume)
 
     def __init__(self, sweep: dict, local_dir: Path | None):
         import wandb

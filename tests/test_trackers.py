@@ -221,10 +221,10 @@ def test_a_tracking_server_that_stops_mid_sweep_fails_no_trial(mlflow_server, tm
 
 
 class _Tracker:
-    """A tracker client that records what it is given; `kept` says whether what log() got survives a kill."""
+    """A tracker client that records what it is given; `held`: the last epoch its run holds when asked."""
 
-    def __init__(self, kept: bool, held: int = 0):
-        self.kept_on_log, self.held, self.logged, self.ended = kept, held, [], []
+    def __init__(self, held: int = 0):
+        self.held, self.logged, self.ended = held, [], []
 
     def start(self, trial_id, spec, known):
         return known or f"run-{trial_id}"
@@ -239,28 +239,35 @@ class _Tracker:
         self.ended.append(status)
 
 
-def test_a_tracker_that_lost_the_epochs_of_a_killed_driver_gets_them_again_from_the_trials_results(tmp_path):
-    """The driver logs epochs 1-2 at the checkpoint of epoch 2, Tune saves that, and the driver is killed
-    before W&B wrote them; the resumed driver logs them again to W&B (from result.json, the store's own source)
-    with 3-4, and to MLflow, which kept them, only 3-4."""
+def _one_trial(folder, epochs: int):
+    """A trial of table1 whose results go to FOLDER/result.json as Tune writes them, and report(callback,
+    epoch, acc), which hands one epoch's result to a callback as Tune would."""
     import json
     from types import SimpleNamespace
 
-    from orchestrator.tracker_callback import TrackerCallback
-
-    config = {"trial": {"group": "table1", "budget": "quick", "config": {"arch": "rohrer100k", "epochs": 4}}}
-    trial = SimpleNamespace(trial_id="t1", config=config, local_path=str(tmp_path), last_result={})
-    (tmp_path / "params.json").write_text(json.dumps(config))
+    config = {"trial": {"group": "table1", "budget": "quick", "config": {"arch": "rohrer100k", "epochs": epochs}}}
+    trial = SimpleNamespace(trial_id="t1", config=config, local_path=str(folder), last_result={})
+    (folder / "params.json").write_text(json.dumps(config))
 
     def report(callback, epoch, acc):
         result = {"trial_id": "t1", "epoch": epoch, "test_acc": acc, "train_loss": 1.0}
-        with open(tmp_path / "result.json", "a") as out:
+        with open(folder / "result.json", "a") as out:
             out.write(json.dumps(result) + "\n")
         trial.last_result = result
         callback.on_trial_result(0, [], trial, result)
 
+    return trial, report
+
+
+def test_a_tracker_that_lost_the_epochs_of_a_killed_driver_gets_them_again_from_the_trials_results(tmp_path):
+    """The driver logs epochs 1-2 at the checkpoint of epoch 2, Tune saves that, and the driver is killed
+    before W&B wrote them; the resumed driver logs them again to W&B (from result.json, the store's own source)
+    with 3-4, and to MLflow, which kept them, only 3-4."""
+    from orchestrator.tracker_callback import TrackerCallback
+
+    trial, report = _one_trial(tmp_path, epochs=4)
     first = TrackerCallback({"name": "table1"})
-    first._live = {"mlflow": _Tracker(kept=True), "wandb": _Tracker(kept=False)}
+    first._live = {"mlflow": _Tracker(), "wandb": _Tracker()}
     first.on_trial_start(0, [], trial)
     report(first, 1, 0.1), report(first, 2, 0.2)
     first.on_checkpoint(0, [], trial, None)
@@ -270,15 +277,50 @@ def test_a_tracker_that_lost_the_epochs_of_a_killed_driver_gets_them_again_from_
 
     second = TrackerCallback({"name": "table1"})      # the resumed driver: W&B's run file held nothing
     second.set_state(saved)
-    second._live = {"mlflow": _Tracker(kept=True, held=99), "wandb": _Tracker(kept=False, held=0)}
+    second._live = {"mlflow": _Tracker(held=2), "wandb": _Tracker(held=0)}
     second.on_trial_restore(0, [], trial)
     report(second, 3, 0.3), report(second, 4, 0.4)      # re-run from the checkpoint of epoch 2
     second.on_checkpoint(0, [], trial, None)
     second.on_trial_complete(0, [], trial)
     assert second._live["wandb"].logged == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]  # the kept value of each
-    assert second._live["mlflow"].logged == [(3, 0.3), (4, 0.4)]  # its saved count is its own: asked nothing
+    assert second._live["mlflow"].logged == [(3, 0.3), (4, 0.4)]  # it kept 1-2
     assert second._live["wandb"].ended == second._live["mlflow"].ended == ["FINISHED"]
     assert second.best["t1"] == 0.4 and second.get_state()["logged"]["t1"] == {"mlflow": 4, "wandb": 4}
+
+
+def test_epochs_a_tracker_took_after_tunes_last_save_are_not_logged_again_when_the_trial_re_runs_them(tmp_path):
+    """Tune saves its state with the checkpoint of epoch 2; MLflow then takes epochs 3-4 at the checkpoint of
+    epoch 4, and the driver is killed before Tune saves again. The resumed trial re-runs 3-4 from the checkpoint
+    of epoch 2: MLflow, asked, holds them and gets none twice; W&B, which kept nothing, gets all four."""
+    import copy
+
+    from orchestrator.tracker_callback import TrackerCallback
+
+    trial, report = _one_trial(tmp_path, epochs=6)
+    first = TrackerCallback({"name": "table1"})
+    first._live = {"mlflow": _Tracker(), "wandb": _Tracker()}
+    first.on_trial_start(0, [], trial)
+    report(first, 1, 0.1), report(first, 2, 0.2)
+    first.on_checkpoint(0, [], trial, None)
+    saved = copy.deepcopy(first.get_state())            # Tune's last save (it pickles the state)
+    report(first, 3, 0.3), report(first, 4, 0.4)
+    first.on_checkpoint(0, [], trial, None)             # MLflow has 1-4; killed before Tune saves
+    assert first._live["mlflow"].logged == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]
+
+    second = TrackerCallback({"name": "table1"})
+    second.set_state(saved)
+    assert second.logged["t1"] == {"mlflow": 2, "wandb": 2}  # behind MLflow
+    second._live = {"mlflow": _Tracker(held=4), "wandb": _Tracker(held=0)}
+    second.on_trial_restore(0, [], trial)
+    for epoch, acc in ((3, 0.3), (4, 0.4), (5, 0.5), (6, 0.6)):  # re-run from the checkpoint of epoch 2
+        report(second, epoch, acc)
+        if epoch % 2 == 0:
+            second.on_checkpoint(0, [], trial, None)
+    second.on_trial_complete(0, [], trial)
+    assert second._live["mlflow"].logged == [(5, 0.5), (6, 0.6)]
+    assert second._live["wandb"].logged == [(e, e / 10) for e in range(1, 7)]
+    assert second._live["wandb"].ended == second._live["mlflow"].ended == ["FINISHED"]
+    assert second.get_state()["logged"]["t1"] == {"mlflow": 6, "wandb": 6}
 
 
 def test_a_tracker_state_saved_with_one_epoch_count_for_all_trackers_still_resumes():
