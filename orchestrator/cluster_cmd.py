@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -177,6 +178,24 @@ def _ssh_login(config: dict, host: str) -> str:
     return "" if done.returncode == 0 else (lines[-1] if lines else f"exit code {done.returncode}")
 
 
+def _not_a_file(folder: Path) -> tuple[Path, str] | None:
+    """The first thing under `folder` that `ray up` cannot read as a file, and what it is. `ray up` reads every
+    file under a file_mounts folder to hash it, .gitignore'd ones too (rsync_filter only steers the copy;
+    ray.autoscaler._private.util.hash_runtime_conf), and a socket, a FIFO or a broken link there ends it with a
+    traceback (seen with a SLURM test lab's slurmd sockets inside the checkout)."""
+    for where, _, names in os.walk(folder):
+        for name in names:
+            file = Path(where) / name
+            try:
+                mode = file.stat().st_mode
+            except OSError:
+                return file, "a broken link"
+            if not stat.S_ISREG(mode):
+                kind = "a socket" if stat.S_ISSOCK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a file"
+                return file, kind
+    return None
+
+
 def check(path: str) -> dict:
     """Raise a UsageError naming the first thing `ray up PATH` would trip over; return the config."""
     config = load_config(path)
@@ -198,6 +217,12 @@ def check(path: str) -> dict:
             make = "make it with `ray get-auth-token --generate`" if AUTH_TOKEN in (target, source) else \
                 "create it"
             raise UsageError(f"{source} (a file_mounts source in {path}) does not exist: {make}")
+        found = _not_a_file(Path(source).expanduser()) if Path(source).expanduser().is_dir() else None
+        if found:
+            folder = "this checkout" if source == "." else source
+            raise UsageError(f"{found[0]} is {found[1]} inside {folder} (a file_mounts source in {path}), which "
+                             f"`ray up` would fail to read (it reads every file there, ignored ones too): move it "
+                             f"out of {folder}")
     auth = config.get("auth") or {}
     key = _ssh_key(config)
     if "ssh_private_key" in auth and not key.is_file():

@@ -107,6 +107,37 @@ def test_up_checks_this_machine_then_each_host_one_line_each(tmp_path, monkeypat
         cluster_cmd.check(path)
 
 
+@pytest.mark.parametrize("kind", ["a socket", "a FIFO", "a broken link"])
+def test_up_names_what_in_the_checkout_ray_up_could_not_read(tmp_path, monkeypatch, kind):
+    """`ray up` reads every file of a file_mounts folder to hash it; a socket there (a SLURM lab's slurmd, in
+    CI) ended it with a traceback: `scs-sweep up` names it in one line before."""
+    checkout = tmp_path / "checkout"
+    (checkout / "orchestrator").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("")
+    inside = checkout / ".lab" / "spool"  # gitignored or not, ray reads it
+    inside.mkdir(parents=True)
+    odd = inside / "n1_1.0"
+    if kind == "a socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(odd))
+    elif kind == "a FIFO":
+        os.mkfifo(odd)
+    else:
+        odd.symlink_to(tmp_path / "gone")
+    (tmp_path / "auth_token").write_text("t")
+    (tmp_path / "id_ed25519").write_text("key")
+    path = _onprem(tmp_path)
+    monkeypatch.chdir(checkout)
+    monkeypatch.setattr(cluster_cmd.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    with pytest.raises(UsageError, match=rf"^\.lab/spool/n1_1\.0 is {kind} inside this checkout \(a file_mounts "
+                                         rf"source in .*cluster.yaml\), .*move it out of this checkout$"):
+        cluster_cmd.check(path)
+    odd.unlink()
+    monkeypatch.setattr(cluster_cmd, "SSH_TIMEOUT_S", 1)
+    with pytest.raises(UsageError, match=r"^cannot reach SSH"):  # the next check: nothing else in the way
+        cluster_cmd.check(path)
+
+
 class _JobServer(BaseHTTPRequestHandler):
     jobs: list = []
     seen_auth: list = []
