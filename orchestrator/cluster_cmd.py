@@ -181,18 +181,25 @@ def _ssh_login(config: dict, host: str) -> str:
 def _not_a_file(folder: Path) -> tuple[Path, str] | None:
     """The first thing under `folder` that `ray up` cannot read as a file, and what it is. `ray up` reads every
     file under a file_mounts folder to hash it, .gitignore'd ones too (rsync_filter only steers the copy;
-    ray.autoscaler._private.util.hash_runtime_conf), and a socket, a FIFO or a broken link there ends it with a
-    traceback (seen with a SLURM test lab's slurmd sockets inside the checkout)."""
+    ray.autoscaler._private.util.hash_runtime_conf): a socket, a broken link or a file it may not read ends it
+    with a traceback (seen with a SLURM test lab's slurmd sockets inside the checkout), and a FIFO leaves it
+    waiting for a writer for ever."""
     for where, _, names in os.walk(folder):
         for name in names:
             file = Path(where) / name
             try:
                 mode = file.stat().st_mode
-            except OSError:
-                return file, "a broken link"
+            except FileNotFoundError:
+                if file.is_symlink():
+                    return file, "a broken link"
+                continue  # gone since it was listed (a temporary file): not there for `ray up` either
+            except OSError as exc:
+                return file, f"a file that cannot be read ({exc.strerror})"
             if not stat.S_ISREG(mode):
-                kind = "a socket" if stat.S_ISSOCK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a file"
-                return file, kind
+                return file, "a socket" if stat.S_ISSOCK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+                    "not a file"
+            if not os.access(file, os.R_OK):
+                return file, "a file this user cannot read"
     return None
 
 

@@ -143,16 +143,19 @@ class TrackerCallback(tune.Callback):
         epochs = int(trial_spec(trial.config).config.get("epochs", 0) or 0)
         last_acc = result.get("test_acc") if isinstance(result.get("test_acc"), (int, float)) else None
         self._flush(trial, None)
+        # val_acc as the store computes it, from every epoch of the trial's results: the epochs logged by this
+        # driver can be fewer (those a tracker already held when a resumed trial re-ran them are not logged again)
+        accs = [r["test_acc"] for r in _reported(trial).values() if isinstance(r.get("test_acc"), (int, float))]
+        best = max(accs) if accs else self.best.get(trial.trial_id, last_acc)
         for kind in list(self._live):
-            self._guard(kind, lambda k=kind: self._final(k, trial, failed, last_acc, epochs))
+            self._guard(kind, lambda k=kind: self._final(k, trial, failed, last_acc, best, epochs))
 
-    def _final(self, kind: str, trial, failed: bool, last_acc, epochs: int) -> None:
+    def _final(self, kind: str, trial, failed: bool, last_acc, best, epochs: int) -> None:
         client, run_id = self._live[kind], self._run(kind, trial)
         last_epoch = self.logged[trial.trial_id].get(kind, 0)
         status = "FAILED" if failed else ("FINISHED" if last_epoch >= epochs else "KILLED")
         if not failed and last_acc is not None:
-            client.log(run_id, [], {"final_acc": last_acc, "val_acc": self.best.get(trial.trial_id, last_acc),
-                                    "_step": last_epoch})
+            client.log(run_id, [], {"final_acc": last_acc, "val_acc": best, "_step": last_epoch})
         client.end(run_id, status)
 
     def on_trial_error(self, iteration, trials, trial, **info):

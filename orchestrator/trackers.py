@@ -15,7 +15,9 @@ MLflow's has no parent run; both freeze the tracking address into the pickled tu
 - epochs are logged once a checkpoint covers them (or the trial has ended): a resumed trial re-runs exactly the
   epochs after its last checkpoint, so no epoch is logged twice (short of a tracker that failed partway
   through a batch: after a resume, that batch is logged again rather than lost), and every value logged is
-  the one the store keeps; the trial -> run map is Tune's saved callback state (get_state/set_state), and
+  the one the store keeps (but for epochs a tracker already held when its trial re-ran them, below: those keep
+  the first run's values, the same where the re-run repeats them exactly, as the checkpoint's generator states
+  make it on one device); the trial -> run map is Tune's saved callback state (get_state/set_state), and
   after a driver killed before Tune saved it, the run is found by its trial-id tag;
 - a resumed driver asks each run which epochs it holds rather than trusting the count saved with Tune's
   state, which can be behind the tracker (a driver killed after MLflow took a checkpoint's epochs but before

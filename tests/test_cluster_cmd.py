@@ -1,6 +1,7 @@
 """Clusters from the user's side: both cluster files pass Ray's schema, `scs-sweep up` says the one thing
 to fix, `status --address` reads a Job server, and without --address a sweep stays embedded whatever a
 dead cluster left behind (`--address auto` then fails in seconds, in one line)."""
+import contextlib
 import json
 import os
 import socket
@@ -107,32 +108,37 @@ def test_up_checks_this_machine_then_each_host_one_line_each(tmp_path, monkeypat
         cluster_cmd.check(path)
 
 
-@pytest.mark.parametrize("kind", ["a socket", "a FIFO", "a broken link"])
+@pytest.mark.parametrize("kind", ["a socket", "a FIFO", "a broken link", "a file this user cannot read"])
 def test_up_names_what_in_the_checkout_ray_up_could_not_read(tmp_path, monkeypatch, kind):
     """`ray up` reads every file of a file_mounts folder to hash it; a socket there (a SLURM lab's slurmd, in
-    CI) ended it with a traceback: `scs-sweep up` names it in one line before."""
+    CI) ended it with a traceback: `scs-sweep up` names it in one line before. A file gone between the listing
+    and its reading is passed over."""
     checkout = tmp_path / "checkout"
     (checkout / "orchestrator").mkdir(parents=True)
     (checkout / "pyproject.toml").write_text("")
-    inside = checkout / ".lab" / "spool"  # gitignored or not, ray reads it
-    inside.mkdir(parents=True)
-    odd = inside / "n1_1.0"
-    if kind == "a socket":
-        server = socket.socket(socket.AF_UNIX)
-        server.bind(str(odd))
-    elif kind == "a FIFO":
-        os.mkfifo(odd)
-    else:
-        odd.symlink_to(tmp_path / "gone")
     (tmp_path / "auth_token").write_text("t")
     (tmp_path / "id_ed25519").write_text("key")
     path = _onprem(tmp_path)
     monkeypatch.chdir(checkout)
     monkeypatch.setattr(cluster_cmd.shutil, "which", lambda tool: f"/usr/bin/{tool}")
-    with pytest.raises(UsageError, match=rf"^\.lab/spool/n1_1\.0 is {kind} inside this checkout \(a file_mounts "
-                                         rf"source in .*cluster.yaml\), .*move it out of this checkout$"):
-        cluster_cmd.check(path)
+    odd = Path(".lab/spool/n1_1.0")  # gitignored or not, ray reads it; relative: a socket's path has 107 bytes
+    odd.parent.mkdir(parents=True)
+    with contextlib.ExitStack() as stack:
+        if kind == "a socket":
+            stack.enter_context(socket.socket(socket.AF_UNIX)).bind(str(odd))
+        elif kind == "a FIFO":
+            os.mkfifo(odd)
+        elif kind == "a broken link":
+            odd.symlink_to(tmp_path / "gone")
+        else:  # this test runs as root, who may read anything: what the check asks is emulated
+            odd.write_text("")
+            monkeypatch.setattr(cluster_cmd.os, "access", lambda file, mode: Path(file).name != odd.name)
+        with pytest.raises(UsageError, match=rf"^\.lab/spool/n1_1\.0 is {kind} inside this checkout \(a "
+                                             rf"file_mounts source in .*cluster.yaml\), .*move it out of this checkout$"):
+            cluster_cmd.check(path)
     odd.unlink()
+    listed = os.walk  # a file listed, then gone before it is read
+    monkeypatch.setattr(cluster_cmd.os, "walk", lambda top: [(w, d, f + ["gone.tmp"]) for w, d, f in listed(top)])
     monkeypatch.setattr(cluster_cmd, "SSH_TIMEOUT_S", 1)
     with pytest.raises(UsageError, match=r"^cannot reach SSH"):  # the next check: nothing else in the way
         cluster_cmd.check(path)

@@ -224,7 +224,7 @@ class _Tracker:
     """A tracker client that records what it is given; `held`: the last epoch its run holds when asked."""
 
     def __init__(self, held: int = 0):
-        self.held, self.logged, self.ended = held, [], []
+        self.held, self.logged, self.ended, self.extras = held, [], [], []
 
     def start(self, trial_id, spec, known):
         return known or f"run-{trial_id}"
@@ -234,6 +234,7 @@ class _Tracker:
 
     def log(self, run_id, epochs, extra=None):
         self.logged += [(row["epoch"], row["test_acc"]) for row in epochs]
+        self.extras += [extra] if extra else []
 
     def end(self, run_id, status):
         self.ended.append(status)
@@ -288,10 +289,14 @@ def test_a_tracker_that_lost_the_epochs_of_a_killed_driver_gets_them_again_from_
     assert second.best["t1"] == 0.4 and second.get_state()["logged"]["t1"] == {"mlflow": 4, "wandb": 4}
 
 
-def test_epochs_a_tracker_took_after_tunes_last_save_are_not_logged_again_when_the_trial_re_runs_them(tmp_path):
+@pytest.mark.parametrize("wandb_held", [0, 4])
+def test_epochs_a_tracker_took_after_tunes_last_save_are_not_logged_again_when_the_trial_re_runs_them(
+        tmp_path, wandb_held):
     """Tune saves its state with the checkpoint of epoch 2; MLflow then takes epochs 3-4 at the checkpoint of
     epoch 4, and the driver is killed before Tune saves again. The resumed trial re-runs 3-4 from the checkpoint
-    of epoch 2: MLflow, asked, holds them and gets none twice; W&B, which kept nothing, gets all four."""
+    of epoch 2: MLflow, asked, holds them and gets none twice; W&B gets those it lacks (all six when it kept
+    nothing). Both get the trial's best accuracy, epoch 3's, as val_acc, though with W&B holding 1-4 too the
+    resumed driver logged epoch 3 to neither."""
     import copy
 
     from orchestrator.tracker_callback import TrackerCallback
@@ -303,23 +308,25 @@ def test_epochs_a_tracker_took_after_tunes_last_save_are_not_logged_again_when_t
     report(first, 1, 0.1), report(first, 2, 0.2)
     first.on_checkpoint(0, [], trial, None)
     saved = copy.deepcopy(first.get_state())            # Tune's last save (it pickles the state)
-    report(first, 3, 0.3), report(first, 4, 0.4)
+    report(first, 3, 0.9), report(first, 4, 0.4)
     first.on_checkpoint(0, [], trial, None)             # MLflow has 1-4; killed before Tune saves
-    assert first._live["mlflow"].logged == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]
+    assert first._live["mlflow"].logged == [(1, 0.1), (2, 0.2), (3, 0.9), (4, 0.4)]
 
     second = TrackerCallback({"name": "table1"})
     second.set_state(saved)
     assert second.logged["t1"] == {"mlflow": 2, "wandb": 2}  # behind MLflow
-    second._live = {"mlflow": _Tracker(held=4), "wandb": _Tracker(held=0)}
+    second._live = {"mlflow": _Tracker(held=4), "wandb": _Tracker(held=wandb_held)}
     second.on_trial_restore(0, [], trial)
-    for epoch, acc in ((3, 0.3), (4, 0.4), (5, 0.5), (6, 0.6)):  # re-run from the checkpoint of epoch 2
+    for epoch, acc in ((3, 0.9), (4, 0.4), (5, 0.5), (6, 0.6)):  # re-run from the checkpoint of epoch 2
         report(second, epoch, acc)
         if epoch % 2 == 0:
             second.on_checkpoint(0, [], trial, None)
     second.on_trial_complete(0, [], trial)
     assert second._live["mlflow"].logged == [(5, 0.5), (6, 0.6)]
-    assert second._live["wandb"].logged == [(e, e / 10) for e in range(1, 7)]
+    assert second._live["wandb"].logged == [(1, 0.1), (2, 0.2), (3, 0.9), (4, 0.4), (5, 0.5), (6, 0.6)][wandb_held:]
     assert second._live["wandb"].ended == second._live["mlflow"].ended == ["FINISHED"]
+    for kind in ("mlflow", "wandb"):
+        assert second._live[kind].extras == [{"final_acc": 0.6, "val_acc": 0.9, "_step": 6}], kind
     assert second.get_state()["logged"]["t1"] == {"mlflow": 6, "wandb": 6}
 
 
