@@ -183,7 +183,7 @@ def _not_a_file(folder: Path) -> tuple[Path, str] | None:
     file under a file_mounts folder to hash it, .gitignore'd ones too (rsync_filter only steers the copy;
     ray.autoscaler._private.util.hash_runtime_conf): a socket, a broken link or a file it may not read ends it
     with a traceback (seen with a SLURM test lab's slurmd sockets inside the checkout), and a FIFO leaves it
-    waiting for a writer for ever."""
+    waiting for a writer for ever. None for a file (os.walk lists folders only)."""
     for where, _, names in os.walk(folder):
         for name in names:
             file = Path(where) / name
@@ -220,11 +220,12 @@ def check(path: str) -> dict:
     for target, source in mounts.items():
         if Path(source).parts[:1] == (STORAGE_ENV_DIR,):  # written by `up` once the checks pass
             continue
-        if not Path(source).expanduser().exists():
+        local = Path(source).expanduser()
+        if not local.exists():
             make = "make it with `ray get-auth-token --generate`" if AUTH_TOKEN in (target, source) else \
                 "create it"
             raise UsageError(f"{source} (a file_mounts source in {path}) does not exist: {make}")
-        found = _not_a_file(Path(source).expanduser()) if Path(source).expanduser().is_dir() else None
+        found = _not_a_file(local)
         if found:
             folder = "this checkout" if source == "." else source
             raise UsageError(f"{found[0]} is {found[1]} inside {folder} (a file_mounts source in {path}), which "

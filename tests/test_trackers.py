@@ -260,26 +260,33 @@ def _one_trial(folder, epochs: int):
     return trial, report
 
 
+def _driver(trial, live: dict, saved: dict | None = None):
+    """A driver's TrackerCallback with the given tracker clients, the trial started, or, with Tune's saved
+    state, restored as a resumed driver restores it."""
+    from orchestrator.tracker_callback import TrackerCallback
+
+    callback = TrackerCallback({"name": "table1"})
+    if saved is not None:
+        callback.set_state(saved)
+    callback._live = live
+    (callback.on_trial_start if saved is None else callback.on_trial_restore)(0, [], trial)
+    return callback
+
+
 def test_a_tracker_that_lost_the_epochs_of_a_killed_driver_gets_them_again_from_the_trials_results(tmp_path):
     """The driver logs epochs 1-2 at the checkpoint of epoch 2, Tune saves that, and the driver is killed
     before W&B wrote them; the resumed driver logs them again to W&B (from result.json, the store's own source)
     with 3-4, and to MLflow, which kept them, only 3-4."""
-    from orchestrator.tracker_callback import TrackerCallback
-
     trial, report = _one_trial(tmp_path, epochs=4)
-    first = TrackerCallback({"name": "table1"})
-    first._live = {"mlflow": _Tracker(), "wandb": _Tracker()}
-    first.on_trial_start(0, [], trial)
+    first = _driver(trial, {"mlflow": _Tracker(), "wandb": _Tracker()})
     report(first, 1, 0.1), report(first, 2, 0.2)
     first.on_checkpoint(0, [], trial, None)
     report(first, 3, 0.25)                              # not covered by a checkpoint: killed here
     saved = first.get_state()
     assert first._live["wandb"].logged == [(1, 0.1), (2, 0.2)] and saved["logged"]["t1"] == {"mlflow": 2, "wandb": 2}
 
-    second = TrackerCallback({"name": "table1"})      # the resumed driver: W&B's run file held nothing
-    second.set_state(saved)
-    second._live = {"mlflow": _Tracker(held=2), "wandb": _Tracker(held=0)}
-    second.on_trial_restore(0, [], trial)
+    # the resumed driver: W&B's run file held nothing
+    second = _driver(trial, {"mlflow": _Tracker(held=2), "wandb": _Tracker(held=0)}, saved)
     report(second, 3, 0.3), report(second, 4, 0.4)      # re-run from the checkpoint of epoch 2
     second.on_checkpoint(0, [], trial, None)
     second.on_trial_complete(0, [], trial)
@@ -299,12 +306,8 @@ def test_epochs_a_tracker_took_after_tunes_last_save_are_not_logged_again_when_t
     resumed driver logged epoch 3 to neither."""
     import copy
 
-    from orchestrator.tracker_callback import TrackerCallback
-
     trial, report = _one_trial(tmp_path, epochs=6)
-    first = TrackerCallback({"name": "table1"})
-    first._live = {"mlflow": _Tracker(), "wandb": _Tracker()}
-    first.on_trial_start(0, [], trial)
+    first = _driver(trial, {"mlflow": _Tracker(), "wandb": _Tracker()})
     report(first, 1, 0.1), report(first, 2, 0.2)
     first.on_checkpoint(0, [], trial, None)
     saved = copy.deepcopy(first.get_state())            # Tune's last save (it pickles the state)
@@ -312,11 +315,8 @@ def test_epochs_a_tracker_took_after_tunes_last_save_are_not_logged_again_when_t
     first.on_checkpoint(0, [], trial, None)             # MLflow has 1-4; killed before Tune saves
     assert first._live["mlflow"].logged == [(1, 0.1), (2, 0.2), (3, 0.9), (4, 0.4)]
 
-    second = TrackerCallback({"name": "table1"})
-    second.set_state(saved)
-    assert second.logged["t1"] == {"mlflow": 2, "wandb": 2}  # behind MLflow
-    second._live = {"mlflow": _Tracker(held=4), "wandb": _Tracker(held=wandb_held)}
-    second.on_trial_restore(0, [], trial)
+    assert saved["logged"]["t1"] == {"mlflow": 2, "wandb": 2}  # behind MLflow
+    second = _driver(trial, {"mlflow": _Tracker(held=4), "wandb": _Tracker(held=wandb_held)}, saved)
     for epoch, acc in ((3, 0.9), (4, 0.4), (5, 0.5), (6, 0.6)):  # re-run from the checkpoint of epoch 2
         report(second, epoch, acc)
         if epoch % 2 == 0:
